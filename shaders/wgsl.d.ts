@@ -1,0 +1,5 @@
+// WGSL sources are bundled as text by esbuild (loader: text).
+declare module '*.wgsl' {
+  const source: string;
+  export default source;
+}
