@@ -61,3 +61,46 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
     throw new Error(`${what}: index ${worst} is ${actual[worst]}, expected ${expected[worst]} (atol ${atol}, rtol ${rtol})`);
   }
 }
+
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The project root (tests run from build/test/). */
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** The shared reference fixtures: ../shared/fixtures beside the checkout, or $OPENELM_FIXTURES. */
+export function fixtureDir(name: string): string {
+  return join(process.env.OPENELM_FIXTURES ?? resolve(repoRoot, '../shared/fixtures'), name);
+}
+
+export interface FixturePrompt {
+  name: string;
+  input_ids: number[];
+  logits_positions: number[];
+  logits: string;
+  residual_last: string;
+  greedy: { tokens: number[]; step_logits: string; step_margins: number[] };
+}
+
+export interface Fixture {
+  dir: string;
+  manifest: { prompts: FixturePrompt[]; derived_config: Record<string, unknown>; tolerances: Record<string, unknown> };
+  array(name: string): Float32Array;
+}
+
+export function loadFixture(name: string): Fixture {
+  const dir = fixtureDir(name);
+  const manifest = JSON.parse(readFileSync(join(dir, 'reference.json'), 'utf8'));
+  const bin = readFileSync(join(dir, manifest.arrays_layout.file));
+  return {
+    dir,
+    manifest,
+    array(n: string): Float32Array {
+      const a = manifest.arrays_layout.arrays[n];
+      if (!a) throw new Error(`fixture ${name} has no array ${n}`);
+      const start = bin.byteOffset + a.offset; // copy: a Buffer's offset need not be 4-aligned
+      return new Float32Array(bin.buffer.slice(start, start + 4 * a.count));
+    },
+  };
+}

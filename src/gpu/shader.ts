@@ -1,7 +1,7 @@
 // Shader variants: WGSL files may hold `#if NAME` / `#elif NAME` / `#else` / `#endif` lines.
 // They are resolved by wgsl-preprocessor, whose tag expects a template literal, so the file is
 // cut at each `#if NAME` and the define's value is passed as the template argument.
-import { wgsl } from 'wgsl-preprocessor';
+import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 
 export type Defines = Record<string, boolean>;
 

@@ -1,0 +1,209 @@
+// y[t, yOffset + n] (= or +=) sum_k x[t, k] * W[n, k] for one row chunk of a weight matrix.
+// x: f32 [T, K], row stride K. W: N rows of rowWords u32 words, f32 or (F16) two halves per word,
+// low half first. y: f32 [T, yStride]; this chunk writes columns yOffset .. yOffset + N.
+//
+// Each thread owns 4 weight rows (n, n + WG, n + 2 WG, n + 3 WG) and, with TILE, 4 tokens, so every
+// weight load serves 4 tokens and every activation load serves 4 rows; without TILE (decode, T = 1)
+// it owns 4 rows of one token. Accumulators are scalars in registers, written out by hand: on
+// SwiftShader (CPU) per-lane memory loads dominate, and private arrays and workgroup memory are
+// slower than this. Tokens past T repeat the last token (computed, never stored); rows past N
+// repeat the last row.
+//
+// Variants: F16 (packed f16 weights), VEC4 (K a multiple of 4 for f32, of 8 for f16: vector loads;
+// otherwise scalar loads), TILE (4 tokens a thread), ACC (y += instead of y =).
+struct Params {
+  T: u32,
+  N: u32,
+  K: u32,
+  rowWords: u32,
+  yStride: u32,
+  yOffset: u32,
+  // Token tiles: ceil(T / 4) with TILE, else T (one token each).
+  tiles: u32,
+}
+@group(0) @binding(0) var<uniform> params: Params;
+#if VEC4
+@group(0) @binding(1) var<storage, read> x: array<vec4f>;
+@group(0) @binding(2) var<storage, read> w: array<vec4u>;
+#else
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+#endif
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+override WG: u32 = 64;
+
+// One step of the K loop: WT/XT hold a step's weights/activations, dp multiplies them out.
+#if VEC4
+#if F16
+// 8 values a step: one vec4u of packed halves against two vec4f of x.
+const KSTEP: u32 = 8;
+fn wl(i: u32) -> mat2x4f {
+  let p = w[i];
+  return mat2x4f(vec4f(unpack2x16float(p.x), unpack2x16float(p.y)), vec4f(unpack2x16float(p.z), unpack2x16float(p.w)));
+}
+fn xl(row: u32, i: u32) -> mat2x4f {
+  return mat2x4f(x[row + 2u * i], x[row + 2u * i + 1u]);
+}
+fn dp(a: mat2x4f, b: mat2x4f) -> f32 {
+  return dot(a[0], b[0]) + dot(a[1], b[1]);
+}
+#else
+const KSTEP: u32 = 4;
+fn wl(i: u32) -> vec4f {
+  return bitcast<vec4f>(w[i]);
+}
+fn xl(row: u32, i: u32) -> vec4f {
+  return x[row + i];
+}
+fn dp(a: vec4f, b: vec4f) -> f32 {
+  return dot(a, b);
+}
+#endif
+#else
+#if F16
+// 2 values a step: one packed word; an odd K leaves a last half handled after the loop.
+const KSTEP: u32 = 2;
+fn wl(i: u32) -> vec2f {
+  return unpack2x16float(w[i]);
+}
+fn xl(row: u32, i: u32) -> vec2f {
+  return vec2f(x[row + 2u * i], x[row + 2u * i + 1u]);
+}
+fn dp(a: vec2f, b: vec2f) -> f32 {
+  return dot(a, b);
+}
+#else
+const KSTEP: u32 = 1;
+fn wl(i: u32) -> f32 {
+  return bitcast<f32>(w[i]);
+}
+fn xl(row: u32, i: u32) -> f32 {
+  return x[row + i];
+}
+fn dp(a: f32, b: f32) -> f32 {
+  return a * b;
+}
+#endif
+#endif
+
+fn store(t: u32, n: u32, v: f32) {
+  let i = t * params.yStride + params.yOffset + n;
+#if ACC
+  y[i] = y[i] + v;
+#else
+  y[i] = v;
+#endif
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let lin = wg.x + wg.y * nwg.x;
+  // Token tiles vary fastest, so neighbouring workgroups read the same weight rows.
+  let tile = lin % params.tiles;
+  let n0 = (lin / params.tiles) * (4u * WG) + li;
+  let N = params.N;
+  let T = params.T;
+  if (n0 >= N) {
+    return;
+  }
+  let n1 = n0 + WG;
+  let n2 = n0 + 2u * WG;
+  let n3 = n0 + 3u * WG;
+  let steps = params.K / KSTEP;
+#if VEC4
+  let ws = params.rowWords / 4u;
+  let xs = params.K / 4u;
+#else
+  let ws = params.rowWords;
+  let xs = params.K;
+#endif
+  // Offsets of the 4 rows, in elements of w.
+  let o0 = n0 * ws;
+  let o1 = min(n1, N - 1u) * ws;
+  let o2 = min(n2, N - 1u) * ws;
+  let o3 = min(n3, N - 1u) * ws;
+#if TILE
+  let t0 = tile * 4u;
+#else
+  let t0 = tile;
+#endif
+  let x0 = t0 * xs;
+#if TILE
+  let x1 = min(t0 + 1u, T - 1u) * xs;
+  let x2 = min(t0 + 2u, T - 1u) * xs;
+  let x3 = min(t0 + 3u, T - 1u) * xs;
+#endif
+  var a00 = 0.0; var a10 = 0.0; var a20 = 0.0; var a30 = 0.0;
+#if TILE
+  var a01 = 0.0; var a11 = 0.0; var a21 = 0.0; var a31 = 0.0;
+  var a02 = 0.0; var a12 = 0.0; var a22 = 0.0; var a32 = 0.0;
+  var a03 = 0.0; var a13 = 0.0; var a23 = 0.0; var a33 = 0.0;
+#endif
+  for (var i = 0u; i < steps; i++) {
+    let w0 = wl(o0 + i);
+    let w1 = wl(o1 + i);
+    let w2 = wl(o2 + i);
+    let w3 = wl(o3 + i);
+    let v0 = xl(x0, i);
+    a00 += dp(w0, v0); a10 += dp(w1, v0); a20 += dp(w2, v0); a30 += dp(w3, v0);
+#if TILE
+    let v1 = xl(x1, i);
+    a01 += dp(w0, v1); a11 += dp(w1, v1); a21 += dp(w2, v1); a31 += dp(w3, v1);
+    let v2 = xl(x2, i);
+    a02 += dp(w0, v2); a12 += dp(w1, v2); a22 += dp(w2, v2); a32 += dp(w3, v2);
+    let v3 = xl(x3, i);
+    a03 += dp(w0, v3); a13 += dp(w1, v3); a23 += dp(w2, v3); a33 += dp(w3, v3);
+#endif
+  }
+#if F16
+#if VEC4
+#else
+  if ((params.K & 1u) != 0u) {
+    // The last word of each row holds one half (the high half is padding).
+    let k = params.K - 1u;
+    let h0 = unpack2x16float(w[o0 + steps]).x;
+    let h1 = unpack2x16float(w[o1 + steps]).x;
+    let h2 = unpack2x16float(w[o2 + steps]).x;
+    let h3 = unpack2x16float(w[o3 + steps]).x;
+    let u0 = x[x0 + k];
+    a00 += h0 * u0; a10 += h1 * u0; a20 += h2 * u0; a30 += h3 * u0;
+#if TILE
+    let u1 = x[x1 + k];
+    a01 += h0 * u1; a11 += h1 * u1; a21 += h2 * u1; a31 += h3 * u1;
+    let u2 = x[x2 + k];
+    a02 += h0 * u2; a12 += h1 * u2; a22 += h2 * u2; a32 += h3 * u2;
+    let u3 = x[x3 + k];
+    a03 += h0 * u3; a13 += h1 * u3; a23 += h2 * u3; a33 += h3 * u3;
+#endif
+  }
+#endif
+#endif
+  let in1 = n1 < N;
+  let in2 = n2 < N;
+  let in3 = n3 < N;
+  store(t0, n0, a00);
+  if (in1) { store(t0, n1, a10); }
+  if (in2) { store(t0, n2, a20); }
+  if (in3) { store(t0, n3, a30); }
+#if TILE
+  if (t0 + 1u < T) {
+    store(t0 + 1u, n0, a01);
+    if (in1) { store(t0 + 1u, n1, a11); }
+    if (in2) { store(t0 + 1u, n2, a21); }
+    if (in3) { store(t0 + 1u, n3, a31); }
+  }
+  if (t0 + 2u < T) {
+    store(t0 + 2u, n0, a02);
+    if (in1) { store(t0 + 2u, n1, a12); }
+    if (in2) { store(t0 + 2u, n2, a22); }
+    if (in3) { store(t0 + 2u, n3, a32); }
+  }
+  if (t0 + 3u < T) {
+    store(t0 + 3u, n0, a03);
+    if (in1) { store(t0 + 3u, n1, a13); }
+    if (in2) { store(t0 + 3u, n2, a23); }
+    if (in3) { store(t0 + 3u, n3, a33); }
+  }
+#endif
+}

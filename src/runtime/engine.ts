@@ -1,0 +1,319 @@
+// The scheduler: turns the layer plan into per-layer kernel dispatches over buffers allocated once,
+// keeps the KV cache on the GPU, and runs prefill (in chunks) and single-token decode steps.
+// A decode step's dispatches and bind groups are prepared once; a step writes the position,
+// submits one command buffer and reads back 4 bytes (the greedy token id).
+import type { ModelPlan } from '../config/plan.ts';
+import { fmtBytes, type Gpu } from '../gpu/gpu.ts';
+import { argmaxDispatch } from '../../kernels/argmax.ts';
+import { attentionDispatch } from '../../kernels/attention.ts';
+import { embeddingDispatches } from '../../kernels/embedding.ts';
+import { releaseDispatches, type Dispatch } from '../../kernels/kernel.ts';
+import { matmulDispatches } from '../../kernels/matmul.ts';
+import { qkvPrepareDispatch, ropeTable } from '../../kernels/qkv_prepare.ts';
+import { rmsNormDispatch } from '../../kernels/rmsnorm.ts';
+import { siluGateDispatch } from '../../kernels/silu_gate.ts';
+import { countDispatches, dispatchOps, encodeOps, type Op } from './ops.ts';
+import type { ModelWeights } from './weights.ts';
+
+export interface EngineOptions {
+  /** KV cache length in tokens; defaults to the model's max_context_length. */
+  contextLength?: number;
+  /** Most tokens one prefill pass processes; longer prompts run in several passes. */
+  prefillChunk?: number;
+}
+
+export type LogitsMode = 'none' | 'last' | 'all';
+
+interface Activations {
+  ids: GPUBuffer; // u32 [chunk]
+  x: GPUBuffer; // [chunk, model_dim] residual stream
+  normed: GPUBuffer; // [chunk, model_dim]
+  qkv: GPUBuffer; // [chunk, max qkv_out]
+  q: GPUBuffer; // [chunk, max q heads * head_dim]
+  attn: GPUBuffer; // [chunk, max q heads * head_dim]
+  ffnIn: GPUBuffer; // [chunk, max proj_1 out]
+  ffnAct: GPUBuffer; // [chunk, max ffn_dim]
+  lastX: GPUBuffer; // [model_dim]: the last position's residual, for last-position logits
+  lastNormed: GPUBuffer; // [model_dim]
+  logits: GPUBuffer; // [chunk, vocab]
+  nextId: GPUBuffer; // u32: greedy choice at the last position
+  residuals: GPUBuffer; // [layers + 1, model_dim]: last-position residual stream, for bisecting
+  position: GPUBuffer; // uniform u32: absolute position of the first token of a pass
+  rope: GPUBuffer; // [context, head_dim / 2, 2] cos/sin
+  staging: GPUBuffer[]; // MAP_READ, 4 bytes each, reused for token readback
+}
+
+export class Engine {
+  readonly contextLength: number;
+  readonly chunk: number;
+  /** Tokens currently held in the KV cache. */
+  length = 0;
+  private readonly a: Activations;
+  private readonly kCache: GPUBuffer[] = [];
+  private readonly vCache: GPUBuffer[] = [];
+  private readonly decodeDispatches: Dispatch[];
+  private readonly decodeOps: Op[];
+  private stagingIndex = 0;
+  private disposed = false;
+
+  constructor(
+    readonly gpu: Gpu,
+    readonly plan: ModelPlan,
+    readonly weights: ModelWeights,
+    opts: EngineOptions = {},
+  ) {
+    const { modelDim: D, headDim: hd, vocabSize: V } = plan;
+    this.contextLength = opts.contextLength ?? plan.maxContext;
+    if (!Number.isInteger(this.contextLength) || this.contextLength < 1) {
+      throw new Error(`context length must be a positive integer, got ${opts.contextLength}`);
+    }
+    const bindLimit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+    // The all-positions logits of one chunk must fit one binding.
+    const byLogits = Math.floor(bindLimit / (V * 4));
+    this.chunk = Math.max(1, Math.min(opts.prefillChunk ?? 128, this.contextLength, byLogits));
+    const T = this.chunk;
+    const maxQkv = Math.max(...plan.layers.map((l) => l.qkvOut));
+    const maxQ = Math.max(...plan.layers.map((l) => l.numQueryHeads)) * hd;
+    const maxP1 = Math.max(...plan.layers.map((l) => l.proj1Out));
+    const maxFfn = Math.max(...plan.layers.map((l) => l.ffnDim));
+    const S = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    const f32 = (label: string, n: number) => gpu.createBuffer(label, n * 4, S);
+    this.a = {
+      ids: f32('ids', T),
+      x: f32('x', T * D),
+      normed: f32('normed', T * D),
+      qkv: f32('qkv', T * maxQkv),
+      q: f32('q', T * maxQ),
+      attn: f32('attn', T * maxQ),
+      ffnIn: f32('ffn_in', T * maxP1),
+      ffnAct: f32('ffn_act', T * maxFfn),
+      lastX: f32('last_x', D),
+      lastNormed: f32('last_normed', D),
+      logits: f32('logits', T * V),
+      nextId: f32('next_id', 1),
+      residuals: f32('residuals', (plan.numLayers + 1) * D),
+      position: gpu.createBuffer('position', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
+      rope: gpu.upload('rope', ropeTable(hd, this.contextLength, plan.ropeTheta)),
+      staging: [0, 1].map((i) => gpu.createBuffer(`staging${i}`, 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST)),
+    };
+    for (const l of plan.layers) {
+      const bytes = l.numKvHeads * this.contextLength * hd * 4;
+      if (bytes > bindLimit) {
+        throw new Error(
+          `layer ${l.index}'s KV cache needs ${fmtBytes(bytes)} but this GPU binds at most ${fmtBytes(bindLimit)}; use a shorter context length`,
+        );
+      }
+      this.kCache.push(gpu.createBuffer(`layer${l.index}.k_cache`, bytes, S));
+      this.vCache.push(gpu.createBuffer(`layer${l.index}.v_cache`, bytes, S));
+    }
+    this.decodeDispatches = [];
+    this.decodeOps = this.buildPass(1, 'last', false, this.decodeDispatches);
+  }
+
+  /** Dispatches per decode step (one token). */
+  get dispatchesPerToken(): number {
+    return countDispatches(this.decodeOps);
+  }
+
+  reset(): void {
+    this.length = 0;
+  }
+
+  /**
+   * The op list for one pass over `T` tokens starting at the position in the position buffer.
+   * Every dispatch it creates is appended to `made` so the caller can release its uniforms.
+   */
+  private buildPass(T: number, logits: LogitsMode, captureResiduals: boolean, made: Dispatch[]): Op[] {
+    const { plan, gpu, weights: w, a } = this;
+    const { modelDim: D, headDim: hd, vocabSize: V } = plan;
+    const ops: Op[] = [];
+    const add = (...ds: Dispatch[]) => {
+      made.push(...ds);
+      ops.push(...dispatchOps(ds));
+    };
+    const captureRow = (row: number) => {
+      if (captureResiduals) {
+        ops.push({ kind: 'copy', src: a.x, srcOffset: (T - 1) * D * 4, dst: a.residuals, dstOffset: row * D * 4, size: D * 4 });
+      }
+    };
+    add(...embeddingDispatches(gpu, w.embedding, { tokens: T, ids: a.ids, out: a.x, label: 'embedding' }));
+    captureRow(0);
+    plan.layers.forEach((l, i) => {
+      const lw = w.layers[i];
+      const n = `layer${i}`;
+      add(rmsNormDispatch(gpu, { rows: T, dim: D, eps: plan.rmsNormEps, x: a.x, weight: lw.attnNorm, y: a.normed, label: `${n}.attn_norm` }));
+      add(...matmulDispatches(gpu, lw.qkv, { tokens: T, x: a.normed, y: a.qkv, label: `${n}.qkv_proj` }));
+      add(
+        qkvPrepareDispatch(gpu, {
+          tokens: T,
+          numQ: l.numQueryHeads,
+          numKv: l.numKvHeads,
+          headDim: hd,
+          maxContext: this.contextLength,
+          eps: plan.rmsNormEps,
+          normalize: plan.normalizeQk,
+          qkv: a.qkv,
+          qNorm: lw.qNorm,
+          kNorm: lw.kNorm,
+          rope: a.rope,
+          position: a.position,
+          q: a.q,
+          kCache: this.kCache[i],
+          vCache: this.vCache[i],
+          label: `${n}.qkv_prepare`,
+        }),
+      );
+      add(
+        attentionDispatch(gpu, {
+          tokens: T,
+          numQ: l.numQueryHeads,
+          numKv: l.numKvHeads,
+          headDim: hd,
+          maxContext: this.contextLength,
+          q: a.q,
+          kCache: this.kCache[i],
+          vCache: this.vCache[i],
+          position: a.position,
+          out: a.attn,
+          label: `${n}.attention`,
+        }),
+      );
+      add(...matmulDispatches(gpu, lw.outProj, { tokens: T, x: a.attn, y: a.x, accumulate: true, label: `${n}.out_proj` }));
+      add(rmsNormDispatch(gpu, { rows: T, dim: D, eps: plan.rmsNormEps, x: a.x, weight: lw.ffnNorm, y: a.normed, label: `${n}.ffn_norm` }));
+      add(...matmulDispatches(gpu, lw.proj1, { tokens: T, x: a.normed, y: a.ffnIn, label: `${n}.proj_1` }));
+      add(siluGateDispatch(gpu, { tokens: T, dim: l.ffnDim, glu: plan.ffnWithGlu, y: a.ffnIn, out: a.ffnAct, label: `${n}.silu_gate` }));
+      add(...matmulDispatches(gpu, lw.proj2, { tokens: T, x: a.ffnAct, y: a.x, accumulate: true, label: `${n}.proj_2` }));
+      captureRow(i + 1);
+    });
+    if (logits === 'all') {
+      add(rmsNormDispatch(gpu, { rows: T, dim: D, eps: plan.rmsNormEps, x: a.x, weight: w.finalNorm, y: a.normed, label: 'final_norm' }));
+      add(...matmulDispatches(gpu, w.lmHead, { tokens: T, x: a.normed, y: a.logits, label: 'lm_head' }));
+      add(argmaxDispatch(gpu, { n: V, offset: (T - 1) * V, logits: a.logits, out: a.nextId, label: 'argmax' }));
+    } else if (logits === 'last') {
+      let src = a.x;
+      if (T > 1) {
+        ops.push({ kind: 'copy', src: a.x, srcOffset: (T - 1) * D * 4, dst: a.lastX, dstOffset: 0, size: D * 4 });
+        src = a.lastX;
+      }
+      add(rmsNormDispatch(gpu, { rows: 1, dim: D, eps: plan.rmsNormEps, x: src, weight: w.finalNorm, y: a.lastNormed, label: 'final_norm' }));
+      add(...matmulDispatches(gpu, w.lmHead, { tokens: 1, x: a.lastNormed, y: a.logits, label: 'lm_head' }));
+      add(argmaxDispatch(gpu, { n: V, offset: 0, logits: a.logits, out: a.nextId, label: 'argmax' }));
+    }
+    return ops;
+  }
+
+  private checkIds(ids: readonly number[]): void {
+    if (ids.length === 0) throw new Error('no input tokens: give at least one token id');
+    ids.forEach((id, i) => {
+      if (!Number.isInteger(id) || id < 0 || id >= this.plan.vocabSize) {
+        throw new Error(`token id ${id} at index ${i} is outside the vocabulary [0, ${this.plan.vocabSize})`);
+      }
+    });
+    if (this.length + ids.length > this.contextLength) {
+      throw new Error(
+        `${this.length + ids.length} tokens do not fit the context of ${this.contextLength} tokens (${this.length} already in the cache, ${ids.length} new)`,
+      );
+    }
+  }
+
+  private writePosition(pos: number): void {
+    this.gpu.write(this.a.position, new Uint32Array([pos, 0, 0, 0]));
+  }
+
+  /**
+   * Appends `ids` to the sequence (prefill; one pass per chunk). Returns the logits asked for:
+   * 'last' gives [vocab] for the last token, 'all' gives [ids.length * vocab], 'none' nothing
+   * (the last position's logits are still computed, for the greedy choice).
+   * The greedy choice after the last token stays on the GPU for `decodeGreedy`.
+   */
+  async prefill(ids: readonly number[], mode: LogitsMode = 'last', opts: { residuals?: boolean } = {}): Promise<Float32Array> {
+    this.checkLive();
+    this.checkIds(ids);
+    const V = this.plan.vocabSize;
+    const out = new Float32Array(mode === 'all' ? ids.length * V : mode === 'last' ? V : 0);
+    for (let start = 0; start < ids.length; start += this.chunk) {
+      const part = ids.slice(start, start + this.chunk);
+      const T = part.length;
+      const last = start + T === ids.length;
+      const passMode: LogitsMode = mode === 'all' ? 'all' : last ? 'last' : 'none';
+      const made: Dispatch[] = [];
+      try {
+        const ops = this.buildPass(T, passMode, !!opts.residuals && last, made);
+        this.writePosition(this.length);
+        this.gpu.write(this.a.ids, new Uint32Array(part));
+        const enc = this.gpu.device.createCommandEncoder({ label: `prefill@${this.length}` });
+        encodeOps(enc, ops, 'prefill');
+        if (last) enc.copyBufferToBuffer(this.a.nextId, 0, this.a.ids, 0, 4);
+        this.gpu.device.queue.submit([enc.finish()]);
+        this.length += T;
+        if (mode === 'all') out.set(await this.gpu.readF32(this.a.logits, T * V), start * V);
+        else if (mode === 'last' && last) out.set(await this.gpu.readF32(this.a.logits, V));
+        else this.gpu.checkErrors();
+      } finally {
+        releaseDispatches(this.gpu, made);
+      }
+    }
+    return out;
+  }
+
+  /** The last-position residual stream captured by the last `prefill(..., { residuals: true })`. */
+  async residuals(): Promise<Float32Array> {
+    return this.gpu.readF32(this.a.residuals, (this.plan.numLayers + 1) * this.plan.modelDim);
+  }
+
+  /** Feeds one known token and returns the next-token logits (teacher forcing, scoring). */
+  async stepLogits(id: number): Promise<Float32Array> {
+    this.checkLive();
+    this.checkIds([id]);
+    this.writePosition(this.length);
+    this.gpu.write(this.a.ids, new Uint32Array([id]));
+    this.submitDecode();
+    this.length += 1;
+    return this.gpu.readF32(this.a.logits, this.plan.vocabSize);
+  }
+
+  /**
+   * One greedy step: feeds the token the previous pass chose (already on the GPU), and returns
+   * the id it chose, i.e. the token at position `length`. Reads back 4 bytes.
+   */
+  async decodeGreedy(): Promise<number> {
+    this.checkLive();
+    if (this.length === 0) throw new Error('decodeGreedy needs a prefill first');
+    if (this.length + 1 > this.contextLength) throw new Error(`the context of ${this.contextLength} tokens is full`);
+    this.writePosition(this.length);
+    const staging = this.a.staging[this.stagingIndex++ % this.a.staging.length];
+    this.submitDecode(staging);
+    this.length += 1;
+    await staging.mapAsync(GPUMapMode.READ);
+    const id = new Uint32Array(staging.getMappedRange(0, 4))[0];
+    staging.unmap();
+    this.gpu.checkErrors();
+    return id;
+  }
+
+  /** The greedy choice of the last pass (prefill or step), read back (4 bytes). */
+  async lastChoice(): Promise<number> {
+    return (await this.gpu.readU32(this.a.nextId, 1))[0];
+  }
+
+  private submitDecode(staging?: GPUBuffer): void {
+    const enc = this.gpu.device.createCommandEncoder({ label: `decode@${this.length}` });
+    encodeOps(enc, this.decodeOps, 'decode');
+    // The chosen id becomes the next step's input without a trip through the CPU.
+    enc.copyBufferToBuffer(this.a.nextId, 0, this.a.ids, 0, 4);
+    if (staging) enc.copyBufferToBuffer(this.a.nextId, 0, staging, 0, 4);
+    this.gpu.device.queue.submit([enc.finish()]);
+  }
+
+  private checkLive(): void {
+    if (this.disposed) throw new Error('this model was disposed');
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    releaseDispatches(this.gpu, this.decodeDispatches);
+    for (const b of Object.values(this.a).flat() as GPUBuffer[]) this.gpu.destroyBuffer(b);
+    for (const b of [...this.kCache, ...this.vCache]) this.gpu.destroyBuffer(b);
+  }
+}
