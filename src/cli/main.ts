@@ -29,7 +29,7 @@ const commands: Record<string, { summary: string; spec: Spec; run: (p: Parsed) =
       ...common,
       'max-new-tokens': { kind: 'string', value: 'N', help: 'number of new tokens (default 32)' },
       generate_kwargs: { kind: 'list', value: 'K=V...', help: 'Hugging Face generation options; supported: max_new_tokens' },
-      'no-eos-stop': { kind: 'flag', help: 'keep generating past the eos token' },
+      'stop-at-eos': { kind: 'flag', help: 'stop after the eos token (default with --prompt; with --input-ids exactly the requested number of tokens is generated, as in the reference fixtures)' },
     },
     run: runGenerate,
   },
@@ -148,7 +148,7 @@ async function runGenerate(p: Parsed): Promise<void> {
   try {
     const stats: GenerationStats = emptyStats();
     const out: number[] = [];
-    for await (const id of model.generate(ids, { maxNewTokens, stopAtEos: !p.flags.has('no-eos-stop') }, stats)) {
+    for await (const id of model.generate(ids, { maxNewTokens, stopAtEos: p.flags.has('stop-at-eos') }, stats)) {
       out.push(id);
       if (!json) process.stdout.write(`${out.length === 1 ? '' : ' '}${id}`);
     }

@@ -15,6 +15,11 @@ export async function nodeGpu(): Promise<GPU> {
     globals: Record<string, unknown>;
   };
   Object.assign(globalThis, globals);
+  // A Linux machine without a GPU render node has no hardware Vulkan driver: go straight to
+  // SwiftShader rather than letting the loader try (and loudly reject) Mesa's software drivers.
+  if (process.platform === 'linux' && !process.env.VK_ICD_FILENAMES && !existsSync('/dev/dri') && existsSync(SWIFTSHADER_ICD)) {
+    process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  }
   const first = create([]);
   instances.push(first);
   if (await first.requestAdapter()) return first;
