@@ -1,5 +1,6 @@
-// Embedding gather: out[t, :] = table[ids[t], :] for a GpuWeight table (f32 or packed f16), f32
-// output. One dispatch per table chunk; each writes only the tokens whose id falls in its rows.
+// Embedding gather: out[t, :] = table[ids[t], :] for a GpuWeight table (f32, packed f16, or q8/q4
+// dequantized exactly on the fly: quant * f16 group scale), f32 output. One dispatch per table
+// chunk; each writes only the tokens whose id falls in its rows.
 // Ids past the end of the table give zero rows.
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
@@ -25,16 +26,17 @@ export function embeddingDispatches(gpu: Gpu, table: GpuWeight, o: EmbeddingOpti
   if (o.ids.size < T * 4) throw new Error(`${label}: ids holds ${o.ids.size} bytes, needs ${T * 4} for ${T} u32 ids`);
   if (o.out.size < T * table.cols * 4) throw new Error(`${label}: out holds ${o.out.size} bytes, needs ${T * table.cols * 4} for [${T}, ${table.cols}] f32`);
   const f16 = table.format === 'f16';
+  const quant = table.format === 'q8' || table.format === 'q4';
   const p = gpu.pipeline({
     label: `embedding ${table.format}`,
-    code: preprocess(source, { F16: f16 }),
+    code: preprocess(source, { QUANT: quant, Q4: table.format === 'q4', F16: f16 }),
     bindings: ['uniform', 'read', 'read', 'write'],
     constants: { WG },
   });
   const last = table.chunks.length - 1;
   return table.chunks.map((c, i) => {
     const name = table.chunks.length > 1 ? `${label}[${i}]` : label;
-    const params = [T, table.cols, table.rowWords, c.rowStart, c.rows, i === last ? 1 : 0];
+    const params = [T, table.cols, table.rowWords, c.rowStart, c.rows, i === last ? 1 : 0, c.scaleOffset, table.scaleRowWords];
     return makeDispatch(gpu, p, name, params, [o.ids, c.buffer, o.out], grid(gpu, Math.ceil((T * table.rowWords) / WG)));
   });
 }

@@ -1,5 +1,6 @@
 // Matrix products with a weight: y[t, n] (= or +=) sum_k x[t, k] * W[n, k]. x is f32 [T, K], y is
-// f32 [T, N], W a GpuWeight (f32 or packed f16). Accumulate mode (y +=) fuses a residual add.
+// f32 [T, N], W a GpuWeight (f32, packed f16, or q8/q4 groups of 32 with f16 scales). f32
+// accumulation throughout. Accumulate mode (y +=) fuses a residual add.
 // One dispatch per weight chunk; each writes its rows' outputs at column offset chunk.rowStart.
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
@@ -35,18 +36,30 @@ export function matmulDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions): Disp
   if (o.x.size < T * K * 4) throw new Error(`${label}: x holds ${o.x.size} bytes, needs ${T * K * 4} for [${T}, ${K}] f32`);
   if (o.y.size < T * w.rows * 4) throw new Error(`${label}: y holds ${o.y.size} bytes, needs ${T * w.rows * 4} for [${T}, ${w.rows}] f32`);
   const f16 = w.format === 'f16';
+  const quant = w.format === 'q8' || w.format === 'q4';
   const tile = T > 1;
-  const defines = { F16: f16, VEC4: f16 ? K % 8 === 0 : K % 4 === 0, TILE: tile, ACC: !!o.accumulate };
+  const defines = {
+    QUANT: quant,
+    Q4: w.format === 'q4',
+    TAIL: quant && K % 32 !== 0,
+    F16: f16,
+    VEC4: f16 ? K % 8 === 0 : K % 4 === 0,
+    TILE: tile,
+    ACC: !!o.accumulate,
+  };
   const code = preprocess(source, defines);
-  const variant = Object.entries(defines).filter(([, v]) => v).map(([k]) => k.toLowerCase()).join(' ');
+  const flags = Object.entries(defines).filter(([k, v]) => v && k !== 'QUANT' && k !== 'Q4' && k !== 'F16');
+  const variant = [w.format, ...flags.map(([k]) => k.toLowerCase())].join(' ');
   const tiles = tile ? Math.ceil(T / MATMUL_TOKEN_TILE) : T;
   const R = MATMUL_ROWS_PER_THREAD;
   return w.chunks.map((c, i) => {
     let WG = o.workgroupSize ?? DEFAULT_WG;
     if (o.workgroupSize === undefined) while (WG > MIN_WG && Math.ceil(c.rows / (R * WG)) * tiles < MIN_WORKGROUPS) WG >>= 1;
-    const p = gpu.pipeline({ label: `matmul ${variant || 'f32'}`, code, bindings: ['uniform', 'read', 'read', 'write'], constants: { WG } });
+    const p = gpu.pipeline({ label: `matmul ${variant}`, code, bindings: ['uniform', 'read', 'read', 'write'], constants: { WG } });
     const name = w.chunks.length > 1 ? `${label}[${i}]` : label;
-    const params = [T, c.rows, K, w.rowWords, w.rows, c.rowStart, tiles];
+    const params = quant
+      ? [T, c.rows, K, w.rowWords / 4, w.rows, c.rowStart, tiles, w.groups, c.scaleOffset / 4, w.scaleRowWords / 4]
+      : [T, c.rows, K, w.rowWords, w.rows, c.rowStart, tiles];
     return makeDispatch(gpu, p, name, params, [o.x, c.buffer, o.y], grid(gpu, Math.ceil(c.rows / (R * WG)) * tiles));
   });
 }

@@ -1,15 +1,22 @@
-// Weight matrices on the GPU: row-major [rows, cols], stored as f32 or as f16 packed two per u32
-// (low half first, each row padded to a whole word). A matrix larger than one storage binding may
+// Weight matrices on the GPU: row-major [rows, cols], stored as f32, as f16 packed two per u32
+// (low half first, each row padded to a whole word), or quantized in groups of 32 along cols with
+// one f16 scale a group like llama.cpp's Q8_0 / Q4_0 (q8 / q4; layout in quant.ts: each chunk's
+// buffer holds its rows' quants, then their scales). A matrix larger than one storage binding may
 // hold is split by rows into chunks, each its own buffer; kernels run one dispatch per chunk.
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { f32ToF16Bits } from '../src/io/dtype.ts';
+import { isQuantFormat, packQuantRows, quantGroups, quantRowWords, quantScaleRowWords } from './quant.ts';
 
-export type WeightFormat = 'f32' | 'f16';
+export type WeightFormat = 'f32' | 'f16' | 'q8' | 'q4';
+
+export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
 
 export interface WeightChunk {
   buffer: GPUBuffer;
   rowStart: number;
   rows: number;
+  /** q8/q4: u32 word offset of the scales in `buffer` (= rows * rowWords, a multiple of 4); else 0. */
+  scaleOffset: number;
 }
 
 export interface GpuWeight {
@@ -19,14 +26,27 @@ export interface GpuWeight {
   rows: number;
   /** K: input features. */
   cols: number;
-  /** u32 words per row: K for f32, ceil(K/2) for f16 packed two per u32, low half first. */
+  /**
+   * u32 words per row: K for f32, ceil(K/2) for f16 packed two per u32, low half first; for q8/q4
+   * the quant words only (groups * 8 or groups * 4).
+   */
   rowWords: number;
+  /** q8/q4: groups of 32 per row, ceil(K/32); else 0. */
+  groups: number;
+  /** q8/q4: u32 words of f16 scales per row, ceil(groups/8) * 4; else 0. */
+  scaleRowWords: number;
   chunks: WeightChunk[];
 }
 
-/** u32 words a row of `cols` values takes in `format`. */
+/** u32 words a row of `cols` values takes in `format` (for q8/q4: its quants, without scales). */
 export function weightRowWords(cols: number, format: WeightFormat): number {
+  if (isQuantFormat(format)) return quantRowWords(cols, format);
   return format === 'f16' ? Math.ceil(cols / 2) : cols;
+}
+
+/** Bytes a row of `cols` values takes on the GPU in `format`, scales included. */
+export function weightRowBytes(cols: number, format: WeightFormat): number {
+  return (weightRowWords(cols, format) + (isQuantFormat(format) ? quantScaleRowWords(cols) : 0)) * 4;
 }
 
 /** The largest chunk this device can bind as one storage buffer (a multiple of 16 bytes). */
@@ -72,29 +92,44 @@ export function uploadWeight(
   if (data.length !== rows * cols) {
     throw new Error(`${label}: expected ${rows * cols} values for shape [${rows}, ${cols}], got ${data.length}`);
   }
-  if (format !== 'f32' && format !== 'f16') throw new Error(`${label}: unknown weight format ${String(format)}`);
+  if (!(WEIGHT_FORMATS as readonly string[]).includes(format)) throw new Error(`${label}: unknown weight format ${String(format)}`);
+  const quant = isQuantFormat(format);
   const rowWords = weightRowWords(cols, format);
-  const rowBytes = rowWords * 4;
+  const scaleRowWords = quant ? quantScaleRowWords(cols) : 0;
+  // Quants and scales of a chunk share its buffer, so a row costs both.
+  const rowBytes = (rowWords + scaleRowWords) * 4;
   const chunks: WeightChunk[] = [];
   const plan = planChunks(rows, rowBytes, Math.min(maxChunkBytes, maxWeightChunkBytes(gpu)), label);
   const blockRows = Math.max(1, Math.floor(STAGE_BYTES / rowBytes));
+  // Staging for one block of quantized rows, reused (writeBuffer copies at once).
+  const qStage = quant ? new Uint32Array(Math.min(blockRows, rows) * rowWords) : undefined;
+  const sStage = quant ? new Uint32Array(Math.min(blockRows, rows) * scaleRowWords) : undefined;
   try {
     for (const [rowStart, n] of plan) {
       const name = plan.length > 1 ? `${label}[${chunks.length}]` : label;
       const buffer = gpu.createBuffer(name, n * rowBytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC);
-      chunks.push({ buffer, rowStart, rows: n });
+      const scaleOffset = quant ? n * rowWords : 0;
+      chunks.push({ buffer, rowStart, rows: n, scaleOffset });
       for (let r = 0; r < n; r += blockRows) {
         const m = Math.min(blockRows, n - r);
         const src = data.subarray((rowStart + r) * cols, (rowStart + r + m) * cols);
-        const words = format === 'f32' ? src : packF16Block(src, m, cols, rowWords);
-        gpu.write(buffer, words, r * rowBytes);
+        if (qStage && sStage) {
+          const q = qStage.subarray(0, m * rowWords);
+          const sc = sStage.subarray(0, m * scaleRowWords);
+          packQuantRows(src, m, cols, format as 'q8' | 'q4', q, sc);
+          gpu.write(buffer, q, r * rowWords * 4);
+          gpu.write(buffer, sc, (scaleOffset + r * scaleRowWords) * 4);
+        } else {
+          const words = format === 'f32' ? src : packF16Block(src, m, cols, rowWords);
+          gpu.write(buffer, words, r * rowWords * 4);
+        }
       }
     }
   } catch (e) {
     for (const c of chunks) gpu.destroyBuffer(c.buffer);
     throw e;
   }
-  return { label, format, rows, cols, rowWords, chunks };
+  return { label, format, rows, cols, rowWords, groups: quant ? quantGroups(cols) : 0, scaleRowWords, chunks };
 }
 
 export function destroyWeight(gpu: Gpu, w: GpuWeight): void {

@@ -1,7 +1,9 @@
 // out[t, :] = table[ids[t], :] for the tokens whose id falls in this chunk's rows
 // [rowStart, rowStart + rows). Ids at or past the end of the table get zeros, written by the last
-// chunk. The table is f32, or (F16) f16 packed two per u32, low half first, rowWords words a row.
-// One thread copies one word of one token's row.
+// chunk. The table is f32, or (F16) f16 packed two per u32, low half first, rowWords words a row,
+// or (QUANT) q8 / (Q4) q4 quants, rowWords words a row, with the f16 group scales from word
+// scaleOffset, scaleRowWords words a row (layout in kernels/quant.ts).
+// One thread copies one word of one token's row (q8: 4 values, q4: 8 values).
 struct Params {
   T: u32,
   cols: u32,
@@ -10,6 +12,8 @@ struct Params {
   rows: u32,
   // 1 for the table's last chunk: it also zeroes tokens whose id is past the table.
   last: u32,
+  scaleOffset: u32,
+  scaleRowWords: u32,
 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
@@ -17,6 +21,16 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 override WG: u32 = 64;
+
+// Writes v to out[t, k .. k + 3], dropping values past cols (the zero padding of the last group).
+fn put4(t: u32, k: u32, v: vec4f) {
+  let cols = params.cols;
+  let o = t * cols + k;
+  if (k < cols) { out[o] = v.x; }
+  if (k + 1u < cols) { out[o + 1u] = v.y; }
+  if (k + 2u < cols) { out[o + 2u] = v.z; }
+  if (k + 3u < cols) { out[o + 3u] = v.w; }
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -32,6 +46,32 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   if (!inChunk && !past) {
     return;
   }
+#if QUANT
+#if Q4
+  let grp = j >> 2u;
+  // Nibbles q XOR 8 = q - 8 as 4-bit two's complement; this default decodes to zeros.
+  var word = 0x88888888u;
+#else
+  let grp = j >> 3u;
+  var word = 0u;
+#endif
+  var d = 0.0;
+  if (inChunk) {
+    let r = id - params.rowStart;
+    word = table[r * params.rowWords + j];
+    let sw = table[params.scaleOffset + r * params.scaleRowWords + (grp >> 1u)];
+    d = unpack2x16float(sw >> ((grp & 1u) << 4u)).x;
+  }
+#if Q4
+  // Word j & 3 of its group: low nibbles are weights 4 (j & 3) .. of the group, high nibbles 16 more.
+  let s = vec4i(bitcast<i32>(word ^ 0x88888888u));
+  let k0 = 32u * grp + 4u * (j & 3u);
+  put4(t, k0, vec4f((s << vec4u(28u, 20u, 12u, 4u)) >> vec4u(28u)) * d);
+  put4(t, k0 + 16u, vec4f((s << vec4u(24u, 16u, 8u, 0u)) >> vec4u(28u)) * d);
+#else
+  put4(t, 4u * j, vec4f((vec4i(bitcast<i32>(word)) << vec4u(24u, 16u, 8u, 0u)) >> vec4u(24u)) * d);
+#endif
+#else
   var word = 0u;
   if (inChunk) {
     word = table[(id - params.rowStart) * params.rowWords + j];
@@ -45,5 +85,6 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   }
 #else
   out[t * params.cols + j] = bitcast<f32>(word);
+#endif
 #endif
 }

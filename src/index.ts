@@ -7,15 +7,37 @@ import { acquireDevice } from './gpu/device.ts';
 import { Gpu } from './gpu/gpu.ts';
 import { nodeGpu } from './gpu/node-gpu.ts';
 import { openCheckpoint } from './io/node-source.ts';
+import { downloadModel, isHubId, type DownloadOptions } from './io/hub.ts';
 import { OpenElmModel, type ModelOptions } from './runtime/model.ts';
+import { loadTokenizer } from './tokenizer/node-load.ts';
+import type { Tokenizer } from './tokenizer/tokenizer.ts';
 
 export { OpenElmModel, DTYPES, type DType, type ModelOptions, type GenerateOptions } from './runtime/model.ts';
-export type { GenerationStats } from './generate/greedy.ts';
+export type { GenerationStats, GeneratedToken } from './generate/generate.ts';
+export type { GenerationConfig } from './generate/options.ts';
+export type { Tokenizer } from './tokenizer/tokenizer.ts';
+export { loadTokenizer } from './tokenizer/node-load.ts';
 export type { ModelPlan, LayerPlan } from './config/plan.ts';
 
 export interface LoadOptions extends ModelOptions {
   /** Reuse a device (several models on one GPU); by default each model gets its own. */
   gpu?: Gpu;
+  /**
+   * A tokenizer, or a folder/file to load one from. Default: the model folder's tokenizer.json or
+   * tokenizer.model, else the built-in Llama-2 tokenizer (Apple's folders ship none).
+   */
+  tokenizer?: Tokenizer | string;
+  /** For a hub id (`apple/OpenELM-270M`): token, endpoint, revision, cache folder, progress. */
+  hub?: Omit<DownloadOptions, 'files'>;
+}
+
+/** Optional files a hub download also fetches when the repository has them. */
+const HUB_EXTRA_FILES = ['tokenizer.json', 'tokenizer.model', 'generation_config.json'];
+
+/** A local model folder for `source`: the folder itself, or the hub snapshot it names (downloaded once). */
+export async function resolveModelSource(source: string, hub: LoadOptions['hub'] = {}): Promise<string> {
+  if (!isHubId(source)) return source;
+  return downloadModel(source, { ...hub, files: HUB_EXTRA_FILES });
 }
 
 /** Reads and validates `dir/config.json` and derives the layer plan. */
@@ -40,13 +62,15 @@ export async function createGpu(): Promise<Gpu> {
   return new Gpu(await acquireDevice(await nodeGpu()));
 }
 
-/** Loads a model from a folder in the Hugging Face layout onto the GPU. */
-export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<OpenElmModel> {
+/** Loads a model onto the GPU from a folder in the Hugging Face layout or a hub id. */
+export async function loadModel(source: string, opts: LoadOptions = {}): Promise<OpenElmModel> {
+  const dir = await resolveModelSource(source, opts.hub);
   const plan = await loadPlan(dir);
   const tensors = await openCheckpoint(dir);
+  const tokenizer = typeof opts.tokenizer === 'object' ? opts.tokenizer : await loadTokenizer(opts.tokenizer ?? dir);
   const gpu = opts.gpu ?? (await createGpu());
   try {
-    return await OpenElmModel.create(gpu, plan, tensors, { ...opts, ownsGpu: !opts.gpu });
+    return await OpenElmModel.create(gpu, plan, tensors, { ...opts, tokenizer, ownsGpu: !opts.gpu });
   } catch (e) {
     if (!opts.gpu) gpu.destroy();
     throw e;

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { embeddingDispatches, embeddingRef } from '../kernels/embedding.ts';
 import { releaseDispatches, runDispatches } from '../kernels/kernel.ts';
-import { destroyWeight, uploadWeight, type WeightFormat } from '../kernels/weight.ts';
+import { dequantize } from '../kernels/quant.ts';
+import { destroyWeight, uploadWeight, weightRowBytes, type WeightFormat } from '../kernels/weight.ts';
 import type { Gpu } from '../src/gpu/gpu.ts';
-import { roundF16 } from '../src/io/dtype.ts';
 import { assertClose, randInt, randn, rng, testGpu } from './helpers.ts';
 
 async function runCase(gpu: Gpu, r: () => number, rows: number, cols: number, ids: Uint32Array, format: WeightFormat, maxChunkBytes?: number): Promise<{ chunks: number; folded: boolean }> {
@@ -17,7 +17,8 @@ async function runCase(gpu: Gpu, r: () => number, rows: number, cols: number, id
   const ds = embeddingDispatches(gpu, w, { tokens: ids.length, ids: idb, out });
   assert.equal(ds.length, w.chunks.length);
   runDispatches(gpu, ds);
-  const ref = embeddingRef(format === 'f16' ? table.map(roundF16) : table, cols, ids);
+  // Gathered rows are exactly the stored values: quantized ones as q * d in f32.
+  const ref = embeddingRef(dequantize(table, rows, cols, format), cols, ids);
   assertClose(await gpu.readF32(out, ids.length * cols), ref, 0, 0, what);
   releaseDispatches(gpu, ds);
   const chunks = w.chunks.length;
@@ -84,4 +85,44 @@ test('embedding over many tokens (folded grid)', async () => {
   const T = gpu.limits.maxComputeWorkgroupsPerDimension + 100;
   const { folded } = await runCase(gpu, r, 50, 128, randomIds(r, T, 50), 'f16');
   assert.ok(folded, 'expected the grid to fold into y');
+});
+
+test('embedding from q8/q4 tables: exact dequantized rows, padded and unpadded widths', async () => {
+  const gpu = await testGpu();
+  const r = rng(25);
+  for (const format of ['q8', 'q4'] as WeightFormat[])
+    for (const [rows, cols, T] of [
+      [1, 1, 1],
+      [5, 3, 4],
+      [100, 64, 17],
+      [37, 33, 9],
+      [1000, 130, 65],
+      [50, 1280, 7],
+      [20, 520, 5],
+    ]) {
+      await runCase(gpu, r, rows, cols, randomIds(r, T, rows), format);
+    }
+});
+
+test('embedding from q8/q4 tables split into chunks, ids past the table', async () => {
+  const gpu = await testGpu();
+  const r = rng(26);
+  gpu.device.pushErrorScope('validation');
+  for (const [rows, cols, T, format, rowsPerChunk] of [
+    [100, 33, 40, 'q8', 7],
+    [100, 33, 40, 'q4', 9],
+    [50, 8, 200, 'q4', 1],
+    [300, 64, 33, 'q8', 41],
+  ] as [number, number, number, WeightFormat, number][]) {
+    const ids = randomIds(r, T, rows);
+    ids[0] = 0;
+    ids[1] = rows - 1;
+    ids[2] = ids[3];
+    ids[4] = rows; // past the table: zeros
+    ids[5] = 0xffffffff;
+    const { chunks } = await runCase(gpu, r, rows, cols, ids, format, weightRowBytes(cols, format) * rowsPerChunk);
+    assert.equal(chunks, Math.ceil(rows / rowsPerChunk));
+  }
+  const err = await gpu.device.popErrorScope();
+  assert.equal(err, null, err?.message);
 });

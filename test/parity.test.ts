@@ -52,7 +52,7 @@ for (const dtype of ['f32', 'f16'] as const) {
 
       test(`${p.name}: 16 greedy tokens`, async () => {
         const out: number[] = [];
-        for await (const id of model.generate(p.input_ids, { maxNewTokens: 16, stopAtEos: false })) out.push(id);
+        for await (const t of model.generate(p.input_ids, { maxNewTokens: 16, stopAtEos: false })) out.push(t.id);
         assert.deepEqual(out, p.greedy.tokens);
       });
     }

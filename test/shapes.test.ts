@@ -129,7 +129,7 @@ for (const [name, config] of Object.entries(shapes)) {
             return sorted[0] - sorted[1];
           });
           const out: number[] = [];
-          for await (const id of model.generate(prompt, { maxNewTokens: 6, stopAtEos: false })) out.push(id);
+          for await (const t of model.generate(prompt, { maxNewTokens: 6, stopAtEos: false })) out.push(t.id);
           const sure = margins.findIndex((m) => m < 1e-3);
           const n = sure < 0 ? 6 : sure;
           assert.deepEqual(out.slice(0, n), greedy.slice(0, n), `greedy tokens (margins ${margins.map((m) => m.toFixed(4))})`);

@@ -1,15 +1,18 @@
-// The `openelm` command: logits, generate and synth over the library API.
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+// The `openelm` command: logits, generate, synth and bench over the library API.
+import { mkdirSync } from 'node:fs';
 import { RELEASED_SIZES, releasedConfig } from '../config/released.ts';
 import { synthesizeCheckpoint } from '../io/synth.ts';
 import { DTYPES, loadModel, type DType, type GenerationStats } from '../index.ts';
-import { emptyStats } from '../generate/greedy.ts';
+import { emptyStats } from '../generate/generate.ts';
+import { applyKwargs, KWARGS, resolveGeneration, type GenerationConfig } from '../generate/options.ts';
 import { helpText, intOption, parseArgs, parseIdList, UsageError, type Parsed, type Spec } from './args.ts';
+import { benchCommand } from '../bench/command.ts';
+import { defaultModel } from './default-model.ts';
+import { progressBar } from '../io/progress.ts';
 
 const common: Spec = {
-  model: { kind: 'string', value: 'DIR', help: 'model folder in the Hugging Face layout (config.json + safetensors). Default: a synthetic OpenELM-270M-shaped checkpoint with random weights' },
+  model: { kind: 'string', value: 'DIR|ID', help: 'model folder in the Hugging Face layout (config.json + safetensors), or a hub id like apple/OpenELM-270M (downloaded once into the cache). Default: a synthetic OpenELM-270M-shaped checkpoint with random weights' },
+  hf_access_token: { kind: 'string', value: 'TOKEN', help: 'Hugging Face token for gated models (else $HF_TOKEN); $HF_ENDPOINT picks a mirror' },
   'input-ids': { kind: 'string', value: 'IDS', help: 'comma-separated token ids, fed as they are (include the BOS id 1 yourself)' },
   dtype: { kind: 'string', value: 'FORMAT', help: `weight format on the GPU: ${DTYPES.join(' | ')} (default f16)` },
   'context-length': { kind: 'string', value: 'N', help: 'KV cache length in tokens (default: the model\'s max_context_length)' },
@@ -17,18 +20,20 @@ const common: Spec = {
   help: { kind: 'flag', help: 'show this help' },
 };
 
-const commands: Record<string, { summary: string; spec: Spec; run: (p: Parsed) => Promise<void> }> = {
+const commands: Record<string, { summary: string; spec: Spec; run: (p: Parsed) => Promise<void>; help?: () => string }> = {
   logits: {
     summary: 'print the logits after the last input token (or every one)',
     spec: { ...common, 'all-positions': { kind: 'flag', help: 'logits of every position, not only the last' } },
     run: runLogits,
   },
   generate: {
-    summary: 'generate tokens greedily after the input ids',
+    summary: 'continue a prompt (text or token ids): greedy by default, Hugging Face generation options',
     spec: {
       ...common,
+      prompt: { kind: 'string', value: 'TEXT', help: 'text to continue (tokenized, bos prepended) instead of --input-ids' },
+      tokenizer: { kind: 'string', value: 'DIR|FILE', help: 'tokenizer.json / tokenizer.model, or a folder with one (default: the model folder\'s, else the built-in Llama-2 tokenizer)' },
       'max-new-tokens': { kind: 'string', value: 'N', help: 'number of new tokens (default 32)' },
-      generate_kwargs: { kind: 'list', value: 'K=V...', help: 'Hugging Face generation options; supported: max_new_tokens' },
+      generate_kwargs: { kind: 'list', value: 'K=V...', help: `Hugging Face generation options: ${KWARGS.join(', ')} (stop_strings may repeat)` },
       'stop-at-eos': { kind: 'flag', help: 'stop after the eos token (default with --prompt; with --input-ids exactly the requested number of tokens is generated, as in the reference fixtures)' },
     },
     run: runGenerate,
@@ -44,6 +49,7 @@ const commands: Record<string, { summary: string; spec: Spec; run: (p: Parsed) =
     },
     run: runSynth,
   },
+  bench: benchCommand,
 };
 
 function usage(): string {
@@ -57,27 +63,6 @@ function usage(): string {
   ].join('\n');
 }
 
-function syntheticDir(size: string, seed: number): string {
-  const root = process.env.OPENELM_CACHE ?? join(homedir(), '.cache', 'openelm-webgpu');
-  return join(root, `synthetic-OpenELM-${size}-F16-seed${seed}`);
-}
-
-/** The embedded default: a random-weight checkpoint of the OpenELM-270M shape, made once and cached. */
-async function defaultModel(quiet: boolean): Promise<string> {
-  const dir = syntheticDir('270M', 0);
-  if (!existsSync(join(dir, 'model.safetensors'))) {
-    if (!quiet) process.stderr.write(`writing a synthetic OpenELM-270M checkpoint (random weights) to ${dir} ...\n`);
-    const tmp = `${dir}.partial-${process.pid}`;
-    rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(tmp, { recursive: true });
-    await synthesizeCheckpoint(tmp, releasedConfig('270M'), { dtype: 'F16', seed: 0 });
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(tmp, dir);
-  }
-  process.stderr.write(`no --model given: using RANDOM WEIGHTS in the exact OpenELM-270M shape (${dir}); output is meaningless text\n`);
-  return dir;
-}
-
 function dtypeOption(p: Parsed): DType {
   const d = p.values.get('dtype') ?? 'f16';
   if (!DTYPES.includes(d)) throw new UsageError(`--dtype must be one of ${DTYPES.join(', ')}, got "${d}"`);
@@ -89,8 +74,18 @@ async function openModel(p: Parsed) {
   const dir = p.values.get('model') ?? (await defaultModel(json));
   const contextLength = p.values.has('context-length') ? intOption(p, 'context-length', 1, 0) : undefined;
   const t0 = performance.now();
-  const model = await loadModel(dir, { dtype: dtypeOption(p), contextLength });
-  return { model, loadMs: performance.now() - t0 };
+  const bar = progressBar(process.stderr);
+  try {
+    const model = await loadModel(dir, {
+      dtype: dtypeOption(p),
+      contextLength,
+      tokenizer: p.values.get('tokenizer'),
+      hub: { token: p.values.get('hf_access_token'), onProgress: json ? undefined : bar },
+    });
+    return { model, loadMs: performance.now() - t0 };
+  } finally {
+    bar.end();
+  }
 }
 
 function inputIds(p: Parsed, fallback?: number[]): number[] {
@@ -121,44 +116,42 @@ async function runLogits(p: Parsed): Promise<void> {
   }
 }
 
-const KWARGS = ['max_new_tokens'];
-
-function generationKwargs(p: Parsed): Map<string, string> {
-  const kw = new Map<string, string>();
-  for (const item of p.lists.get('generate_kwargs') ?? []) {
-    const eq = item.indexOf('=');
-    if (eq <= 0) throw new UsageError(`--generate_kwargs: "${item}" is not KEY=VALUE`);
-    const k = item.slice(0, eq);
-    if (!KWARGS.includes(k)) throw new UsageError(`--generate_kwargs: unsupported option "${k}" (supported: ${KWARGS.join(', ')})`);
-    kw.set(k, item.slice(eq + 1));
-  }
-  return kw;
-}
-
 async function runGenerate(p: Parsed): Promise<void> {
-  const kw = generationKwargs(p);
-  if (kw.has('max_new_tokens')) {
-    if (p.values.has('max-new-tokens')) throw new UsageError('give max_new_tokens once: --max-new-tokens or --generate_kwargs max_new_tokens=N');
-    p.values.set('max-new-tokens', kw.get('max_new_tokens')!);
-  }
-  const maxNewTokens = intOption(p, 'max-new-tokens', 0, 32);
   const json = p.flags.has('json');
-  const ids = inputIds(p, p.values.has('model') ? undefined : [1]);
+  const prompt = p.values.get('prompt');
+  if (prompt !== undefined && p.values.has('input-ids')) throw new UsageError('give either --prompt or --input-ids, not both');
+  let kw: Partial<GenerationConfig> = {};
+  if (p.values.has('max-new-tokens')) kw.maxNewTokens = intOption(p, 'max-new-tokens', 0, 32);
+  try {
+    kw = applyKwargs(kw, p.lists.get('generate_kwargs') ?? []);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (p.values.has('max-new-tokens') && (p.lists.get('generate_kwargs') ?? []).some((k) => k.startsWith('max_new_tokens='))) {
+    throw new UsageError('give max_new_tokens once: --max-new-tokens or --generate_kwargs max_new_tokens=N');
+  }
+  // Text prompts stop at eos as Hugging Face does; raw ids generate exactly the tokens asked for.
+  kw.stopAtEos = prompt !== undefined || p.flags.has('stop-at-eos');
+  const cfg = resolveGeneration(kw);
+  const ids = prompt === undefined ? inputIds(p, p.values.has('model') ? undefined : [1]) : undefined;
   const { model, loadMs } = await openModel(p);
   try {
     const stats: GenerationStats = emptyStats();
     const out: number[] = [];
-    for await (const id of model.generate(ids, { maxNewTokens, stopAtEos: p.flags.has('stop-at-eos') }, stats)) {
-      out.push(id);
-      if (!json) process.stdout.write(`${out.length === 1 ? '' : ' '}${id}`);
+    let text = '';
+    if (!json && prompt !== undefined) process.stdout.write(prompt);
+    for await (const t of model.generate(prompt ?? ids!, { ...cfg, stats })) {
+      out.push(t.id);
+      text += t.text;
+      if (!json) process.stdout.write(model.tokenizer && prompt !== undefined ? t.text : `${out.length === 1 ? '' : ' '}${t.id}`);
     }
     if (json) {
-      process.stdout.write(`${JSON.stringify({ output_ids: out, text: '', stats: { ...stats, load_ms: loadMs } })}\n`);
+      process.stdout.write(`${JSON.stringify({ output_ids: out, text, stats: { ...stats, load_ms: loadMs } })}\n`);
     } else {
       process.stdout.write('\n');
       console.error(
-        `prompt ${stats.prompt_tokens} tokens, ${stats.new_tokens} new; prefill ${stats.prefill_tokens_per_s.toFixed(1)} tok/s, ` +
-          `decode ${stats.decode_tokens_per_s.toFixed(2)} tok/s, ${stats.dispatches_per_token} dispatches/token; load ${(loadMs / 1000).toFixed(1)} s`,
+        `[prompt ${stats.prompt_tokens} tokens, ${stats.new_tokens} new; prefill ${stats.prefill_tokens_per_s.toFixed(2)} tok/s, ` +
+          `decode ${stats.decode_tokens_per_s.toFixed(2)} tok/s, ${stats.dispatches_per_token} dispatches/token; load ${(loadMs / 1000).toFixed(1)} s]`,
       );
     }
   } finally {
@@ -190,7 +183,7 @@ async function main(argv: string[]): Promise<void> {
   if (!cmd) throw new UsageError(`unknown command "${name}" (commands: ${Object.keys(commands).join(', ')})`);
   const parsed = parseArgs(rest, cmd.spec, name);
   if (parsed.flags.has('help')) {
-    console.log(helpText(name, cmd.summary, cmd.spec));
+    console.log(cmd.help?.() ?? helpText(name, cmd.summary, cmd.spec));
     return;
   }
   await cmd.run(parsed);

@@ -1,7 +1,7 @@
 // The scheduler: turns the layer plan into per-layer kernel dispatches over buffers allocated once,
 // keeps the KV cache on the GPU, and runs prefill (in chunks) and single-token decode steps.
 // A decode step's dispatches and bind groups are prepared once; a step writes the position,
-// submits one command buffer and reads back 4 bytes (the greedy token id).
+// submits one command buffer and reads back 4 bytes (the id of the token chosen on the GPU).
 import type { ModelPlan } from '../config/plan.ts';
 import { fmtBytes, type Gpu } from '../gpu/gpu.ts';
 import { argmaxDispatch } from '../../kernels/argmax.ts';
@@ -11,6 +11,7 @@ import { releaseDispatches, type Dispatch } from '../../kernels/kernel.ts';
 import { matmulDispatches } from '../../kernels/matmul.ts';
 import { qkvPrepareDispatch, ropeTable } from '../../kernels/qkv_prepare.ts';
 import { rmsNormDispatch } from '../../kernels/rmsnorm.ts';
+import { sampleDispatch, validateSampling, type SamplingParams } from '../../kernels/sample.ts';
 import { siluGateDispatch } from '../../kernels/silu_gate.ts';
 import { countDispatches, dispatchOps, encodeOps, type Op } from './ops.ts';
 import type { ModelWeights } from './weights.ts';
@@ -36,7 +37,9 @@ interface Activations {
   lastX: GPUBuffer; // [model_dim]: the last position's residual, for last-position logits
   lastNormed: GPUBuffer; // [model_dim]
   logits: GPUBuffer; // [chunk, vocab]
-  nextId: GPUBuffer; // u32: greedy choice at the last position
+  nextId: GPUBuffer; // u32: the token chosen after the last position
+  seen: GPUBuffer; // u32 [vocab]: 1 where a token occurred (repetition penalty)
+  random: GPUBuffer; // f32: this step's uniform random number (sampling)
   residuals: GPUBuffer; // [layers + 1, model_dim]: last-position residual stream, for bisecting
   position: GPUBuffer; // uniform u32: absolute position of the first token of a pass
   rope: GPUBuffer; // [context, head_dim / 2, 2] cos/sin
@@ -53,6 +56,8 @@ export class Engine {
   private readonly vCache: GPUBuffer[] = [];
   private readonly decodeDispatches: Dispatch[];
   private readonly decodeOps: Op[];
+  /** Picks the next token from the last position's logits (argmax unless configured otherwise). */
+  private chooser: Dispatch;
   private stagingIndex = 0;
   private disposed = false;
 
@@ -91,6 +96,8 @@ export class Engine {
       lastNormed: f32('last_normed', D),
       logits: f32('logits', T * V),
       nextId: f32('next_id', 1),
+      seen: f32('seen', V),
+      random: f32('random', 4),
       residuals: f32('residuals', (plan.numLayers + 1) * D),
       position: gpu.createBuffer('position', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
       rope: gpu.upload('rope', ropeTable(hd, this.contextLength, plan.ropeTheta)),
@@ -106,8 +113,40 @@ export class Engine {
       this.kCache.push(gpu.createBuffer(`layer${l.index}.k_cache`, bytes, S));
       this.vCache.push(gpu.createBuffer(`layer${l.index}.v_cache`, bytes, S));
     }
+    this.chooser = this.makeChooser(null);
     this.decodeDispatches = [];
     this.decodeOps = this.buildPass(1, 'last', false, this.decodeDispatches);
+  }
+
+  private makeChooser(p: SamplingParams | null): Dispatch {
+    const { gpu, a } = this;
+    const n = this.plan.vocabSize;
+    // Plain greedy needs no sampler state: the argmax kernel is the cheapest chooser.
+    if (!p || (!p.doSample && p.repetitionPenalty === 1)) return argmaxDispatch(gpu, { n, offset: 0, logits: a.logits, out: a.nextId, label: 'argmax' });
+    return sampleDispatch(gpu, { n, offset: 0, logits: a.logits, seen: a.seen, random: a.random, out: a.nextId, params: p, label: 'sample' });
+  }
+
+  /**
+   * Sets how the next token is chosen for the following passes: greedy, repetition penalty over
+   * `history` (the prompt; chosen tokens are added on the GPU), and sampling.
+   */
+  configureChooser(p: SamplingParams | null, history: readonly number[] = []): void {
+    if (p) validateSampling(p);
+    const next = this.makeChooser(p);
+    releaseDispatches(this.gpu, [this.chooser]);
+    this.chooser = next;
+    const last = this.decodeOps[this.decodeOps.length - 1];
+    if (last.kind === 'dispatch') last.d = next;
+    if (p && p.repetitionPenalty !== 1) {
+      const seen = new Uint32Array(this.plan.vocabSize);
+      for (const id of history) if (id >= 0 && id < seen.length) seen[id] = 1;
+      this.gpu.write(this.a.seen, seen);
+    }
+  }
+
+  /** The uniform random number in [0, 1) the sampler uses in the next pass. */
+  setRandom(u: number): void {
+    this.gpu.write(this.a.random, new Float32Array([u, 0, 0, 0]));
   }
 
   /** Dispatches per decode step (one token). */
@@ -197,7 +236,8 @@ export class Engine {
       }
       add(rmsNormDispatch(gpu, { rows: 1, dim: D, eps: plan.rmsNormEps, x: src, weight: w.finalNorm, y: a.lastNormed, label: 'final_norm' }));
       add(...matmulDispatches(gpu, w.lmHead, { tokens: 1, x: a.lastNormed, y: a.logits, label: 'lm_head' }));
-      add(argmaxDispatch(gpu, { n: V, offset: 0, logits: a.logits, out: a.nextId, label: 'argmax' }));
+      // The chooser is shared by every pass and owned by the engine, so it is not in `made`.
+      ops.push({ kind: 'dispatch', d: this.chooser });
     }
     return ops;
   }
@@ -224,7 +264,7 @@ export class Engine {
    * Appends `ids` to the sequence (prefill; one pass per chunk). Returns the logits asked for:
    * 'last' gives [vocab] for the last token, 'all' gives [ids.length * vocab], 'none' nothing
    * (the last position's logits are still computed, for the greedy choice).
-   * The greedy choice after the last token stays on the GPU for `decodeGreedy`.
+   * The choice after the last token stays on the GPU for `decodeStep`.
    */
   async prefill(ids: readonly number[], mode: LogitsMode = 'last', opts: { residuals?: boolean } = {}): Promise<Float32Array> {
     this.checkLive();
@@ -273,12 +313,12 @@ export class Engine {
   }
 
   /**
-   * One greedy step: feeds the token the previous pass chose (already on the GPU), and returns
-   * the id it chose, i.e. the token at position `length`. Reads back 4 bytes.
+   * One decode step: feeds the token the previous pass chose (already on the GPU) and returns the
+   * id the chooser picks after it. Reads back 4 bytes.
    */
-  async decodeGreedy(): Promise<number> {
+  async decodeStep(): Promise<number> {
     this.checkLive();
-    if (this.length === 0) throw new Error('decodeGreedy needs a prefill first');
+    if (this.length === 0) throw new Error('decodeStep needs a prefill first');
     if (this.length + 1 > this.contextLength) throw new Error(`the context of ${this.contextLength} tokens is full`);
     this.writePosition(this.length);
     const staging = this.a.staging[this.stagingIndex++ % this.a.staging.length];
@@ -291,7 +331,7 @@ export class Engine {
     return id;
   }
 
-  /** The greedy choice of the last pass (prefill or step), read back (4 bytes). */
+  /** The choice of the last pass (prefill or step), read back (4 bytes). */
   async lastChoice(): Promise<number> {
     return (await this.gpu.readU32(this.a.nextId, 1))[0];
   }
@@ -312,7 +352,7 @@ export class Engine {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    releaseDispatches(this.gpu, this.decodeDispatches);
+    releaseDispatches(this.gpu, [...this.decodeDispatches, this.chooser]);
     for (const b of Object.values(this.a).flat() as GPUBuffer[]) this.gpu.destroyBuffer(b);
     for (const b of [...this.kCache, ...this.vCache]) this.gpu.destroyBuffer(b);
   }

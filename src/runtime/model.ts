@@ -1,25 +1,35 @@
-// A loaded model: plan + weights + engine behind the small public API (logits, generate, dispose).
+// A loaded model: plan + weights + engine (+ tokenizer) behind the public API: logits, generate,
+// generateText, dispose.
 import type { ModelPlan } from '../config/plan.ts';
 import type { Gpu } from '../gpu/gpu.ts';
 import type { TensorEntry } from '../io/safetensors.ts';
-import { emptyStats, greedyTokens, type GenerationStats } from '../generate/greedy.ts';
-import type { WeightFormat } from '../../kernels/weight.ts';
+import { emptyStats, generateTokens, type GeneratedToken, type GenerationStats } from '../generate/generate.ts';
+import { resolveGeneration, type GenerationConfig } from '../generate/options.ts';
+import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.ts';
+import { WEIGHT_FORMATS, type WeightFormat } from '../../kernels/weight.ts';
 import { Engine, type EngineOptions } from './engine.ts';
 import { destroyWeights, loadWeights, type LoadProgress } from './weights.ts';
 
 export type DType = WeightFormat;
-export const DTYPES: readonly string[] = ['f32', 'f16'];
+export const DTYPES: readonly string[] = WEIGHT_FORMATS;
 
 export interface ModelOptions extends EngineOptions {
   dtype?: DType;
   onProgress?: LoadProgress;
 }
 
-export interface GenerateOptions {
-  maxNewTokens?: number;
-  /** Stop at the model's eos token (default true). */
-  stopAtEos?: boolean;
+export interface GenerateOptions extends Partial<GenerationConfig> {
+  /** Overrides the config's eos_token_id, as Hugging Face's eos_token_id does. */
+  eosTokenId?: number;
   signal?: AbortSignal;
+  /** Filled in as generation goes. */
+  stats?: GenerationStats;
+}
+
+export interface GenerateResult {
+  ids: number[];
+  text: string;
+  stats: GenerationStats;
 }
 
 export class OpenElmModel {
@@ -28,20 +38,40 @@ export class OpenElmModel {
     readonly plan: ModelPlan,
     readonly engine: Engine,
     readonly dtype: DType,
+    readonly tokenizer: Tokenizer | undefined,
     private readonly ownsGpu: boolean,
   ) {}
 
-  static async create(gpu: Gpu, plan: ModelPlan, tensors: Map<string, TensorEntry>, opts: ModelOptions & { ownsGpu?: boolean } = {}): Promise<OpenElmModel> {
+  static async create(
+    gpu: Gpu,
+    plan: ModelPlan,
+    tensors: Map<string, TensorEntry>,
+    opts: ModelOptions & { ownsGpu?: boolean; tokenizer?: Tokenizer } = {},
+  ): Promise<OpenElmModel> {
     const dtype = opts.dtype ?? 'f16';
     if (!DTYPES.includes(dtype)) throw new Error(`dtype must be one of ${DTYPES.join(', ')}, got ${dtype}`);
     const weights = await loadWeights(gpu, plan, tensors, dtype, opts.onProgress);
     try {
       const engine = new Engine(gpu, plan, weights, opts);
-      return new OpenElmModel(gpu, plan, engine, dtype, opts.ownsGpu ?? false);
+      return new OpenElmModel(gpu, plan, engine, dtype, opts.tokenizer, opts.ownsGpu ?? false);
     } catch (e) {
       destroyWeights(gpu, weights);
       throw e;
     }
+  }
+
+  /** Token ids of a prompt (bos first), checked against this model's vocabulary. */
+  encode(prompt: string): number[] {
+    if (!this.tokenizer) throw new Error('this model has no tokenizer: pass token ids, or load one with the tokenizer option');
+    if (prompt.length === 0) throw new Error('the prompt is empty: give some text (or token ids)');
+    const ids = this.tokenizer.encode(prompt);
+    const bad = ids.find((id) => id >= this.plan.vocabSize);
+    if (bad !== undefined) {
+      throw new Error(
+        `the tokenizer (${this.tokenizer.source}) produced token id ${bad}, outside this model's vocabulary of ${this.plan.vocabSize}; use the model's own tokenizer`,
+      );
+    }
+    return ids;
   }
 
   /** Logits after the last id ([vocab]), or after every id ([ids.length][vocab]). Starts a new sequence. */
@@ -54,18 +84,29 @@ export class OpenElmModel {
     return rows;
   }
 
-  /** Streams new token ids (greedy). `stats` is filled in as generation goes. */
-  generate(ids: readonly number[], opts: GenerateOptions = {}, stats: GenerationStats = emptyStats()): AsyncGenerator<number> {
-    return greedyTokens(
-      this.engine,
-      ids,
-      {
-        maxNewTokens: opts.maxNewTokens ?? 32,
-        eosTokenId: opts.stopAtEos === false ? undefined : this.plan.eosTokenId,
-        signal: opts.signal,
-      },
-      stats,
-    );
+  /**
+   * Streams new tokens after a prompt (text, encoded with bos) or token ids (fed as they are).
+   * Hugging Face generation options: maxNewTokens, doSample, temperature, topK, topP,
+   * repetitionPenalty, seed, stopAtEos, stopStrings.
+   */
+  generate(prompt: string | readonly number[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken> {
+    const ids = typeof prompt === 'string' ? this.encode(prompt) : prompt;
+    const cfg = resolveGeneration(opts);
+    if (cfg.stopStrings.length > 0 && !this.tokenizer) throw new Error('stop strings need a tokenizer');
+    const text = this.tokenizer ? new StreamDecoder(this.tokenizer, { stripLeadingSpace: false }) : undefined;
+    return generateTokens(this.engine, ids, cfg, { eosTokenId: opts.eosTokenId ?? this.plan.eosTokenId, text, signal: opts.signal, stats: opts.stats });
+  }
+
+  /** Generates to the end and returns the new ids, their text and the statistics. */
+  async generateText(prompt: string | readonly number[], opts: GenerateOptions = {}): Promise<GenerateResult> {
+    const stats = opts.stats ?? emptyStats();
+    const ids: number[] = [];
+    let text = '';
+    for await (const t of this.generate(prompt, { ...opts, stats })) {
+      ids.push(t.id);
+      text += t.text;
+    }
+    return { ids, text, stats };
   }
 
   dispose(): void {

@@ -93,6 +93,44 @@ function inferType(piece: string): number {
   return PieceType.NORMAL;
 }
 
+/** Open-addressing hash map from a pair of non-negative ids to a non-negative int (-1: absent). */
+class IdPairMap {
+  private readonly keysA: Int32Array;
+  private readonly keysB: Int32Array;
+  private readonly values: Int32Array;
+  private readonly mask: number;
+
+  constructor(expected: number) {
+    let cap = 16;
+    while (cap < expected * 2) cap *= 2;
+    this.keysA = new Int32Array(cap).fill(-1);
+    this.keysB = new Int32Array(cap);
+    this.values = new Int32Array(cap);
+    this.mask = cap - 1;
+  }
+
+  private slot(a: number, b: number): number {
+    let h = Math.imul(a, 0x9e3779b1) ^ Math.imul(b + 0x7f4a7c15, 0x85ebca77);
+    h ^= h >>> 15;
+    let i = h & this.mask;
+    while (this.keysA[i] !== -1 && (this.keysA[i] !== a || this.keysB[i] !== b)) i = (i + 1) & this.mask;
+    return i;
+  }
+
+  get(a: number, b: number): number {
+    const i = this.slot(a, b);
+    return this.keysA[i] === -1 ? -1 : this.values[i];
+  }
+
+  setIfAbsent(a: number, b: number, v: number): void {
+    const i = this.slot(a, b);
+    if (this.keysA[i] !== -1) return;
+    this.keysA[i] = a;
+    this.keysB[i] = b;
+    this.values[i] = v;
+  }
+}
+
 /** A candidate merge of the adjacent symbols left and right (symbol indexes in the working list). */
 interface Candidate {
   score: number;
@@ -168,12 +206,8 @@ export class SentencePieceBpeTokenizer implements Tokenizer {
   private readonly scores: Float64Array | undefined;
   /** Every piece string -> its (first) id. */
   private readonly pieceIds = new Map<string, number>();
-  /** Pieces a single character (or user-defined symbol) maps to directly: NORMAL and USER_DEFINED. */
-  private readonly symbolIds = new Map<string, number>();
-  /** Score mode: NORMAL pieces that merges may produce. */
-  private readonly mergeTargets = new Map<string, number>();
-  /** Merge mode: (left * vocabSize + right) -> rank, and the piece each rank produces. */
-  private readonly pairRank: Map<number, number> | undefined;
+  /** Merge mode: (left, right) -> rank, and the piece each rank produces. */
+  private readonly pairRank: IdPairMap | undefined;
   private readonly rankMerged: Int32Array | undefined;
   private readonly byteIds = new Int32Array(256).fill(-1);
   /** USER_DEFINED pieces, matched whole (longest first) before merging and never merged further. */
@@ -192,12 +226,12 @@ export class SentencePieceBpeTokenizer implements Tokenizer {
     this.vocabSize = n;
     this.pieces = model.pieces;
     this.types = new Uint8Array(n);
+    if (model.types && model.types.length !== n) throw new Error(`${source}: ${model.types.length} piece types for ${n} pieces`);
     for (let i = 0; i < n; i++) {
       const t = model.types ? model.types[i] : inferType(model.pieces[i]);
       if (!(t >= 1 && t <= 6)) throw new Error(`${source}: piece ${i} (${JSON.stringify(model.pieces[i])}) has unknown type ${t}`);
       this.types[i] = t;
     }
-    if (model.types && model.types.length !== n) throw new Error(`${source}: ${model.types.length} piece types for ${n} pieces`);
 
     const findType = (t: number, piece: string, fallback: number): number => {
       for (let i = 0; i < n; i++) if (this.types[i] === t && this.pieces[i] === piece) return i;
@@ -217,8 +251,6 @@ export class SentencePieceBpeTokenizer implements Tokenizer {
       if (!this.pieceIds.has(piece)) this.pieceIds.set(piece, i);
       if (t === PieceType.NORMAL || t === PieceType.USER_DEFINED) {
         if (piece.length === 0) throw new Error(`${source}: piece ${i} is empty`);
-        if (!this.symbolIds.has(piece)) this.symbolIds.set(piece, i);
-        if (t === PieceType.NORMAL && !this.mergeTargets.has(piece)) this.mergeTargets.set(piece, i);
         if (t === PieceType.USER_DEFINED) this.userDefined.push(piece);
       } else if (t === PieceType.BYTE) {
         const m = BYTE_PIECE.exec(piece);
@@ -236,17 +268,16 @@ export class SentencePieceBpeTokenizer implements Tokenizer {
     this.bytesCache = new Array(n);
 
     if (model.merges) {
-      this.pairRank = new Map();
+      this.pairRank = new IdPairMap(model.merges.length);
       this.rankMerged = new Int32Array(model.merges.length);
       for (let r = 0; r < model.merges.length; r++) {
         const [a, b] = model.merges[r];
         if (!(a >= 0 && a < n && b >= 0 && b < n)) throw new Error(`${source}: merge ${r} refers to ids ${a}, ${b} outside the vocabulary`);
-        const merged = this.symbolIds.get(this.pieces[a] + this.pieces[b]);
-        if (merged === undefined) {
+        const merged = this.symbolId(this.pieces[a] + this.pieces[b]);
+        if (merged < 0) {
           throw new Error(`${source}: merge ${r} (${JSON.stringify(this.pieces[a])} + ${JSON.stringify(this.pieces[b])}) makes a piece that is not in the vocabulary`);
         }
-        const key = a * n + b;
-        if (!this.pairRank.has(key)) this.pairRank.set(key, r);
+        this.pairRank.setIfAbsent(a, b, r);
         this.rankMerged[r] = merged;
       }
     } else {
@@ -259,6 +290,14 @@ export class SentencePieceBpeTokenizer implements Tokenizer {
   idToPiece(id: number): string {
     this.checkId(id);
     return this.pieces[id];
+  }
+
+  /** The id a symbol maps to directly (a NORMAL or USER_DEFINED piece), else -1. */
+  private symbolId(s: string): number {
+    const id = this.pieceIds.get(s);
+    if (id === undefined) return -1;
+    const t = this.types[id];
+    return t === PieceType.NORMAL || t === PieceType.USER_DEFINED ? id : -1;
   }
 
   pieceToId(piece: string): number | undefined {
@@ -335,7 +374,7 @@ export class SentencePieceBpeTokenizer implements Tokenizer {
     }
     const n = sym.length;
     const ids = new Int32Array(n);
-    for (let i = 0; i < n; i++) ids[i] = this.symbolIds.get(sym[i]) ?? -1;
+    for (let i = 0; i < n; i++) ids[i] = this.symbolId(sym[i]);
     const next = new Int32Array(n);
     const prev = new Int32Array(n);
     for (let i = 0; i < n; i++) {
@@ -345,10 +384,10 @@ export class SentencePieceBpeTokenizer implements Tokenizer {
     // A symbol's version changes whenever it changes (or dies: -1), which invalidates queued candidates.
     const version = new Int32Array(n);
     const heap = new CandidateHeap();
-    const V = this.vocabSize;
     const pairRank = this.pairRank;
     const rankMerged = this.rankMerged;
     const scores = this.scores;
+    const types = this.types;
 
     const consider = (l: number, r: number): void => {
       if (l < 0 || r < 0 || frozen[l] || frozen[r]) return;
@@ -356,13 +395,13 @@ export class SentencePieceBpeTokenizer implements Tokenizer {
       let merged: number;
       if (pairRank) {
         if (ids[l] < 0 || ids[r] < 0) return;
-        const rank = pairRank.get(ids[l] * V + ids[r]);
-        if (rank === undefined) return;
+        const rank = pairRank.get(ids[l], ids[r]);
+        if (rank < 0) return;
         score = -rank;
         merged = rankMerged![rank];
       } else {
-        const m = this.mergeTargets.get(sym[l] + sym[r]);
-        if (m === undefined) return;
+        const m = this.pieceIds.get(sym[l] + sym[r]);
+        if (m === undefined || types[m] !== PieceType.NORMAL) return;
         score = scores![m];
         merged = m;
       }

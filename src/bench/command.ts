@@ -1,0 +1,96 @@
+// `openelm bench`: the benchmark harness on the command line.
+import { join } from 'node:path';
+import { helpText, intOption, UsageError, type Parsed, type Spec } from '../cli/args.ts';
+import { cacheRoot, defaultModel } from '../cli/default-model.ts';
+import { GGML_TYPE_NAMES, type GgmlTypeName } from './gguf.ts';
+import { benchLlama, LLAMA_INSTALL_HINT } from './llama.ts';
+import { BENCH_DTYPES, PEERS, runBench, type PeerName } from './run.ts';
+import { renderTable } from './table.ts';
+
+const FULL_RUN =
+  'openelm bench --dtype f32,f16 --prompt-lengths 128,512 --decode-tokens 32 --runs 5 --peers tfjs,llama-cpu --llama-formats F32,F16,Q8_0,Q4_0';
+
+export const BENCH_SUMMARY = 'measure prefill/decode speed, kernels and peers (tfjs, llama.cpp); JSON + table + SVG chart';
+
+const spec: Spec = {
+  model: { kind: 'string', value: 'DIR', help: 'model folder (default: the synthetic random-weight OpenELM-270M checkpoint)' },
+  dtype: { kind: 'string', value: 'LIST', help: `weight formats, comma-separated: ${BENCH_DTYPES.join(', ')} (default f16)` },
+  'prompt-lengths': { kind: 'string', value: 'LIST', help: 'prompt lengths in tokens, comma-separated (default 128); decode starts after the first' },
+  'decode-tokens': { kind: 'string', value: 'N', help: 'decode steps timed per run, after 2 warm-up steps (default 8)' },
+  runs: { kind: 'string', value: 'N', help: 'runs of each measurement; figures are medians (default 3; kernels at least 5)' },
+  peers: { kind: 'string', value: 'LIST', help: `peers to measure too, comma-separated: ${PEERS.join(', ')} (default none; llama-* need node-llama-cpp: ${LLAMA_INSTALL_HINT})` },
+  'llama-formats': { kind: 'string', value: 'LIST', help: `GGUF formats for llama.cpp: ${GGML_TYPE_NAMES.join(', ')} (default: those of --dtype)` },
+  'no-kernels': { kind: 'flag', help: 'skip the kernel figures (copy bandwidth, matmul alone)' },
+  out: { kind: 'string', value: 'DIR', help: 'folder for bench-<timestamp>.json and .svg (default bench/results)' },
+  json: { kind: 'flag', help: 'print the result as one JSON object on stdout (the table goes to stderr)' },
+  'llama-child': { kind: 'string', value: 'JSON', help: 'internal: run the llama.cpp peer with these options and print its result (used for llama-vulkan)' },
+  help: { kind: 'flag', help: 'show this help' },
+};
+
+function list(p: Parsed, name: string): string[] | undefined {
+  const v = p.values.get(name);
+  if (v === undefined) return undefined;
+  const items = v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  if (items.length === 0) throw new UsageError(`--${name} needs at least one value`);
+  return items;
+}
+
+function oneOf<T extends string>(items: string[], allowed: readonly T[], name: string): T[] {
+  for (const i of items) if (!allowed.includes(i as T)) throw new UsageError(`--${name}: "${i}" is not one of ${allowed.join(', ')}`);
+  return [...new Set(items)] as T[];
+}
+
+async function runBenchCommand(p: Parsed): Promise<void> {
+  const child = p.values.get('llama-child');
+  if (child !== undefined) {
+    const opts = JSON.parse(child) as Parameters<typeof benchLlama>[0];
+    const r = await benchLlama({ ...opts, log: (s) => process.stderr.write(`${s}\n`) });
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+    return;
+  }
+  const json = p.flags.has('json');
+  const dtypes = oneOf((list(p, 'dtype') ?? ['f16']).map((d) => d.toLowerCase()), BENCH_DTYPES, 'dtype');
+  const promptLengths = (list(p, 'prompt-lengths') ?? ['128']).map((s) => {
+    if (!/^\d+$/.test(s) || Number(s) < 1) throw new UsageError(`--prompt-lengths: "${s}" is not a positive integer`);
+    return Number(s);
+  });
+  const decodeTokens = intOption(p, 'decode-tokens', 0, 8);
+  const runs = intOption(p, 'runs', 1, 3);
+  const peers = oneOf(list(p, 'peers') ?? [], PEERS, 'peers') as PeerName[];
+  const lf = list(p, 'llama-formats');
+  const llamaFormats = lf ? (oneOf(lf.map((s) => s.toUpperCase()), GGML_TYPE_NAMES, 'llama-formats') as GgmlTypeName[]) : undefined;
+  const given = p.values.get('model');
+  const modelDir = given ?? (await defaultModel(json));
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  const result = await runBench({
+    modelDir,
+    synthetic: given === undefined,
+    dtypes,
+    promptLengths,
+    decodeTokens,
+    runs,
+    peers,
+    llamaFormats,
+    kernels: !p.flags.has('no-kernels'),
+    outDir: p.values.get('out') ?? join('bench', 'results'),
+    cacheDir: join(cacheRoot(), 'gguf'),
+    command: ['openelm', 'bench', ...process.argv.slice(3)].join(' '),
+    cliPath: process.argv[1],
+    log,
+  });
+  const table = renderTable(result);
+  if (json) {
+    process.stderr.write(`${table}\n`);
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  } else {
+    process.stdout.write(`${table}\n`);
+  }
+}
+
+export const benchCommand = {
+  summary: BENCH_SUMMARY,
+  spec,
+  run: runBenchCommand,
+  /** Extra lines for --help. */
+  help: () => `${helpText('bench', BENCH_SUMMARY, spec)}\n\nThe default (npm run bench) is a quick look: f16, a 128-token prompt, 8 decode tokens, 3 runs, no peers\n(a few minutes here). The full run (about half an hour here):\n  ${FULL_RUN}`,
+};
