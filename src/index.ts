@@ -16,7 +16,8 @@ export { OpenElmModel, DTYPES, type DType, type ModelOptions, type GenerateOptio
 export type { GenerationStats, GeneratedToken } from './generate/generate.ts';
 export type { GenerationConfig } from './generate/options.ts';
 export type { Tokenizer } from './tokenizer/tokenizer.ts';
-export { loadTokenizer } from './tokenizer/node-load.ts';
+export { loadTokenizer, loadChatTemplate } from './tokenizer/node-load.ts';
+export { renderChat, encodeChat, type ChatMessage, type ChatTemplate } from './tokenizer/chat.ts';
 export type { ModelPlan, LayerPlan } from './config/plan.ts';
 
 export interface LoadOptions extends ModelOptions {
@@ -32,7 +33,7 @@ export interface LoadOptions extends ModelOptions {
 }
 
 /** Optional files a hub download also fetches when the repository has them. */
-const HUB_EXTRA_FILES = ['tokenizer.json', 'tokenizer.model', 'generation_config.json'];
+const HUB_EXTRA_FILES = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'generation_config.json'];
 
 /** A local model folder for `source`: the folder itself, or the hub snapshot it names (downloaded once). */
 export async function resolveModelSource(source: string, hub: LoadOptions['hub'] = {}): Promise<string> {

@@ -1,8 +1,11 @@
 // The `openelm` command: logits, generate, synth and bench over the library API.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { RELEASED_SIZES, releasedConfig } from '../config/released.ts';
 import { synthesizeCheckpoint } from '../io/synth.ts';
-import { DTYPES, loadModel, type DType, type GenerationStats } from '../index.ts';
+import { DTYPES, loadModel, resolveModelSource, type DType, type GenerationStats } from '../index.ts';
+import { encodeChat, renderChat } from '../tokenizer/chat.ts';
+import { loadChatTemplate } from '../tokenizer/node-load.ts';
 import { emptyStats } from '../generate/generate.ts';
 import { applyKwargs, KWARGS, resolveGeneration, type GenerationConfig } from '../generate/options.ts';
 import { helpText, intOption, parseArgs, parseIdList, UsageError, type Parsed, type Spec } from './args.ts';
@@ -34,6 +37,7 @@ const commands: Record<string, { summary: string; spec: Spec; run: (p: Parsed) =
       tokenizer: { kind: 'string', value: 'DIR|FILE', help: 'tokenizer.json / tokenizer.model, or a folder with one (default: the model folder\'s, else the built-in Llama-2 tokenizer)' },
       'max-new-tokens': { kind: 'string', value: 'N', help: 'number of new tokens (default 32)' },
       generate_kwargs: { kind: 'list', value: 'K=V...', help: `Hugging Face generation options: ${KWARGS.join(', ')} (stop_strings may repeat)` },
+      chat: { kind: 'flag', help: 'wrap --prompt in the chat template of the model\'s (or --tokenizer\'s) tokenizer_config.json, as one user message' },
       'stop-at-eos': { kind: 'flag', help: 'stop after the eos token (default with --prompt; with --input-ids exactly the requested number of tokens is generated, as in the reference fixtures)' },
     },
     run: runGenerate,
@@ -71,21 +75,18 @@ function dtypeOption(p: Parsed): DType {
 
 async function openModel(p: Parsed) {
   const json = p.flags.has('json');
-  const dir = p.values.get('model') ?? (await defaultModel(json));
-  const contextLength = p.values.has('context-length') ? intOption(p, 'context-length', 1, 0) : undefined;
-  const t0 = performance.now();
+  const hub = { token: p.values.get('hf_access_token') };
   const bar = progressBar(process.stderr);
+  let dir: string;
   try {
-    const model = await loadModel(dir, {
-      dtype: dtypeOption(p),
-      contextLength,
-      tokenizer: p.values.get('tokenizer'),
-      hub: { token: p.values.get('hf_access_token'), onProgress: json ? undefined : bar },
-    });
-    return { model, loadMs: performance.now() - t0 };
+    dir = await resolveModelSource(p.values.get('model') ?? (await defaultModel(json)), { ...hub, onProgress: json ? undefined : bar });
   } finally {
     bar.end();
   }
+  const contextLength = p.values.has('context-length') ? intOption(p, 'context-length', 1, 0) : undefined;
+  const t0 = performance.now();
+  const model = await loadModel(dir, { dtype: dtypeOption(p), contextLength, tokenizer: p.values.get('tokenizer') });
+  return { model, dir, loadMs: performance.now() - t0 };
 }
 
 function inputIds(p: Parsed, fallback?: number[]): number[] {
@@ -134,13 +135,22 @@ async function runGenerate(p: Parsed): Promise<void> {
   kw.stopAtEos = prompt !== undefined || p.flags.has('stop-at-eos');
   const cfg = resolveGeneration(kw);
   const ids = prompt === undefined ? inputIds(p, p.values.has('model') ? undefined : [1]) : undefined;
-  const { model, loadMs } = await openModel(p);
+  if (p.flags.has('chat') && prompt === undefined) throw new UsageError('--chat needs --prompt');
+  const { model, dir, loadMs } = await openModel(p);
   try {
+    let input: string | readonly number[] = prompt ?? ids!;
+    if (p.flags.has('chat')) {
+      const tok = p.values.get('tokenizer');
+      const where = tok === undefined ? dir : statSync(tok, { throwIfNoEntry: false })?.isFile() ? dirname(tok) : tok;
+      const template = await loadChatTemplate(where);
+      if (!template) throw new Error(`${where}: --chat needs a chat_template in tokenizer_config.json, and there is none`);
+      input = encodeChat(model.tokenizer!, template, renderChat(template, [{ role: 'user', content: prompt! }]));
+    }
     const stats: GenerationStats = emptyStats();
     const out: number[] = [];
     let text = '';
     if (!json && prompt !== undefined) process.stdout.write(prompt);
-    for await (const t of model.generate(prompt ?? ids!, { ...cfg, stats })) {
+    for await (const t of model.generate(input, { ...cfg, stats })) {
       out.push(t.id);
       text += t.text;
       if (!json) process.stdout.write(model.tokenizer && prompt !== undefined ? t.text : `${out.length === 1 ? '' : ' '}${t.id}`);

@@ -3,6 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { tokenizerFromJson, tokenizerFromModelProto } from './load.ts';
 import type { Tokenizer } from './tokenizer.ts';
+import { chatTemplateFromConfig, type ChatTemplate } from './chat.ts';
 
 /** The tokenizer file in a folder: tokenizer.json first, then tokenizer.model; undefined if neither. */
 export async function findTokenizerFile(dir: string): Promise<string | undefined> {
@@ -53,4 +54,25 @@ export async function loadTokenizer(dirOrFile?: string): Promise<Tokenizer> {
   if (!isDir) return loadTokenizerFile(dirOrFile);
   const file = await findTokenizerFile(dirOrFile);
   return file === undefined ? builtIn() : loadTokenizerFile(file);
+}
+
+/**
+ * The chat template of a model or tokenizer folder (its tokenizer_config.json), or undefined when
+ * the folder has none.
+ */
+export async function loadChatTemplate(dir: string): Promise<ChatTemplate | undefined> {
+  const file = join(dir, 'tokenizer_config.json');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  return chatTemplateFromConfig(json, file);
 }
