@@ -7,8 +7,7 @@ import { benchLlama, LLAMA_INSTALL_HINT } from './llama.ts';
 import { BENCH_DTYPES, PEERS, runBench, type PeerName } from './run.ts';
 import { renderTable } from './table.ts';
 
-const FULL_RUN =
-  'openelm bench --dtype f32,f16 --prompt-lengths 128,512 --decode-tokens 32 --runs 5 --peers tfjs,llama-cpu --llama-formats F32,F16,Q8_0,Q4_0';
+const FULL_RUN = 'openelm bench --dtype f32,f16,q8,q4 --prompt-lengths 128,512 --decode-tokens 32 --runs 5 --peers tfjs,llama-cpu';
 
 export const BENCH_SUMMARY = 'measure prefill/decode speed, kernels and peers (tfjs, llama.cpp); JSON + table + SVG chart';
 
@@ -16,7 +15,7 @@ const spec: Spec = {
   model: { kind: 'string', value: 'DIR', help: 'model folder (default: the synthetic random-weight OpenELM-270M checkpoint)' },
   dtype: { kind: 'string', value: 'LIST', help: `weight formats, comma-separated: ${BENCH_DTYPES.join(', ')} (default f16)` },
   'prompt-lengths': { kind: 'string', value: 'LIST', help: 'prompt lengths in tokens, comma-separated (default 128); decode starts after the first' },
-  'decode-tokens': { kind: 'string', value: 'N', help: 'decode steps timed per run, after 2 warm-up steps (default 8)' },
+  'decode-tokens': { kind: 'string', value: 'N', help: 'decode steps timed per run, N x runs in all, after 2 warm-up steps (default 8)' },
   runs: { kind: 'string', value: 'N', help: 'runs of each measurement; figures are medians (default 3; kernels at least 5)' },
   peers: { kind: 'string', value: 'LIST', help: `peers to measure too, comma-separated: ${PEERS.join(', ')} (default none; llama-* need node-llama-cpp: ${LLAMA_INSTALL_HINT})` },
   'llama-formats': { kind: 'string', value: 'LIST', help: `GGUF formats for llama.cpp: ${GGML_TYPE_NAMES.join(', ')} (default: those of --dtype)` },
@@ -92,5 +91,5 @@ export const benchCommand = {
   spec,
   run: runBenchCommand,
   /** Extra lines for --help. */
-  help: () => `${helpText('bench', BENCH_SUMMARY, spec)}\n\nThe default (npm run bench) is a quick look: f16, a 128-token prompt, 8 decode tokens, 3 runs, no peers\n(a few minutes here). The full run (about half an hour here):\n  ${FULL_RUN}`,
+  help: () => `${helpText('bench', BENCH_SUMMARY, spec)}\n\nThe default (npm run bench) is a quick look: f16, a 128-token prompt, 8 decode tokens, 3 runs, no peers\n(about 5 minutes on this machine's SwiftShader). The full run (hours on SwiftShader, minutes on a real GPU):\n  ${FULL_RUN}\nllama-vulkan (lavapipe, in a child process) is only run when asked: its first warm-up takes minutes.`,
 };
