@@ -29,7 +29,7 @@ let result: BenchResult;
 test('runBench on tiny-elm: machine facts, formats, kernels, files', async () => {
   result = await runBench({
     modelDir: dir,
-    dtypes: ['f32', 'f16'],
+    dtypes: ['f32', 'f16', 'q8'],
     promptLengths: [6, 10],
     decodeTokens: 3,
     runs: 2,
@@ -50,7 +50,15 @@ test('runBench on tiny-elm: machine facts, formats, kernels, files', async () =>
   assert.ok(Array.isArray(r.machine.loadavg_start) && Array.isArray(r.machine.loadavg_end));
   assert.equal(r.model.params > 0 && r.model.layers, 4);
 
-  assert.deepEqual(r.formats.map((f) => f.dtype), ['f32', 'f16']);
+  assert.deepEqual(r.formats.map((f) => f.dtype), ['f32', 'f16', 'q8']);
+  // Formats other than f16 are compared with it; f32 holds the same (f16) weights here.
+  const f32 = r.formats[0].agreement!;
+  assert.equal(f32.reference, 'f16');
+  assert.equal(f32.top1, 1);
+  assert.ok(f32.mean_kl < 1e-6, `f32 vs f16 KL ${f32.mean_kl}`);
+  const q8 = r.formats[2].agreement!;
+  assert.ok(q8.positions > 0 && q8.top1 > 0.5 && q8.mean_kl < 0.01, JSON.stringify(q8));
+  assert.equal(r.formats[1].agreement, undefined);
   for (const f of r.formats) {
     assert.ok(f.ok, `${f.dtype}: ${f.error}`);
     positive(f.load_ms, 'load_ms');

@@ -9,6 +9,7 @@
 // itself measures it without touching the engine. queue.submit is wrapped to split it out.
 import type { Gpu } from '../gpu/gpu.ts';
 import { createGpu, loadModel } from '../index.ts';
+import type { Agreement } from './quality.ts';
 import type { Engine } from '../runtime/engine.ts';
 import type { DType } from '../runtime/model.ts';
 import { withLoad, type LoadSample } from './machine.ts';
@@ -65,6 +66,8 @@ export interface FormatResult {
   peak_gpu_bytes?: number;
   prefill?: PrefillResult[];
   decode?: DecodeResult;
+  /** Against the reference format (f16, else the first format run), over the quality stream. */
+  agreement?: Agreement;
 }
 
 export interface ModelBenchOptions {
@@ -76,6 +79,8 @@ export interface ModelBenchOptions {
   warmupSteps?: number;
   /** A cold prefill run longer than this counts as a sample instead of a warm-up (default 10 s). */
   slowRunMs?: number;
+  /** Tokens of the fixed stream whose next-token logits are kept for comparing formats (0: none). */
+  qualityTokens?: number;
 }
 
 /** Deterministic prompt ids: bos, then pseudo-random ids from the ordinary vocabulary. */
@@ -176,7 +181,14 @@ async function decode(engine: Engine, gpu: Gpu, firstId: number, warmup: number,
   }
 }
 
-export async function benchFormat(o: ModelBenchOptions, log: (s: string) => void = () => {}): Promise<FormatResult> {
+/** The logits at every position of the quality stream, kept to compare formats (see quality.ts). */
+export type QualityLogits = Float32Array[];
+
+export async function benchFormat(
+  o: ModelBenchOptions,
+  log: (s: string) => void = () => {},
+  quality: { logits?: QualityLogits } = {},
+): Promise<FormatResult> {
   const out: FormatResult = { dtype: o.dtype, ok: false };
   const t0 = performance.now();
   const gpu = await createGpu();
@@ -244,6 +256,9 @@ export async function benchFormat(o: ModelBenchOptions, log: (s: string) => void
     }
     out.prefill.sort((a, b) => o.promptLengths.indexOf(a.prompt_tokens) - o.promptLengths.indexOf(b.prompt_tokens));
     if (out.decode) log(`  ${o.dtype}: decode: ${(1000 / out.decode.step_ms.median).toFixed(2)} tok/s (median of ${out.decode.step_ms.n} steps)`);
+    if (o.qualityTokens) {
+      quality.logits = await model.logits(promptIds(Math.min(o.qualityTokens, engine.contextLength), plan.vocabSize, plan.bosTokenId), { allPositions: true });
+    }
     out.peak_gpu_bytes = gpu.peakAllocatedBytes;
     out.ok = true;
   } catch (e) {

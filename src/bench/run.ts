@@ -10,7 +10,8 @@ import { GpuTimer } from './gpu-timer.ts';
 import { benchCopy, benchOurMatmul, kernelShapes, type CopyResult, type MatmulResult } from './kernels.ts';
 import { benchLlama, benchLlamaInChild, type LlamaPeerResult } from './llama.ts';
 import { machineFacts, readLoadavg, type MachineFacts } from './machine.ts';
-import { benchFormat, type FormatResult } from './model.ts';
+import { agreement } from './quality.ts';
+import { benchFormat, type FormatResult, type QualityLogits } from './model.ts';
 import { renderChart } from './chart.ts';
 import { renderTable } from './table.ts';
 import { roundDeep } from './stats.ts';
@@ -37,6 +38,8 @@ export interface BenchOptions {
   llamaFormats?: GgmlTypeName[];
   /** Folder for bench-<timestamp>.json and .svg; none written when absent. */
   outDir?: string;
+  /** Tokens of the stream on which formats are compared with f16 (default 32; 0: skip). */
+  qualityTokens?: number;
   /** Kernel figures (copy bandwidth, matmul alone); default true. */
   kernels?: boolean;
   /** Bytes of the timed buffer copy (default 256 MiB, capped by maxBufferSize). */
@@ -139,14 +142,31 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   }
 
   const formats: FormatResult[] = [];
-  for (const dtype of o.dtypes) {
+  // Every format's predictions are compared with f16's (else the first format's) on one stream.
+  const referenceFormat = o.dtypes.includes('f16') ? 'f16' : o.dtypes[0];
+  const order = [referenceFormat, ...o.dtypes.filter((d) => d !== referenceFormat)];
+  let referenceLogits: QualityLogits | undefined;
+  for (const dtype of order) {
     if (!ours.includes(dtype)) {
       formats.push({ dtype, ok: false, error: `the engine has no ${dtype} weights yet (it has ${DTYPES.join(', ')})` });
       continue;
     }
     log(`ours ${dtype}:`);
-    formats.push(await benchFormat({ dir: o.modelDir, dtype: dtype as DType, promptLengths: o.promptLengths, decodeTokens: o.decodeTokens, runs: o.runs }, log));
+    const quality: { logits?: QualityLogits } = {};
+    const wantQuality = (o.qualityTokens ?? 32) > 0 && o.dtypes.length > 1;
+    const f = await benchFormat(
+      { dir: o.modelDir, dtype: dtype as DType, promptLengths: o.promptLengths, decodeTokens: o.decodeTokens, runs: o.runs, qualityTokens: wantQuality ? (o.qualityTokens ?? 32) : 0 },
+      log,
+      quality,
+    );
+    if (dtype === referenceFormat) referenceLogits = quality.logits;
+    else if (referenceLogits && quality.logits) {
+      f.agreement = agreement(referenceLogits, quality.logits, referenceFormat);
+      log(`  ${dtype}: top-1 agreement with ${referenceFormat} ${(f.agreement.top1 * 100).toFixed(1)}%, mean KL ${f.agreement.mean_kl.toExponential(2)} over ${f.agreement.positions} positions`);
+    }
+    formats.push(f);
   }
+  formats.sort((a, b) => o.dtypes.indexOf(a.dtype) - o.dtypes.indexOf(b.dtype));
 
   for (const backend of ['cpu', 'vulkan'] as const) {
     const name = `llama-${backend}` as const;
