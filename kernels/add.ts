@@ -1,12 +1,13 @@
 // Residual add: y += x over n floats.
 import type { Gpu } from '../src/gpu/gpu.ts';
-import source from '../shaders/add.wgsl';
+import builtIn from '../shaders/add.wgsl';
+import { shaderSource } from './variants.ts';
 import { grid, makeDispatch, type Dispatch } from './kernel.ts';
 
 const WG = 64;
 
 export function addDispatch(gpu: Gpu, n: number, x: GPUBuffer, y: GPUBuffer, label = 'add'): Dispatch {
-  const p = gpu.pipeline({ label: 'add', code: source, bindings: ['uniform', 'read', 'write'], constants: { WG } });
+  const p = gpu.pipeline({ label: 'add', code: shaderSource('add', builtIn), bindings: ['uniform', 'read', 'write'], constants: { WG } });
   return makeDispatch(gpu, p, label, [n], [x, y], grid(gpu, Math.ceil(n / WG)));
 }
 

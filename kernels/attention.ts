@@ -2,7 +2,8 @@
 // (many tokens, any starting position) and decode (one token).
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
-import source from '../shaders/attention.wgsl';
+import builtIn from '../shaders/attention.wgsl';
+import { shaderSource } from './variants.ts';
 import { grid, makeDispatch, type Dispatch } from './kernel.ts';
 
 /** Bytes of workgroup memory for merging the per-thread accumulators. */
@@ -49,7 +50,7 @@ export function attentionDispatch(gpu: Gpu, o: AttentionOptions): Dispatch {
   const ch = Math.max(1, Math.min(hv, wg, Math.floor(MERGE_BYTES / (wg * lanes * 4))));
   const p = gpu.pipeline({
     label: 'attention',
-    code: unrollHeadLoops(`const HV: u32 = ${hv}u;\n` + preprocess(source, { VEC4: vec4 }), hv),
+    code: unrollHeadLoops(`const HV: u32 = ${hv}u;\n` + preprocess(shaderSource('attention', builtIn), { VEC4: vec4 }), hv),
     bindings: ['uniform', 'read', 'read', 'read', 'uniform', 'write'],
     constants: { WG: wg, CH: ch },
   });

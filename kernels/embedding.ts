@@ -4,7 +4,8 @@
 // Ids past the end of the table give zero rows.
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
-import source from '../shaders/embedding.wgsl';
+import builtIn from '../shaders/embedding.wgsl';
+import { shaderSource } from './variants.ts';
 import { grid, makeDispatch, type Dispatch } from './kernel.ts';
 import type { GpuWeight } from './weight.ts';
 
@@ -29,7 +30,7 @@ export function embeddingDispatches(gpu: Gpu, table: GpuWeight, o: EmbeddingOpti
   const quant = table.format === 'q8' || table.format === 'q4';
   const p = gpu.pipeline({
     label: `embedding ${table.format}`,
-    code: preprocess(source, { QUANT: quant, Q4: table.format === 'q4', F16: f16 }),
+    code: preprocess(shaderSource('embedding', builtIn), { QUANT: quant, Q4: table.format === 'q4', F16: f16 }),
     bindings: ['uniform', 'read', 'read', 'write'],
     constants: { WG },
   });

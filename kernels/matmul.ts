@@ -4,7 +4,8 @@
 // One dispatch per weight chunk; each writes its rows' outputs at column offset chunk.rowStart.
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
-import source from '../shaders/matmul.wgsl';
+import builtIn from '../shaders/matmul.wgsl';
+import { shaderSource } from './variants.ts';
 import { grid, makeDispatch, type Dispatch } from './kernel.ts';
 import type { GpuWeight } from './weight.ts';
 
@@ -47,7 +48,7 @@ export function matmulDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions): Disp
     TILE: tile,
     ACC: !!o.accumulate,
   };
-  const code = preprocess(source, defines);
+  const code = preprocess(shaderSource('matmul', builtIn), defines);
   const flags = Object.entries(defines).filter(([k, v]) => v && k !== 'QUANT' && k !== 'Q4' && k !== 'F16');
   const variant = [w.format, ...flags.map(([k]) => k.toLowerCase())].join(' ');
   const tiles = tile ? Math.ceil(T / MATMUL_TOKEN_TILE) : T;

@@ -1,7 +1,8 @@
 // Attention-input preparation: split a fused QKV projection into heads, optional per-head RMSNorm
 // of queries and keys, rotate-half RoPE, and the key/value cache writes, in one dispatch.
 import type { Gpu } from '../src/gpu/gpu.ts';
-import source from '../shaders/qkv_prepare.wgsl';
+import builtIn from '../shaders/qkv_prepare.wgsl';
+import { shaderSource } from './variants.ts';
 import { grid, makeDispatch, type Dispatch } from './kernel.ts';
 
 const WG = 64;
@@ -43,7 +44,7 @@ export function qkvPrepareDispatch(gpu: Gpu, o: QkvPrepareOptions): Dispatch {
   if (o.headDim % 2 !== 0) throw new Error(`qkv_prepare: headDim ${o.headDim} must be even for rotate-half RoPE`);
   const p = gpu.pipeline({
     label: 'qkv_prepare',
-    code: source,
+    code: shaderSource('qkv_prepare', builtIn),
     bindings: ['uniform', 'read', 'read', 'read', 'read', 'uniform', 'write', 'write', 'write'],
     constants: { WG },
   });

@@ -1,7 +1,8 @@
 // RMSNorm over rows: y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight.
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
-import source from '../shaders/rmsnorm.wgsl';
+import builtIn from '../shaders/rmsnorm.wgsl';
+import { shaderSource } from './variants.ts';
 import { grid, makeDispatch, type Dispatch } from './kernel.ts';
 
 export interface RmsNormOptions {
@@ -29,7 +30,7 @@ export function rmsNormDispatch(gpu: Gpu, o: RmsNormOptions): Dispatch {
   const wg = Math.min(o.workgroupSize ?? (gpu.info.isFallback ? 4 : 64), gpu.limits.maxComputeInvocationsPerWorkgroup);
   const p = gpu.pipeline({
     label: 'rmsnorm',
-    code: preprocess(source, { VEC4: vec4 }),
+    code: preprocess(shaderSource('rmsnorm', builtIn), { VEC4: vec4 }),
     bindings: ['uniform', 'read', 'read', 'write'],
     constants: { WG: wg },
   });

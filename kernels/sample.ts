@@ -13,7 +13,8 @@
 // logits count as 0, and exp is our own ~1 ulp float32 function.
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
-import source from '../shaders/sample.wgsl';
+import builtIn from '../shaders/sample.wgsl';
+import { shaderSource } from './variants.ts';
 import { makeDispatch, type Dispatch } from './kernel.ts';
 
 /** Threads of the one workgroup; fixed because the float summation order depends on it. */
@@ -98,7 +99,7 @@ export function sampleDispatch(gpu: Gpu, o: SampleOptions): Dispatch {
 
   const pipeline = gpu.pipeline({
     label: sample ? 'sample' : 'sample.greedy',
-    code: preprocess(source, { SAMPLE: sample }),
+    code: preprocess(shaderSource('sample', builtIn), { SAMPLE: sample }),
     bindings: sample ? ['uniform', 'read', 'write', 'write', 'read', 'write'] : ['uniform', 'read', 'write', 'write'],
   });
   if (!sample) return makeDispatch(gpu, pipeline, label, words, [o.logits, o.seen, o.out], [1, 1, 1]);

@@ -1,7 +1,8 @@
 // SiLU, optionally gated: out = silu(y[:, :dim]) * y[:, dim:] (GLU) or silu(y).
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
-import source from '../shaders/silu_gate.wgsl';
+import builtIn from '../shaders/silu_gate.wgsl';
+import { shaderSource } from './variants.ts';
 import { grid, makeDispatch, type Dispatch } from './kernel.ts';
 
 const WG = 64;
@@ -25,7 +26,7 @@ export function siluGateDispatch(gpu: Gpu, o: SiluGateOptions): Dispatch {
   const count = o.tokens * o.dim;
   const p = gpu.pipeline({
     label: o.glu ? 'silu_gate' : 'silu',
-    code: preprocess(source, { GLU: o.glu }),
+    code: preprocess(shaderSource('silu_gate', builtIn), { GLU: o.glu }),
     bindings: ['uniform', 'read', 'write'],
     constants: { WG },
   });

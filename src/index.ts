@@ -77,3 +77,4 @@ export async function loadModel(source: string, opts: LoadOptions = {}): Promise
     throw e;
   }
 }
+export { setKernelVariant, kernelOrigin, KERNEL_NAMES, type KernelName } from '../kernels/variants.ts';

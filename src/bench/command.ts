@@ -1,4 +1,5 @@
 // `openelm bench`: the benchmark harness on the command line.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { helpText, intOption, UsageError, type Parsed, type Spec } from '../cli/args.ts';
 import { cacheRoot, defaultModel } from '../cli/default-model.ts';
@@ -19,6 +20,7 @@ const spec: Spec = {
   runs: { kind: 'string', value: 'N', help: 'runs of each measurement; figures are medians (default 3; kernels at least 5)' },
   peers: { kind: 'string', value: 'LIST', help: `peers to measure too, comma-separated: ${PEERS.join(', ')} (default none; llama-* need node-llama-cpp: ${LLAMA_INSTALL_HINT})` },
   'llama-formats': { kind: 'string', value: 'LIST', help: `GGUF formats for llama.cpp: ${GGML_TYPE_NAMES.join(', ')} (default: those of --dtype)` },
+  'kernel-variant': { kind: 'string', value: 'matmul=FILE', help: 'kernel lab: a WGSL file with the same bindings as shaders/matmul.wgsl, checked against the CPU on odd shapes, then timed beside the built-in kernel' },
   'quality-tokens': { kind: 'string', value: 'N', help: 'tokens of the stream on which each format is compared with f16: top-1 agreement and mean KL (default 32; 0 skips)' },
   'no-kernels': { kind: 'flag', help: 'skip the kernel figures (copy bandwidth, matmul alone)' },
   out: { kind: 'string', value: 'DIR', help: 'folder for bench-<timestamp>.json and .svg (default bench/results)' },
@@ -38,6 +40,18 @@ function list(p: Parsed, name: string): string[] | undefined {
 function oneOf<T extends string>(items: string[], allowed: readonly T[], name: string): T[] {
   for (const i of items) if (!allowed.includes(i as T)) throw new UsageError(`--${name}: "${i}" is not one of ${allowed.join(', ')}`);
   return [...new Set(items)] as T[];
+}
+
+function kernelVariant(spec: string | undefined): { file: string; code: string } | undefined {
+  if (spec === undefined) return undefined;
+  const m = /^([a-z_]+)=(.+)$/.exec(spec);
+  if (!m) throw new UsageError(`--kernel-variant must be KERNEL=FILE, got "${spec}"`);
+  if (m[1] !== 'matmul') throw new UsageError(`--kernel-variant: the lab times matmul variants (got "${m[1]}"); other kernels can be swapped through the library's setKernelVariant`);
+  try {
+    return { file: m[2], code: readFileSync(m[2], 'utf8') };
+  } catch (e) {
+    throw new UsageError(`--kernel-variant: cannot read ${m[2]} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
 }
 
 async function runBenchCommand(p: Parsed): Promise<void> {
@@ -73,6 +87,7 @@ async function runBenchCommand(p: Parsed): Promise<void> {
     llamaFormats,
     kernels: !p.flags.has('no-kernels'),
     qualityTokens: intOption(p, 'quality-tokens', 0, 32),
+    matmulVariant: kernelVariant(p.values.get('kernel-variant')),
     outDir: p.values.get('out') ?? join('bench', 'results'),
     cacheDir: join(cacheRoot(), 'gguf'),
     command: ['openelm', 'bench', ...process.argv.slice(3)].join(' '),

@@ -3,8 +3,9 @@
 // is the ceiling a weight-streaming kernel can hope for on this device.
 import type { ModelPlan } from '../config/plan.ts';
 import type { Gpu } from '../gpu/gpu.ts';
-import { releaseDispatches } from '../../kernels/kernel.ts';
-import { matmulDispatches } from '../../kernels/matmul.ts';
+import { releaseDispatches, runDispatches } from '../../kernels/kernel.ts';
+import { matmulDispatches, matmulRef } from '../../kernels/matmul.ts';
+import { dequantize } from '../../kernels/quant.ts';
 import { destroyWeight, uploadWeight, type WeightFormat } from '../../kernels/weight.ts';
 import { primaryMs, type GpuTime, type GpuTimer, type TimingMethod } from './gpu-timer.ts';
 import { withLoad, type LoadSample } from './machine.ts';
@@ -46,6 +47,8 @@ export function kernelShapes(plan: ModelPlan, gemmTokens: number): KernelShape[]
 
 export interface MatmulResult {
   engine: 'ours' | 'tfjs';
+  /** The kernel lab: the WGSL file that replaced the built-in kernel for this figure. */
+  variant?: string;
   name: string;
   kind: 'gemv' | 'gemm';
   dtype: string;
@@ -232,4 +235,42 @@ export async function benchOurMatmul(
     gpu.destroyBuffer(x);
     gpu.destroyBuffer(y);
   }
+}
+
+/**
+ * The kernel lab's gate: runs the matmul as it is now compiled (built-in or variant) on a few
+ * random shapes that do not divide any tile, in full, against the CPU product over the weights as
+ * stored. Returns the worst |error| / tolerance (< 1 passes).
+ */
+export async function checkMatmulFully(gpu: Gpu, format: WeightFormat): Promise<number> {
+  let worst = 0;
+  const shapes: [number, number, number][] = [
+    [1, 37, 70],
+    [5, 33, 257],
+    [17, 130, 64],
+  ];
+  for (const [T, N, K] of shapes) {
+    const wData = randomFill(N * K, 7 * N + K, 1 / Math.sqrt(K));
+    const xData = randomFill(T * K, 3 * T + 1, 1);
+    const w = uploadWeight(gpu, 'lab.w', wData, N, K, format);
+    const x = gpu.upload('lab.x', xData);
+    const y = gpu.createBuffer('lab.y', T * N * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+    const ds = matmulDispatches(gpu, w, { tokens: T, x, y, label: 'lab check' });
+    try {
+      runDispatches(gpu, ds, 'lab check');
+      const got = await gpu.readF32(y, T * N);
+      const want = matmulRef(xData, dequantize(wData, N, K, format), T, N, K);
+      for (let i = 0; i < got.length; i++) {
+        const err = Math.abs(got[i] - want[i]);
+        const tol = 1e-4 * (Math.abs(want[i]) + 1);
+        worst = Math.max(worst, Number.isNaN(err) ? Infinity : err / tol);
+      }
+    } finally {
+      releaseDispatches(gpu, ds);
+      destroyWeight(gpu, w);
+      gpu.destroyBuffer(x);
+      gpu.destroyBuffer(y);
+    }
+  }
+  return worst;
 }

@@ -7,10 +7,12 @@ import { createGpu, loadPlan } from '../index.ts';
 import { DTYPES, type DType } from '../runtime/model.ts';
 import { GGML_TYPE_NAMES, type GgmlTypeName } from './gguf.ts';
 import { GpuTimer } from './gpu-timer.ts';
-import { benchCopy, benchOurMatmul, kernelShapes, type CopyResult, type MatmulResult } from './kernels.ts';
+import { benchCopy, benchOurMatmul, checkMatmulFully, kernelShapes, type CopyResult, type KernelShape, type MatmulResult } from './kernels.ts';
+import type { Gpu } from '../gpu/gpu.ts';
 import { benchLlama, benchLlamaInChild, type LlamaPeerResult } from './llama.ts';
 import { machineFacts, readLoadavg, type MachineFacts } from './machine.ts';
 import { agreement } from './quality.ts';
+import { setKernelVariant } from '../../kernels/variants.ts';
 import { benchFormat, type FormatResult, type QualityLogits } from './model.ts';
 import { renderChart } from './chart.ts';
 import { renderTable } from './table.ts';
@@ -38,6 +40,8 @@ export interface BenchOptions {
   llamaFormats?: GgmlTypeName[];
   /** Folder for bench-<timestamp>.json and .svg; none written when absent. */
   outDir?: string;
+  /** The kernel lab: a WGSL file standing in for the matmul kernel, checked then timed beside it. */
+  matmulVariant?: { file: string; code: string };
   /** Tokens of the stream on which formats are compared with f16 (default 32; 0: skip). */
   qualityTokens?: number;
   /** Kernel figures (copy bandwidth, matmul alone); default true. */
@@ -82,12 +86,50 @@ export interface BenchResult {
   timing: Record<string, string>;
   model: { dir: string; synthetic: boolean; params: number; layers: number; model_dim: number; head_dim: number; vocab_size: number; max_context: number };
   formats: FormatResult[];
-  kernels: { shapes: ReturnType<typeof kernelShapes>; copy?: CopyResult; matmul: MatmulResult[]; error?: string } | null;
+  kernels: { shapes: KernelShape[]; copy?: CopyResult; matmul: MatmulResult[]; error?: string; variant_errors?: string[] } | null;
   peers: { tfjs?: TfjsPeerResult; 'llama-cpu'?: LlamaPeerResult; 'llama-vulkan'?: LlamaPeerResult };
   comparisons: Comparison[];
   /** The headline figures, flat. */
   summary: Record<string, number | string>;
   files?: { json: string; svg: string };
+}
+
+/** The kernel lab: checks a matmul variant against the CPU on odd shapes, then times it. */
+async function benchVariant(
+  gpu: Gpu,
+  timer: GpuTimer,
+  variant: { file: string; code: string },
+  dtypes: DType[],
+  shapes: KernelShape[],
+  kernels: NonNullable<BenchResult['kernels']>,
+  o: { runs: number; budgetMs: number },
+  log: (s: string) => void,
+): Promise<void> {
+  setKernelVariant('matmul', variant.code, variant.file);
+  try {
+    for (const dtype of dtypes) {
+      let check: number;
+      try {
+        check = await checkMatmulFully(gpu, dtype);
+      } catch (e) {
+        throw new Error(`matmul variant ${variant.file} (${dtype}) failed to run: ${(e as Error).message.split('\n')[0]}`);
+      }
+      if (!(check < 1)) {
+        (kernels.variant_errors ??= []).push(`${variant.file} ${dtype}: wrong results (${check.toFixed(1)}x the tolerance) against the CPU; not timed`);
+        log(`  variant ${variant.file} ${dtype}: WRONG (${check.toFixed(1)}x the tolerance), not timed`);
+        continue;
+      }
+      for (const s of shapes) {
+        const r = await benchOurMatmul(gpu, timer, s, dtype, { runs: s.kind === 'gemv' ? Math.max(5, o.runs) : o.runs, budgetMs: o.budgetMs, copyGbs: kernels.copy?.gb_s });
+        r.variant = variant.file;
+        kernels.matmul.push(r);
+        const base = kernels.matmul.find((m) => !m.variant && m.engine === 'ours' && m.dtype === dtype && m.name === s.name);
+        log(`  variant ${dtype} ${s.name}: ${r.ms.median.toFixed(2)} ms${base ? ` (built-in ${base.ms.median.toFixed(2)} ms, ${(base.ms.median / r.ms.median).toFixed(2)}x)` : ''}`);
+      }
+    }
+  } finally {
+    setKernelVariant('matmul', null);
+  }
 }
 
 export async function runBench(o: BenchOptions): Promise<BenchResult> {
@@ -125,6 +167,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
             log(`  ours ${dtype} ${s.name}: ${r.ms.median.toFixed(2)} ms (${r.gb_s.toFixed(2)} GB/s, ${r.gflop_s.toFixed(2)} GFLOP/s)`);
           }
         }
+        if (o.matmulVariant) await benchVariant(kgpu, timer, o.matmulVariant, kernelDtypes, shapes, kernels, { runs: o.runs, budgetMs }, log);
       } catch (e) {
         kernels.error = (e as Error).message.split('\n')[0];
         log(`  kernels failed: ${kernels.error}`);

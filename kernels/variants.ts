@@ -1,0 +1,28 @@
+// The kernel lab's switchboard: a researcher's WGSL file can stand in for a built-in kernel. The
+// variant must declare the same bindings, entry point, overrides and `#if` defines as the file it
+// replaces; the benchmark harness checks it against the CPU reference before timing it.
+
+export const KERNEL_NAMES = ['add', 'argmax', 'attention', 'embedding', 'matmul', 'qkv_prepare', 'rmsnorm', 'sample', 'silu_gate'] as const;
+export type KernelName = (typeof KERNEL_NAMES)[number];
+
+const variants = new Map<KernelName, { code: string; origin: string }>();
+
+export function isKernelName(name: string): name is KernelName {
+  return (KERNEL_NAMES as readonly string[]).includes(name);
+}
+
+/** Makes every pipeline built from now on for `kernel` use `code` (null restores the built-in). */
+export function setKernelVariant(kernel: KernelName, code: string | null, origin = 'variant'): void {
+  if (code === null) variants.delete(kernel);
+  else variants.set(kernel, { code, origin });
+}
+
+/** Where the source of `kernel` comes from now: 'built-in' or the variant's origin. */
+export function kernelOrigin(kernel: KernelName): string {
+  return variants.get(kernel)?.origin ?? 'built-in';
+}
+
+/** The WGSL source a wrapper should compile for `kernel`: the variant if one is set. */
+export function shaderSource(kernel: KernelName, builtIn: string): string {
+  return variants.get(kernel)?.code ?? builtIn;
+}

@@ -1,0 +1,27 @@
+// The kernel lab: a variant WGSL file stands in for the matmul; the harness gate accepts a correct
+// one and rejects a wrong one before anything is timed.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import source from '../shaders/matmul.wgsl';
+import { checkMatmulFully } from '../src/bench/kernels.ts';
+import { kernelOrigin, setKernelVariant } from '../kernels/variants.ts';
+import { testGpu } from './helpers.ts';
+
+test('a correct matmul variant passes the lab check, a wrong one fails it', async () => {
+  const gpu = await testGpu();
+  // The same kernel with its sums in another order is still correct.
+  setKernelVariant('matmul', `// variant: a copy of the built-in kernel\n${source}`, 'copy.wgsl');
+  try {
+    assert.equal(kernelOrigin('matmul'), 'copy.wgsl');
+    for (const f of ['f32', 'f16', 'q8', 'q4'] as const) assert.ok((await checkMatmulFully(gpu, f)) < 1, f);
+    // Scaling every stored output by 1.01 is the kind of bug the gate must catch.
+    const wrong = source.replaceAll('y[i] = v;', 'y[i] = v * 1.01;').replaceAll('y[i] = y[i] + v;', 'y[i] = y[i] + v * 1.01;');
+    assert.notEqual(wrong, source, 'the broken variant differs from the built-in');
+    setKernelVariant('matmul', wrong, 'wrong.wgsl');
+    assert.ok((await checkMatmulFully(gpu, 'f32')) >= 1);
+  } finally {
+    setKernelVariant('matmul', null);
+  }
+  assert.equal(kernelOrigin('matmul'), 'built-in');
+  assert.ok((await checkMatmulFully(gpu, 'f16')) < 1);
+});
