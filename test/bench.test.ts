@@ -88,7 +88,7 @@ test('runBench on tiny-elm: machine facts, formats, kernels, files', async () =>
   positive(k.copy!.gb_s, 'copy gb_s');
   stat(k.copy!.ms, 'copy ms');
   assert.deepEqual(k.shapes.map((s) => s.name), ['proj_1 GEMV', 'proj_2 GEMV', 'lm_head GEMV', 'proj_1 GEMM T=10', 'proj_2 GEMM T=10']);
-  assert.equal(k.matmul.length, 2 * 5);
+  assert.equal(k.matmul.length, 3 * 5);
   for (const m of k.matmul) {
     stat(m.ms, `${m.name} ms`);
     for (const key of ['gb_s', 'gflop_s', 'fraction_of_copy', 'weight_bytes', 'flops'] as const) positive(m[key], `${m.name}.${key}`);

@@ -1,0 +1,451 @@
+// The benchmark page (demo/bench.html): end-to-end prefill (time to first token) and decode figures
+// of the loaded model, its dispatches per token (the engine's count and the count seen at the
+// WebGPU API), and our matmul kernel alone at the model's biggest shapes. Results: a table, an
+// SVG chart, and JSON (download link; also window.openelmBench.result).
+// Query parameters: model, dtype, prompt_lengths (e.g. 16,64), decode_tokens, runs, cache=0, autorun=1.
+import {
+  destroyWeight,
+  fmtBytes,
+  GpuTimer,
+  loadModel,
+  matmulDispatches,
+  primaryMs,
+  releaseDispatches,
+  summarize,
+  uploadWeight,
+  type Gpu,
+  type GpuTime,
+  type OpenElmModel,
+  type Stat,
+  type WeightFormat,
+  type WebGpuSupport,
+} from '../../src/browser.ts';
+import { $, clearError, fmt, h, loadPresets, loadProgressText, params, refreshCache, setupCacheButton, setupPicker, showError, showSupport } from './common.ts';
+
+interface PrefillFigure {
+  prompt_tokens: number;
+  /** The first prefill of this length (pipeline compilation included for the first length). */
+  first_run_ms: number;
+  /** Prefill plus reading back the chosen token id. */
+  ttft_ms: Stat;
+  tokens_per_s: number;
+}
+
+interface MatmulFigure {
+  name: string;
+  kind: 'gemv' | 'gemm';
+  dtype: string;
+  T: number;
+  N: number;
+  K: number;
+  dispatches: number;
+  method: 'timestamp-query' | 'wall-clock';
+  ms: Stat;
+  wall_ms: Stat;
+  weight_bytes: number;
+  gb_s: number;
+  gflop_s: number;
+  /** Largest |error| / tolerance of a few outputs checked on the CPU (< 1 passes). */
+  check: number;
+}
+
+export interface BrowserBench {
+  schema: 'openelm-webgpu/browser-bench/1';
+  when: string;
+  user_agent: string;
+  adapter: WebGpuSupport['info'];
+  features: WebGpuSupport['features'];
+  limits: WebGpuSupport['limits'];
+  model: { source: string; dtype: string; layers: number; model_dim: number; vocab_size: number; parameters: number; context_length: number; prefill_chunk: number };
+  load: { ms: number; network_bytes: number; cache_bytes: number };
+  gpu_bytes_after_load: number;
+  peak_gpu_bytes: number;
+  dispatches_per_token: number;
+  /** compute dispatches seen at the WebGPU API per decode step (median over the steps). */
+  dispatches_counted_per_step: number;
+  prefill: PrefillFigure[];
+  decode: { context_tokens: number; warmup_steps: number; step_ms: Stat; tokens_per_s: number };
+  matmul: MatmulFigure[];
+  total_ms: number;
+}
+
+const state: { running: boolean; result?: BrowserBench; error?: string; done?: Promise<BrowserBench | undefined> } = { running: false };
+(globalThis as unknown as { openelmBench: unknown }).openelmBench = state;
+
+function status(s: string): void {
+  $('bench-status').textContent = s;
+}
+
+/** bos, then pseudo-random ids from the ordinary vocabulary (the Node benchmark's prompt). */
+function promptIds(length: number, vocab: number, bos = 1): number[] {
+  const ids = [bos];
+  let s = 0x1234567;
+  const lo = Math.min(3, vocab - 1);
+  const hi = Math.min(vocab, 32000);
+  while (ids.length < length) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    ids.push(lo + ((s >>> 8) % (hi - lo)));
+  }
+  return ids.slice(0, length);
+}
+
+function intList(v: string, what: string): number[] {
+  const out = v.split(/[\s,]+/).filter(Boolean).map(Number);
+  if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`${what} must be positive integers, got "${v}"`);
+  return out;
+}
+
+function posInt(id: string, what: string): number {
+  const n = Number($<HTMLInputElement>(id).value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${what} must be a positive integer`);
+  return n;
+}
+
+/** Counts compute dispatches encoded while installed (wraps the prototype method). */
+function dispatchCounter(): { count: number; stop(): void } {
+  const proto = (globalThis as unknown as { GPUComputePassEncoder: { prototype: GPUComputePassEncoder } }).GPUComputePassEncoder.prototype;
+  const orig = proto.dispatchWorkgroups;
+  const c = {
+    count: 0,
+    stop() {
+      proto.dispatchWorkgroups = orig;
+    },
+  };
+  proto.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...a: Parameters<GPUComputePassEncoder['dispatchWorkgroups']>) {
+    c.count++;
+    return orig.apply(this, a);
+  };
+  return c;
+}
+
+const nextFrame = () => new Promise((r) => setTimeout(r, 0));
+
+async function benchPrefill(model: OpenElmModel, lengths: number[], runs: number): Promise<PrefillFigure[]> {
+  const out: PrefillFigure[] = [];
+  for (const L of lengths) {
+    const ids = promptIds(L, model.plan.vocabSize, model.plan.bosTokenId);
+    const samples: number[] = [];
+    let first = 0;
+    for (let r = 0; r <= runs; r++) {
+      status(`prefill ${L} tokens: run ${r + 1} of ${runs + 1}`);
+      await nextFrame();
+      const res = await model.generateText(ids, { maxNewTokens: 1, stopAtEos: false });
+      if (r === 0) first = res.stats.prefill_ms;
+      else samples.push(res.stats.prefill_ms);
+    }
+    const ttft = summarize(samples);
+    out.push({ prompt_tokens: L, first_run_ms: first, ttft_ms: ttft, tokens_per_s: L / (ttft.median / 1000) });
+  }
+  return out;
+}
+
+async function benchDecode(model: OpenElmModel, steps: number, warmup: number): Promise<{ decode: BrowserBench['decode']; counted: number }> {
+  const context = Math.min(16, Math.max(1, model.engine.contextLength - steps - warmup - 1));
+  const ids = promptIds(context, model.plan.vocabSize, model.plan.bosTokenId);
+  const times: number[] = [];
+  const counts: number[] = [];
+  const counter = dispatchCounter();
+  try {
+    let last = 0;
+    let n = 0;
+    for await (const _ of model.generate(ids, { maxNewTokens: steps + warmup + 1, stopAtEos: false })) {
+      const now = performance.now();
+      if (n > warmup) {
+        times.push(now - last);
+        counts.push(counter.count);
+      }
+      n++;
+      counter.count = 0;
+      status(`decode: step ${n} of ${steps + warmup + 1}`);
+      last = performance.now();
+    }
+  } finally {
+    counter.stop();
+  }
+  const step = summarize(times);
+  return {
+    decode: { context_tokens: context, warmup_steps: warmup, step_ms: step, tokens_per_s: 1000 / step.median },
+    counted: summarize(counts).median,
+  };
+}
+
+function randomFill(n: number, seed: number, scale: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  const k = (2 * scale) / 4294967296;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    out[i] = (s >>> 0) * k - scale;
+  }
+  return out;
+}
+
+const REL_TOL: Record<string, number> = { f32: 1e-5, f16: 2e-3, q8: 2e-2, q4: 0.2 };
+
+function checkMatmul(y: Float32Array, x: Float32Array, w: Float32Array, T: number, N: number, K: number, relTol: number): number {
+  let worst = 0;
+  for (const t of [0, T - 1]) {
+    for (const n of [0, Math.floor(N / 2), N - 1]) {
+      let s = 0;
+      let mag = 0;
+      for (let k = 0; k < K; k++) {
+        const p = x[t * K + k] * w[n * K + k];
+        s += p;
+        mag += p * p;
+      }
+      const err = Math.abs(y[t * N + n] - s);
+      worst = Math.max(worst, Number.isNaN(err) ? Infinity : err / (relTol * Math.sqrt(mag) + 1e-4));
+    }
+  }
+  return worst;
+}
+
+async function benchMatmul(gpu: Gpu, model: OpenElmModel, runs: number): Promise<MatmulFigure[]> {
+  const plan = model.plan;
+  const D = plan.modelDim;
+  const p1 = plan.layers.reduce((a, l) => (l.proj1Out > a.proj1Out ? l : a));
+  const p2 = plan.layers.reduce((a, l) => (l.ffnDim > a.ffnDim ? l : a));
+  const T = Math.min(64, model.engine.chunk);
+  const shapes: { name: string; kind: 'gemv' | 'gemm'; T: number; N: number; K: number }[] = [
+    { name: `proj_1 GEMV (layer ${p1.index})`, kind: 'gemv', T: 1, N: p1.proj1Out, K: D },
+    { name: `proj_2 GEMV (layer ${p2.index})`, kind: 'gemv', T: 1, N: D, K: p2.ffnDim },
+    { name: 'lm_head GEMV', kind: 'gemv', T: 1, N: plan.vocabSize, K: D },
+  ];
+  if (T > 1) shapes.push({ name: `proj_1 GEMM T=${T}`, kind: 'gemm', T, N: p1.proj1Out, K: D });
+  const timer = new GpuTimer(gpu);
+  const format = model.dtype as WeightFormat;
+  const out: MatmulFigure[] = [];
+  try {
+    for (const s of shapes) {
+      status(`matmul ${s.name}`);
+      await nextFrame();
+      const wData = randomFill(s.N * s.K, 0x9e3779b9 ^ (s.N * 31 + s.K), 1 / Math.sqrt(s.K));
+      const xData = randomFill(s.T * s.K, 12345 + s.T, 1);
+      const w = uploadWeight(gpu, `bench.${s.name}`, wData, s.N, s.K, format);
+      const x = gpu.upload('bench.x', xData);
+      const y = gpu.createBuffer('bench.y', s.T * s.N * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
+      const ds = matmulDispatches(gpu, w, { tokens: s.T, x, y, label: `bench ${s.name}` });
+      try {
+        const samples: GpuTime[] = [];
+        const t0 = performance.now();
+        await timer.timeDispatches(ds, s.name); // warm-up: pipeline compilation
+        for (let r = 0; r < runs || (samples.length < 20 && performance.now() - t0 < 1500); r++) samples.push(await timer.timeDispatches(ds, s.name));
+        const check = checkMatmul(await gpu.readF32(y, s.T * s.N), xData, wData, s.T, s.N, s.K, REL_TOL[format] ?? 0.2);
+        const ms = summarize(samples.map(primaryMs));
+        const weightBytes = w.chunks.reduce((a, c) => a + c.buffer.size, 0);
+        out.push({
+          ...s,
+          dtype: format,
+          dispatches: ds.length,
+          method: samples.some((t) => t.gpuMs !== undefined) ? 'timestamp-query' : 'wall-clock',
+          ms,
+          wall_ms: summarize(samples.map((t) => t.wallMs)),
+          weight_bytes: weightBytes,
+          gb_s: weightBytes / (ms.median / 1000) / 1e9,
+          gflop_s: (2 * s.T * s.N * s.K) / (ms.median / 1000) / 1e9,
+          check,
+        });
+      } finally {
+        releaseDispatches(gpu, ds);
+        destroyWeight(gpu, w);
+        gpu.destroyBuffer(x);
+        gpu.destroyBuffer(y);
+      }
+    }
+  } finally {
+    timer.destroy();
+  }
+  return out;
+}
+
+// ---- Output: table, chart, JSON ----
+
+const spread = (s: Stat, d = 1) => `${fmt(s.p25, d)}–${fmt(s.p75, d)}`;
+
+function renderTable(r: BrowserBench): void {
+  const rows: (string | number)[][] = [
+    ['Model load', `${fmt(r.load.ms)} ms`, '', `network ${fmtBytes(r.load.network_bytes)}, cache ${fmtBytes(r.load.cache_bytes)}`],
+    ['Dispatches per token', String(r.dispatches_per_token), '', `counted at the API: ${r.dispatches_counted_per_step}`],
+    ['GPU memory after load', fmtBytes(r.gpu_bytes_after_load), '', `peak ${fmtBytes(r.peak_gpu_bytes)}`],
+    ...r.prefill.map((p) => [`Prefill ${p.prompt_tokens} tokens (TTFT)`, `${fmt(p.ttft_ms.median)} ms`, spread(p.ttft_ms), `${fmt(p.tokens_per_s)} tokens/s; first run ${fmt(p.first_run_ms)} ms`]),
+    [`Decode step (context ${r.decode.context_tokens})`, `${fmt(r.decode.step_ms.median)} ms`, spread(r.decode.step_ms), `${fmt(r.decode.tokens_per_s, 2)} tokens/s, ${r.decode.step_ms.n} steps`],
+    ...r.matmul.map((m) => [
+      `matmul ${m.name} [${m.T}×${m.K}]·[${m.N}×${m.K}]ᵀ ${m.dtype}`,
+      `${fmt(m.ms.median, 2)} ms`,
+      spread(m.ms, 2),
+      `${fmt(m.gb_s, 2)} GB/s, ${fmt(m.gflop_s, 2)} GFLOP/s, ${m.method}${m.check < 1 ? '' : ', WRONG RESULTS'}`,
+    ]),
+  ];
+  const table = h(
+    'table',
+    { id: 'results-table' },
+    h('thead', {}, h('tr', {}, h('th', {}, 'Figure'), h('th', {}, 'Median'), h('th', {}, 'p25–p75'), h('th', {}, 'Notes'))),
+    h('tbody', {}, ...rows.map((row) => h('tr', {}, ...row.map((c) => h('td', {}, String(c)))))),
+  );
+  $('results').replaceChildren(table);
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>, text?: string): SVGElementTagNameMap[K] {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+/** Horizontal bars with p25–p75 whiskers. */
+function barChart(title: string, items: { label: string; value: number; lo?: number; hi?: number }[], unit: string): SVGSVGElement {
+  const W = 720;
+  const rowH = 26;
+  const left = 250;
+  const top = 28;
+  const H = top + items.length * rowH + 24;
+  const max = Math.max(...items.map((i) => Math.max(i.value, i.hi ?? 0)), 1e-9) * 1.1;
+  const x = (v: number) => left + ((W - left - 60) * v) / max;
+  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': title });
+  root.append(svg('text', { x: 0, y: 16, 'font-weight': 600 }, title));
+  root.append(svg('line', { x1: left, y1: top - 4, x2: left, y2: H - 20, class: 'axis' }));
+  items.forEach((it, i) => {
+    const y = top + i * rowH;
+    root.append(svg('text', { x: left - 8, y: y + 15, 'text-anchor': 'end' }, it.label));
+    root.append(svg('rect', { x: left, y: y + 3, width: Math.max(1, x(it.value) - left), height: rowH - 8, class: 'bar', rx: 3 }));
+    if (it.lo !== undefined && it.hi !== undefined) {
+      root.append(svg('line', { x1: x(it.lo), x2: x(it.hi), y1: y + rowH / 2 - 1, y2: y + rowH / 2 - 1, class: 'whisker' }));
+    }
+    root.append(svg('text', { x: x(Math.max(it.value, it.hi ?? 0)) + 6, y: y + 15 }, `${fmt(it.value, 2)} ${unit}`));
+  });
+  return root;
+}
+
+function renderChart(r: BrowserBench): void {
+  const speed = [
+    ...r.prefill.map((p) => ({ label: `prefill ${p.prompt_tokens} tokens`, value: p.tokens_per_s, lo: p.prompt_tokens / (p.ttft_ms.p75 / 1000), hi: p.prompt_tokens / (p.ttft_ms.p25 / 1000) })),
+    { label: 'decode', value: r.decode.tokens_per_s, lo: 1000 / r.decode.step_ms.p75, hi: 1000 / r.decode.step_ms.p25 },
+  ];
+  const bw = r.matmul.map((m) => ({ label: m.name, value: m.gb_s, lo: m.weight_bytes / (m.ms.p75 / 1000) / 1e9, hi: m.weight_bytes / (m.ms.p25 / 1000) / 1e9 }));
+  $('chart').replaceChildren(barChart('Tokens per second (median, p25–p75)', speed, 'tok/s'), barChart(`matmul weight bandwidth, ${r.model.dtype}`, bw, 'GB/s'));
+}
+
+function renderJson(r: BrowserBench): void {
+  const text = JSON.stringify(r, null, 2);
+  $('json').textContent = text;
+  const a = $<HTMLAnchorElement>('download');
+  if (a.href.startsWith('blob:')) URL.revokeObjectURL(a.href);
+  a.href = URL.createObjectURL(new Blob([text], { type: 'application/json' }));
+  a.download = `openelm-browser-bench-${r.model.dtype}-${r.when.replace(/[:.]/g, '-')}.json`;
+  a.hidden = false;
+}
+
+async function run(picker: ReturnType<typeof setupPicker>, support: WebGpuSupport): Promise<BrowserBench | undefined> {
+  if (state.running) return undefined;
+  clearError();
+  state.running = true;
+  state.error = undefined;
+  const button = $<HTMLButtonElement>('run-bench');
+  button.disabled = true;
+  let model: OpenElmModel | undefined;
+  const t0 = performance.now();
+  try {
+    const lengths = intList($<HTMLInputElement>('prompt-lengths').value, 'prompt lengths');
+    const decodeTokens = posInt('decode-tokens', 'decode tokens');
+    const runs = posInt('runs', 'runs');
+    const source = picker.source();
+    const bar = $<HTMLProgressElement>('load-progress');
+    bar.hidden = false;
+    let net = 0;
+    let cached = 0;
+    const tl = performance.now();
+    model = await loadModel(source, {
+      dtype: picker.dtype() as WeightFormat,
+      cache: picker.cache(),
+      onLoadProgress: (e) => {
+        net = e.networkBytes;
+        cached = e.cacheBytes;
+        if (e.bytesTotal > 0) {
+          bar.max = e.bytesTotal;
+          bar.value = e.bytesRead;
+        }
+        status(loadProgressText(e));
+      },
+    });
+    const loadMs = performance.now() - tl;
+    bar.hidden = true;
+    void refreshCache();
+    const gpu = model.gpu;
+    const afterLoad = gpu.allocatedBytes;
+    const maxLen = model.engine.contextLength - 1;
+    const tooLong = lengths.find((L) => L > maxLen);
+    if (tooLong) throw new Error(`prompt length ${tooLong} does not fit this model's context of ${model.engine.contextLength} tokens`);
+    const prefill = await benchPrefill(model, lengths, runs);
+    const { decode, counted } = await benchDecode(model, decodeTokens, 2);
+    const matmul = await benchMatmul(gpu, model, runs);
+    const plan = model.plan;
+    const r: BrowserBench = {
+      schema: 'openelm-webgpu/browser-bench/1',
+      when: new Date().toISOString(),
+      user_agent: navigator.userAgent,
+      adapter: support.info,
+      features: support.features,
+      limits: support.limits,
+      model: {
+        source: typeof source === 'string' ? source : `${Array.from(source as Iterable<File>).length} picked files`,
+        dtype: model.dtype,
+        layers: plan.numLayers,
+        model_dim: plan.modelDim,
+        vocab_size: plan.vocabSize,
+        parameters: plan.paramCount,
+        context_length: model.engine.contextLength,
+        prefill_chunk: model.engine.chunk,
+      },
+      load: { ms: loadMs, network_bytes: net, cache_bytes: cached },
+      gpu_bytes_after_load: afterLoad,
+      peak_gpu_bytes: gpu.peakAllocatedBytes,
+      dispatches_per_token: model.engine.dispatchesPerToken,
+      dispatches_counted_per_step: counted,
+      prefill,
+      decode,
+      matmul,
+      total_ms: performance.now() - t0,
+    };
+    state.result = r;
+    renderTable(r);
+    renderChart(r);
+    renderJson(r);
+    status(`done in ${fmt(r.total_ms / 1000, 1)} s`);
+    return r;
+  } catch (e) {
+    state.error = (e as Error).message;
+    status('failed');
+    showError(e);
+    return undefined;
+  } finally {
+    model?.dispose();
+    state.running = false;
+    button.disabled = !support.available;
+  }
+}
+
+async function main(): Promise<void> {
+  const support = await showSupport();
+  const presets = await loadPresets();
+  const picker = setupPicker(presets, () => {});
+  const set = (name: string, id: string) => {
+    const v = params.get(name);
+    if (v !== null) $<HTMLInputElement>(id).value = v;
+  };
+  set('prompt_lengths', 'prompt-lengths');
+  set('decode_tokens', 'decode-tokens');
+  set('runs', 'runs');
+  setupCacheButton();
+  await refreshCache();
+  const button = $<HTMLButtonElement>('run-bench');
+  button.disabled = !support.available;
+  button.addEventListener('click', () => {
+    state.done = run(picker, support);
+  });
+  if (params.get('autorun') === '1' && support.available) state.done = run(picker, support);
+}
+
+main().catch(showError);

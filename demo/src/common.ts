@@ -1,0 +1,211 @@
+// Shared by the demo pages: element lookup, WebGPU feature display, the model picker (presets,
+// URL / hub id, folder or file picker), the cache panel, number formatting.
+import { clearCache, fmtBytes, listCache, webgpuSupport, type ModelSource, type WebGpuSupport } from '../../src/browser.ts';
+
+export function $<T extends HTMLElement = HTMLElement>(id: string): T {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`the page has no #${id}`);
+  return el as T;
+}
+
+export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, ...children: (Node | string)[]): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  for (const c of children) el.append(c);
+  return el;
+}
+
+export const params = new URLSearchParams(location.search);
+
+export function fmt(n: number | undefined, digits = 1): string {
+  if (n === undefined || !Number.isFinite(n)) return '–';
+  if (Math.abs(n) >= 100) return n.toFixed(0);
+  return n.toFixed(digits);
+}
+
+export function showError(e: unknown): void {
+  const box = $('error');
+  const msg = e instanceof Error ? e.message : String(e);
+  box.textContent = msg;
+  box.hidden = false;
+  console.error(e);
+}
+
+export function clearError(): void {
+  $('error').hidden = true;
+}
+
+// ---- WebGPU features ----
+
+export async function showSupport(): Promise<WebGpuSupport> {
+  const box = $('support');
+  const s = await webgpuSupport();
+  box.replaceChildren();
+  if (!s.available) {
+    box.className = 'support missing';
+    box.append(h('strong', {}, 'No WebGPU. '), s.reason ?? '');
+    return s;
+  }
+  box.className = 'support';
+  const chip = (name: string, ok: boolean | undefined) => h('span', { class: ok ? 'chip yes' : 'chip no', title: ok ? 'supported' : 'not supported' }, `${ok ? '✓' : '✗'} ${name}`);
+  const i = s.info!;
+  const desc = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' · ') || 'unknown adapter';
+  box.append(
+    h('span', { class: 'adapter' }, `Adapter: ${desc}${i.isFallback ? ' (software fallback)' : ''}`),
+    chip('shader-f16', s.features?.shaderF16),
+    chip('subgroups', s.features?.subgroups),
+    chip('timestamp-query', s.features?.timestampQuery),
+    h('span', { class: 'limits' }, `max buffer ${fmtBytes(s.limits!.maxBufferSize)}, max storage binding ${fmtBytes(s.limits!.maxStorageBufferBindingSize)}`),
+  );
+  return s;
+}
+
+// ---- Model picker ----
+
+export interface Preset {
+  label: string;
+  value: string;
+  /** Token ids to prefill the prompt with (the fixture has a 512-token vocabulary: no text). */
+  ids?: string;
+  text?: string;
+}
+
+const KNOWN: Record<string, Omit<Preset, 'value'>> = {
+  'tiny-elm': { label: 'tiny-elm reference fixture (1.4 MB, token ids only)', ids: '1, 357, 111, 111, 135, 300, 145' },
+  'synth-small': { label: 'small synthetic model (random weights, Llama-2 vocabulary)', text: 'Once upon a time' },
+};
+
+const HUB_PRESETS: Preset[] = [
+  { label: 'apple/OpenELM-270M-Instruct (Hugging Face, 1.1 GB)', value: 'apple/OpenELM-270M-Instruct', text: 'Once upon a time there was' },
+  { label: 'apple/OpenELM-270M (Hugging Face, 1.1 GB)', value: 'apple/OpenELM-270M', text: 'Once upon a time there was' },
+];
+
+/** Presets: the models the demo server serves (GET /models/), then hub models. */
+export async function loadPresets(): Promise<Preset[]> {
+  let local: Preset[] = [];
+  try {
+    const r = await fetch('/models/', { cache: 'no-store' });
+    if (r.ok) {
+      const list = (await r.json()) as { name: string; url: string }[];
+      local = list.map((m) => ({ value: m.url, ...(KNOWN[m.name] ?? { label: `${m.name} (served by npm run demo)` }) }));
+    }
+  } catch {
+    // not served by scripts/demo.mjs: static presets only
+  }
+  if (local.length === 0) local = Object.entries(KNOWN).map(([name, k]) => ({ value: `/models/${name}/`, ...k }));
+  return [...local, ...HUB_PRESETS];
+}
+
+export interface Picker {
+  /** The source chosen now: picked files, or the URL / hub id in the text box. */
+  source(): ModelSource;
+  /** A key that changes when the source changes (to know when to reload). */
+  key(): string;
+  dtype(): string;
+  cache(): boolean;
+}
+
+/**
+ * Wires the model controls: #preset (select), #model-url (text), #pick-folder / #pick-files (file
+ * inputs; webkitdirectory works in Chrome, Edge, Firefox and Safari), #dtype, #use-cache.
+ */
+export function setupPicker(presets: Preset[], onPreset: (p: Preset) => void): Picker {
+  const select = $<HTMLSelectElement>('preset');
+  const url = $<HTMLInputElement>('model-url');
+  const folder = $<HTMLInputElement>('pick-folder');
+  const files = $<HTMLInputElement>('pick-files');
+  const picked = $('picked');
+  let pickedFiles: File[] | undefined;
+  let pickedKey = '';
+  select.replaceChildren(...presets.map((p, i) => h('option', { value: String(i) }, p.label)), h('option', { value: 'custom' }, 'custom URL or hub id…'));
+  const apply = () => {
+    const p = presets[Number(select.value)];
+    if (!p) return;
+    url.value = p.value;
+    pickedFiles = undefined;
+    picked.textContent = '';
+    onPreset(p);
+  };
+  select.addEventListener('change', apply);
+  url.addEventListener('input', () => {
+    select.value = 'custom';
+    pickedFiles = undefined;
+    picked.textContent = '';
+  });
+  const onFiles = (input: HTMLInputElement) => {
+    const list = input.files ? Array.from(input.files) : [];
+    if (list.length === 0) return;
+    pickedFiles = list;
+    pickedKey = `files:${list.map((f) => `${f.name}:${f.size}:${f.lastModified}`).join('|')}`;
+    const total = list.reduce((a, f) => a + f.size, 0);
+    picked.textContent = `${list.length} file${list.length > 1 ? 's' : ''} picked (${fmtBytes(total)})`;
+    select.value = 'custom';
+    url.value = '';
+  };
+  folder.addEventListener('change', () => onFiles(folder));
+  files.addEventListener('change', () => onFiles(files));
+
+  const fromQuery = params.get('model');
+  if (fromQuery) {
+    const i = presets.findIndex((p) => p.value === fromQuery);
+    if (i >= 0) {
+      select.value = String(i);
+      apply();
+    } else {
+      select.value = 'custom';
+      url.value = fromQuery;
+    }
+  } else {
+    select.value = '0';
+    apply();
+  }
+  const dtypeSel = $<HTMLSelectElement>('dtype');
+  const d = params.get('dtype');
+  if (d) dtypeSel.value = d;
+  const useCache = $<HTMLInputElement>('use-cache');
+  if (params.get('cache') === '0') useCache.checked = false;
+  return {
+    source: () => {
+      if (pickedFiles) return pickedFiles;
+      const v = url.value.trim();
+      if (!v) throw new Error('give a model: pick a preset, type a folder URL or a hub id (owner/name), or choose a folder');
+      return v;
+    },
+    key: () => `${pickedFiles ? pickedKey : url.value.trim()}|${dtypeSel.value}|${useCache.checked}`,
+    dtype: () => dtypeSel.value,
+    cache: () => useCache.checked,
+  };
+}
+
+// ---- Cache panel ----
+
+export async function refreshCache(): Promise<void> {
+  const info = $('cache-info');
+  try {
+    const files = await listCache();
+    const held = files.filter((f) => !f.missing);
+    const bytes = held.reduce((a, f) => a + f.cachedBytes, 0);
+    info.textContent = held.length === 0 ? 'Cache: empty' : `Cache: ${held.length} file${held.length > 1 ? 's' : ''}, ${fmtBytes(bytes)}`;
+    info.title = held.map((f) => `${f.url}: ${fmtBytes(f.cachedBytes)}${f.size !== undefined ? ` of ${fmtBytes(f.size)}` : ''}${f.complete ? '' : ' (partial)'}`).join('\n');
+  } catch (e) {
+    info.textContent = `Cache: unavailable (${(e as Error).message})`;
+  }
+}
+
+export function setupCacheButton(beforeClear: () => void = () => {}): void {
+  $('clear-cache').addEventListener('click', async () => {
+    beforeClear();
+    try {
+      const r = await clearCache();
+      $('cache-info').textContent = `Cache cleared (${r.files} files, ${fmtBytes(r.bytes)})`;
+    } catch (e) {
+      showError(e);
+    }
+  });
+}
+
+/** A progress line for loads. */
+export function loadProgressText(e: { message: string; bytesRead: number; bytesTotal: number; networkBytes: number; cacheBytes: number }): string {
+  const pct = e.bytesTotal > 0 ? ` ${Math.floor((100 * e.bytesRead) / e.bytesTotal)}%` : '';
+  return `${e.message}${pct} · network ${fmtBytes(e.networkBytes)}, cache ${fmtBytes(e.cacheBytes)}`;
+}

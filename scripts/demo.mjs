@@ -1,0 +1,311 @@
+// `npm run demo`: serves the browser demo (demo/), the browser bundle (dist/browser/) and model
+// folders on 127.0.0.1, with HTTP Range support, and prints the URL. Needs no download: the
+// models are the tiny-elm reference fixture (../shared/fixtures/tiny-elm) and a small synthetic
+// model with random weights written on first use (Llama-2's 32000-token vocabulary, so text
+// prompts work with the built-in tokenizer).
+//
+//   node scripts/demo.mjs [--port 8080] [--host 127.0.0.1] [--model NAME=DIR ...] [--json]
+//
+// --model adds a folder served at /models/NAME/ (e.g. --model synth270=/tmp/synth270 after
+// `node bin/openelm.js synth --size 270M --out /tmp/synth270`). --port 0 picks a free port.
+// --json prints one line {"url": ...} when listening (for tests). GET /models/ lists the models;
+// GET /__demo/requests gives per-path request counts (POST /__demo/requests resets them).
+// Responses carry Cache-Control: no-store, so only the page's own cache (the Cache API) can
+// spare a download.
+import { createServer } from 'node:http';
+import { createReadStream, existsSync, mkdirSync, renameSync, statSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const root = resolve(new URL('..', import.meta.url).pathname);
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.map': 'application/json; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.txt': 'text/plain; charset=utf-8',
+  '.md': 'text/plain; charset=utf-8',
+};
+
+// ---- The small synthetic model ----
+
+export const SYNTH_SMALL_CONFIG = {
+  architectures: ['OpenELMForCausalLM'],
+  model_type: 'openelm',
+  num_transformer_layers: 4,
+  model_dim: 256,
+  head_dim: 64,
+  num_gqa_groups: 2,
+  qkv_multipliers: [0.5, 1.0],
+  ffn_multipliers: [0.5, 4.0],
+  ffn_dim_divisor: 256,
+  ffn_with_glu: true,
+  normalize_qk_projections: true,
+  share_input_output_layers: true,
+  rope_freq_constant: 10000,
+  rope_max_length: 4096,
+  max_context_length: 512,
+  vocab_size: 32000,
+  bos_token_id: 1,
+  eos_token_id: 2,
+};
+const SYNTH_VERSION = 'synth-small-v1';
+
+function mulberry32(seed) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+/** f32 -> f16 bits, round to nearest even (normal range; tiny values flush to zero). */
+function toF16(x) {
+  f32[0] = x;
+  const b = u32[0];
+  const sign = (b >>> 16) & 0x8000;
+  const v = b & 0x7fffffff;
+  if (v >= 0x47800000) return sign | 0x7c00;
+  if (v < 0x38800000) return sign;
+  return sign | ((v - 0x38000000 + 0xfff + ((v >>> 13) & 1)) >>> 13);
+}
+
+/** Writes config.json and model.safetensors (F16) for SYNTH_SMALL_CONFIG into dir, once. */
+async function ensureSynthSmall(dir) {
+  const marker = join(dir, '.version');
+  if (existsSync(marker) && existsSync(join(dir, 'model.safetensors'))) return dir;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(SYNTH_SMALL_CONFIG, null, 2) + '\n');
+  // The tensor list and shapes come from the engine's own plan, so they always match.
+  const { loadPlan } = await import(pathToFileURL(join(root, 'dist/index.js')).href);
+  const plan = await loadPlan(dir);
+  const header = {};
+  let at = 0;
+  for (const t of plan.tensors) {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    header[t.name] = { dtype: 'F16', shape: t.shape, data_offsets: [at, at + 2 * n] };
+    at += 2 * n;
+  }
+  header.__metadata__ = { format: 'pt', note: 'Synthetic checkpoint: random weights, not a trained model (openelm-webgpu demo).' };
+  const json = Buffer.from(JSON.stringify(header));
+  const padded = Math.ceil(json.length / 8) * 8;
+  const head = Buffer.alloc(8 + padded, 0x20);
+  head.writeBigUInt64LE(BigInt(padded), 0);
+  json.copy(head, 8);
+  const tmp = join(dir, `model.safetensors.${process.pid}.partial`);
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, head);
+    plan.tensors.forEach((t, i) => {
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      const r = mulberry32(0x5eed + i * 7919);
+      const isNorm = t.shape.length === 1;
+      const std = isNorm ? 0.1 : 1 / Math.sqrt(t.shape[1]);
+      const out = new Uint16Array(n);
+      for (let k = 0; k < n; k++) {
+        const g = Math.sqrt(-2 * Math.log(Math.max(r(), 1e-12))) * Math.cos(2 * Math.PI * r());
+        out[k] = toF16((isNorm ? 1 : 0) + std * g);
+      }
+      writeSync(fd, new Uint8Array(out.buffer));
+    });
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, join(dir, 'model.safetensors'));
+  writeFileSync(marker, SYNTH_VERSION + '\n');
+  return dir;
+}
+
+// ---- The server ----
+
+function parseRange(header, size) {
+  // One range only (bytes=a-b, bytes=a-, bytes=-n); anything else is served whole (allowed by RFC 9110).
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return undefined;
+  let start;
+  let end;
+  if (m[1] === '') {
+    const n = Number(m[2]);
+    if (n === 0) return 'unsatisfiable';
+    start = Math.max(0, size - n);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  if (start >= size || end < start) return 'unsatisfiable';
+  return { start, end };
+}
+
+/**
+ * Starts the demo server. `models` maps a name to a folder served at /models/NAME/. Returns the
+ * URL, the per-path request counts and close().
+ */
+export async function startDemoServer({ port = 8080, host = '127.0.0.1', models = {}, log = () => {} } = {}) {
+  const requests = new Map();
+  const mounts = [
+    ['/demo/', join(root, 'demo')],
+    ['/dist/', join(root, 'dist')],
+    ...Object.entries(models).map(([name, dir]) => [`/models/${name}/`, resolve(dir)]),
+  ];
+  const cors = {
+    'Access-Control-Allow-Origin': '*',
+    'Access-Control-Allow-Headers': 'Range, Authorization',
+    'Access-Control-Expose-Headers': 'Content-Range, Content-Length, Accept-Ranges',
+  };
+
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    let path;
+    try {
+      path = decodeURIComponent(url.pathname);
+    } catch {
+      res.writeHead(400).end('bad path');
+      return;
+    }
+    if (!path.startsWith('/__demo/')) requests.set(path, (requests.get(path) ?? 0) + 1);
+    const send = (status, body, type = 'text/plain; charset=utf-8', extra = {}) => {
+      res.writeHead(status, { 'Content-Type': type, 'Cache-Control': 'no-store', ...cors, ...extra });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    };
+    if (req.method === 'OPTIONS') return send(204, '');
+    if (path === '/__demo/requests') {
+      if (req.method === 'POST') requests.clear();
+      return send(200, JSON.stringify(Object.fromEntries(requests)), TYPES['.json']);
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'only GET and HEAD', undefined, { Allow: 'GET, HEAD' });
+    if (path === '/' || path === '/index.html') return send(302, '', undefined, { Location: '/demo/' });
+    if (path === '/bench' || path === '/bench.html') return send(302, '', undefined, { Location: '/demo/bench.html' });
+    if (path === '/models/' || path === '/models') {
+      const list = Object.keys(models).map((name) => ({ name, url: `/models/${name}/` }));
+      return send(200, JSON.stringify(list), TYPES['.json']);
+    }
+    const mount = mounts.find(([prefix]) => path.startsWith(prefix) || path + '/' === prefix);
+    if (!mount) return send(404, `not found: ${path}`);
+    if (path + '/' === mount[0]) return send(302, '', undefined, { Location: mount[0] });
+    let file = normalize(join(mount[1], path.slice(mount[0].length)));
+    if (file !== mount[1] && !file.startsWith(mount[1] + sep)) return send(403, 'outside the served folder');
+    let st;
+    try {
+      st = statSync(file);
+      if (st.isDirectory()) {
+        file = join(file, 'index.html');
+        st = statSync(file);
+      }
+    } catch {
+      return send(404, `not found: ${path}`);
+    }
+    const type = TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream';
+    const headers = { 'Content-Type': type, 'Cache-Control': 'no-store', 'Accept-Ranges': 'bytes', 'Last-Modified': st.mtime.toUTCString(), ...cors };
+    const range = req.headers.range ? parseRange(req.headers.range, st.size) : undefined;
+    if (range === 'unsatisfiable') {
+      res.writeHead(416, { ...headers, 'Content-Range': `bytes */${st.size}` });
+      res.end();
+      return;
+    }
+    const start = range ? range.start : 0;
+    const end = range ? range.end : st.size - 1;
+    res.writeHead(range ? 206 : 200, {
+      ...headers,
+      'Content-Length': String(st.size === 0 ? 0 : end - start + 1),
+      ...(range ? { 'Content-Range': `bytes ${start}-${end}/${st.size}` } : {}),
+    });
+    if (req.method === 'HEAD' || st.size === 0) {
+      res.end();
+      return;
+    }
+    const stream = createReadStream(file, { start, end });
+    stream.on('error', () => res.destroy());
+    stream.pipe(res);
+    log(`${req.method} ${path}${range ? ` bytes ${start}-${end}` : ''}`);
+  });
+  await new Promise((ok, fail) => {
+    server.once('error', fail);
+    server.listen(port, host, ok);
+  });
+  const addr = server.address();
+  const url = `http://${host}:${addr.port}/`;
+  return {
+    url,
+    requests,
+    close: () => new Promise((ok) => server.close(() => ok())),
+  };
+}
+
+/** The default model folders: the tiny-elm fixture and the small synthetic model. */
+export async function defaultModels() {
+  const models = {};
+  const fixtures = process.env.OPENELM_FIXTURES ?? resolve(root, '../shared/fixtures');
+  const tiny = join(fixtures, 'tiny-elm');
+  if (existsSync(join(tiny, 'config.json'))) models['tiny-elm'] = tiny;
+  else console.error(`note: the tiny-elm fixture is not at ${tiny} (set OPENELM_FIXTURES); serving without it`);
+  models['synth-small'] = await ensureSynthSmall(process.env.OPENELM_DEMO_SYNTH ?? join(tmpdir(), 'openelm-demo', SYNTH_VERSION));
+  return models;
+}
+
+async function main(argv) {
+  let port = 8080;
+  let host = '127.0.0.1';
+  let json = false;
+  let verbose = false;
+  const extra = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--port') port = Number(value());
+    else if (a === '--host') host = value();
+    else if (a === '--json') json = true;
+    else if (a === '--verbose') verbose = true;
+    else if (a === '--model') {
+      const v = value();
+      const eq = v.indexOf('=');
+      if (eq <= 0) throw new Error(`--model takes NAME=DIR, got "${v}"`);
+      const dir = resolve(v.slice(eq + 1));
+      if (!existsSync(join(dir, 'config.json'))) throw new Error(`--model ${v}: ${dir} has no config.json`);
+      extra[v.slice(0, eq)] = dir;
+    } else if (a === '--help' || a === '-h') {
+      console.log('usage: node scripts/demo.mjs [--port 8080] [--host 127.0.0.1] [--model NAME=DIR ...] [--json] [--verbose]');
+      return;
+    } else throw new Error(`unknown option ${a} (see --help)`);
+  }
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('--port must be 0..65535');
+  for (const f of ['dist/browser/openelm.js', 'demo/dist/app.js', 'dist/index.js']) {
+    if (!existsSync(join(root, f))) throw new Error(`${f} is missing: run npm run build first`);
+  }
+  const models = { ...(await defaultModels()), ...extra };
+  const s = await startDemoServer({ port, host, models, log: verbose ? (m) => console.error(m) : undefined });
+  if (json) {
+    console.log(JSON.stringify({ url: s.url, models: Object.keys(models) }));
+  } else {
+    console.log(`openelm-webgpu demo: ${s.url}demo/  (benchmark: ${s.url}demo/bench.html)`);
+    for (const [name, dir] of Object.entries(models)) console.log(`  model ${name}: ${s.url}models/${name}/  (${dir})`);
+    console.log('Ctrl-C to stop.');
+  }
+  const stop = () => s.close().then(() => process.exit(0));
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  main(process.argv.slice(2)).catch((e) => {
+    if (e.code === 'EADDRINUSE') console.error(`demo: port ${e.port} is in use: pick another with --port N (--port 0 picks a free one)`);
+    else console.error(`demo: ${e.message}`);
+    process.exit(1);
+  });
+}
