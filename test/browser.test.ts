@@ -272,6 +272,8 @@ describe('demo pages in headless Chromium', { skip, timeout: 240_000 }, () => {
     await page.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true }));
     await page.goto(`${base}demo/`);
     await page.waitForFunction(() => document.getElementById('support')?.classList.contains('missing'));
+    // The page disables its buttons once set up; wait for that rather than racing it.
+    await page.evaluate(() => (globalThis as unknown as { openelmDemo: { ready: Promise<void> } }).openelmDemo.ready);
     assert.match((await page.locator('#support').textContent()) ?? '', /No WebGPU\..*navigator\.gpu is missing.*Chrome/);
     assert.equal(await page.locator('#generate').isDisabled(), true);
     t.diagnostic(`screenshot: ${await shot(page, 'no-webgpu.png')}`);
