@@ -56,7 +56,7 @@ test('generate --json gives the reference greedy tokens and the stats', () => {
   for (const p of fx.manifest.prompts.slice(0, 2)) {
     const out = JSON.parse(ok('generate', '--model', fx.dir, '--input-ids', p.input_ids.join(','), '--max-new-tokens', '16', '--json'));
     assert.deepEqual(out.output_ids, p.greedy.tokens);
-    assert.equal(typeof out.text, 'string');
+    assert.equal(out.text, '', 'no tokenizer fits this 512-token vocabulary, so there is no text');
     for (const k of ['prefill_tokens_per_s', 'decode_tokens_per_s', 'dispatches_per_token']) assert.ok(out.stats[k] > 0, `stats.${k}`);
   }
 });

@@ -2,6 +2,7 @@
 import { acquireDevice } from '../src/gpu/device.ts';
 import { Gpu } from '../src/gpu/gpu.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
+import { seededRandom } from '../src/generate/generate.ts';
 
 let shared: Promise<Gpu> | undefined;
 export function testGpu(): Promise<Gpu> {
@@ -9,17 +10,8 @@ export function testGpu(): Promise<Gpu> {
   return shared;
 }
 
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG (the generator's own mulberry32) so failures reproduce. */
+export const rng = seededRandom;
 
 export function randn(r: () => number, n: number, scale = 1): Float32Array {
   const out = new Float32Array(n);

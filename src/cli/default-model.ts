@@ -1,15 +1,12 @@
 // The checkpoint the CLI uses when no --model is given: random weights in the exact OpenELM-270M
 // shape, written once to the cache and reused.
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { releasedConfig } from '../config/released.ts';
 import { synthesizeCheckpoint } from '../io/synth.ts';
+import { cacheRoot } from '../io/hub.ts';
 
-/** Where the CLI caches what it makes: $OPENELM_CACHE, else ~/.cache/openelm-webgpu. */
-export function cacheRoot(): string {
-  return process.env.OPENELM_CACHE ?? join(homedir(), '.cache', 'openelm-webgpu');
-}
+export { cacheRoot };
 
 export function syntheticDir(size: string, seed: number): string {
   return join(cacheRoot(), `synthetic-OpenELM-${size}-F16-seed${seed}`);

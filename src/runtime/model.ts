@@ -92,8 +92,10 @@ export class OpenElmModel {
   generate(prompt: string | readonly number[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken> {
     const ids = typeof prompt === 'string' ? this.encode(prompt) : prompt;
     const cfg = resolveGeneration(opts);
-    if (cfg.stopStrings.length > 0 && !this.tokenizer) throw new Error('stop strings need a tokenizer');
-    const text = this.tokenizer ? new StreamDecoder(this.tokenizer, { stripLeadingSpace: false }) : undefined;
+    // A tokenizer made for another vocabulary would turn ids into confident-looking nonsense.
+    const tok = this.tokenizer && this.tokenizer.vocabSize === this.plan.vocabSize ? this.tokenizer : undefined;
+    const text = tok ? new StreamDecoder(tok, { stripLeadingSpace: false }) : undefined;
+    if (cfg.stopStrings.length > 0 && !text) throw new Error("stop strings need a tokenizer for this model's vocabulary");
     return generateTokens(this.engine, ids, cfg, { eosTokenId: opts.eosTokenId ?? this.plan.eosTokenId, text, signal: opts.signal, stats: opts.stats });
   }
 
