@@ -1,6 +1,7 @@
 // Matrix products with a weight: y[t, n] (= or +=) sum_k x[t, k] * W[n, k]. x is f32 [T, K], y is
 // f32 [T, N], W a GpuWeight (f32, packed f16, or q8/q4 groups of 32 with f16 scales). f32
-// accumulation throughout. Accumulate mode (y +=) fuses a residual add.
+// accumulation throughout. Accumulate mode (y +=) fuses a residual add; `norm` fuses an RMSNorm
+// in front and `activation` a SiLU (gated or not) behind, so a layer needs fewer dispatches.
 // One dispatch per weight chunk; each writes its rows' outputs at column offset chunk.rowStart.
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
@@ -17,6 +18,31 @@ export interface MatmulOptions {
   label?: string;
   /** Threads per workgroup (each owns 4 weight rows). Default: 64, less when N is small. */
   workgroupSize?: number;
+  /**
+   * RMSNorm in front: the product's input is rmsnorm(x) = x * g / sqrt(mean(x^2) + eps) (as
+   * rmsnorm.ts computes it), each token's scale found while reading x.
+   */
+  norm?: { weight: GPUBuffer; eps: number };
+  /**
+   * 'silu': y = silu(product). 'silu-gate': weight rows come in (gate, up) pairs (see
+   * interleaveGateUp) and y[t, p] = silu(gate_p . x) * (up_p . x): y is [T, N / 2].
+   */
+  activation?: 'silu' | 'silu-gate';
+}
+
+/**
+ * Row order the 'silu-gate' activation expects: [gate; up] ([2F, K], gate rows first, as
+ * checkpoints store them) becomes pairs gate 0, up 0, gate 1, up 1, ...
+ */
+export function interleaveGateUp(w: Float32Array, rows: number, cols: number): Float32Array {
+  if (rows % 2 !== 0) throw new Error(`gate/up weight has ${rows} rows; expected an even count (gate rows, then as many up rows)`);
+  const F = rows / 2;
+  const out = new Float32Array(w.length);
+  for (let p = 0; p < F; p++) {
+    out.set(w.subarray(p * cols, (p + 1) * cols), 2 * p * cols);
+    out.set(w.subarray((F + p) * cols, (F + p + 1) * cols), (2 * p + 1) * cols);
+  }
+  return out;
 }
 
 /** Rows a thread owns and tokens a thread owns in the tiled (T > 1) variant; fixed by the shader. */
@@ -35,7 +61,18 @@ export function matmulDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions): Disp
   const label = o.label ?? `matmul ${w.label}`;
   if (!Number.isInteger(T) || T < 1) throw new Error(`${label}: tokens must be a positive integer, got ${T}`);
   if (o.x.size < T * K * 4) throw new Error(`${label}: x holds ${o.x.size} bytes, needs ${T * K * 4} for [${T}, ${K}] f32`);
-  if (o.y.size < T * w.rows * 4) throw new Error(`${label}: y holds ${o.y.size} bytes, needs ${T * w.rows * 4} for [${T}, ${w.rows}] f32`);
+  const gate = o.activation === 'silu-gate';
+  if (gate) {
+    const odd = w.chunks.find((c) => c.rowStart % 2 !== 0 || c.rows % 2 !== 0);
+    if (w.rows % 2 !== 0 || odd) throw new Error(`${label}: the gated activation needs (gate, up) row pairs, but rows or a chunk's rows are odd (upload with rowMultiple 2)`);
+  }
+  const outCols = gate ? w.rows / 2 : w.rows;
+  if (o.y.size < T * outCols * 4) throw new Error(`${label}: y holds ${o.y.size} bytes, needs ${T * outCols * 4} for [${T}, ${outCols}] f32`);
+  if (o.norm) {
+    const { weight, eps } = o.norm;
+    if (weight.size < K * 4) throw new Error(`${label}: norm weight holds ${weight.size} bytes, needs ${K * 4} for [${K}] f32`);
+    if (!(Number.isFinite(eps) && eps >= 0)) throw new Error(`${label}: norm eps must be a finite number >= 0, got ${eps}`);
+  }
   const f16 = w.format === 'f16';
   const quant = w.format === 'q8' || w.format === 'q4';
   const tile = T > 1;
@@ -47,6 +84,9 @@ export function matmulDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions): Disp
     VEC4: f16 ? K % 8 === 0 : K % 4 === 0,
     TILE: tile,
     ACC: !!o.accumulate,
+    NORM: !!o.norm,
+    SILU: o.activation === 'silu',
+    GLU: gate,
   };
   const code = preprocess(shaderSource('matmul', builtIn), defines);
   const flags = Object.entries(defines).filter(([k, v]) => v && k !== 'QUANT' && k !== 'Q4' && k !== 'F16');
@@ -56,12 +96,21 @@ export function matmulDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions): Disp
   return w.chunks.map((c, i) => {
     let WG = o.workgroupSize ?? DEFAULT_WG;
     if (o.workgroupSize === undefined) while (WG > MIN_WG && Math.ceil(c.rows / (R * WG)) * tiles < MIN_WORKGROUPS) WG >>= 1;
-    const p = gpu.pipeline({ label: `matmul ${variant}`, code, bindings: ['uniform', 'read', 'read', 'write'], constants: { WG } });
+    const bindings: ('uniform' | 'read' | 'write')[] = ['uniform', 'read', 'read', 'write'];
+    if (o.norm) bindings.push('read');
+    const p = gpu.pipeline({ label: `matmul ${variant}`, code, bindings, constants: { WG } });
     const name = w.chunks.length > 1 ? `${label}[${i}]` : label;
-    const params = quant
-      ? [T, c.rows, K, w.rowWords / 4, w.rows, c.rowStart, tiles, w.groups, c.scaleOffset / 4, w.scaleRowWords / 4]
-      : [T, c.rows, K, w.rowWords, w.rows, c.rowStart, tiles];
-    return makeDispatch(gpu, p, name, params, [o.x, c.buffer, o.y], grid(gpu, Math.ceil(c.rows / (R * WG)) * tiles));
+    // The gated activation writes one column per row pair.
+    const yOffset = gate ? c.rowStart / 2 : c.rowStart;
+    const params: (number | { f: number })[] = quant
+      ? [T, c.rows, K, w.rowWords / 4, outCols, yOffset, tiles, w.groups, c.scaleOffset / 4, w.scaleRowWords / 4]
+      : [T, c.rows, K, w.rowWords, outCols, yOffset, tiles];
+    const buffers = [o.x, c.buffer, o.y];
+    if (o.norm) {
+      params.push({ f: o.norm.eps });
+      buffers.push(o.norm.weight);
+    }
+    return makeDispatch(gpu, p, name, params, buffers, grid(gpu, Math.ceil(c.rows / (R * WG)) * tiles));
   });
 }
 

@@ -57,17 +57,20 @@ export function maxWeightChunkBytes(gpu: Gpu): number {
 
 /**
  * How `rows` rows of `rowBytes` bytes are split so that no chunk passes `maxChunkBytes`: as few
- * chunks as possible, of near-equal size. Returns [rowStart, rows] pairs.
+ * chunks as possible, of near-equal size, each starting at a multiple of `rowMultiple` rows (row
+ * groups a kernel must see whole, like gate/up pairs). Returns [rowStart, rows] pairs.
  */
-export function planChunks(rows: number, rowBytes: number, maxChunkBytes: number, label = 'weight'): [number, number][] {
+export function planChunks(rows: number, rowBytes: number, maxChunkBytes: number, label = 'weight', rowMultiple = 1): [number, number][] {
   // Buffers are padded to 16 bytes, so only whole 16-byte units of the budget are usable.
   const budget = Math.floor(maxChunkBytes / 16) * 16;
-  const maxRows = Math.floor(budget / rowBytes);
+  const maxRows = Math.floor(budget / rowBytes / rowMultiple) * rowMultiple;
   if (maxRows < 1) {
-    throw new Error(`${label}: one row takes ${rowBytes} bytes, more than a storage binding may hold here (${budget} bytes)`);
+    throw new Error(
+      `${label}: ${rowMultiple > 1 ? `${rowMultiple} rows that must stay together take ${rowBytes * rowMultiple}` : `one row takes ${rowBytes}`} bytes, more than a storage binding may hold here (${budget} bytes)`,
+    );
   }
   const count = Math.ceil(rows / maxRows);
-  const per = Math.ceil(rows / count);
+  const per = Math.ceil(rows / count / rowMultiple) * rowMultiple;
   const out: [number, number][] = [];
   for (let start = 0; start < rows; start += per) out.push([start, Math.min(per, rows - start)]);
   return out;
@@ -85,6 +88,7 @@ export function uploadWeight(
   cols: number,
   format: WeightFormat,
   maxChunkBytes: number = maxWeightChunkBytes(gpu),
+  rowMultiple = 1,
 ): GpuWeight {
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1) {
     throw new Error(`${label}: bad weight shape [${rows}, ${cols}]`);
@@ -99,7 +103,7 @@ export function uploadWeight(
   // Quants and scales of a chunk share its buffer, so a row costs both.
   const rowBytes = (rowWords + scaleRowWords) * 4;
   const chunks: WeightChunk[] = [];
-  const plan = planChunks(rows, rowBytes, Math.min(maxChunkBytes, maxWeightChunkBytes(gpu)), label);
+  const plan = planChunks(rows, rowBytes, Math.min(maxChunkBytes, maxWeightChunkBytes(gpu)), label, rowMultiple);
   const blockRows = Math.max(1, Math.floor(STAGE_BYTES / rowBytes));
   // Staging for one block of quantized rows, reused (writeBuffer copies at once).
   const qStage = quant ? new Uint32Array(Math.min(blockRows, rows) * rowWords) : undefined;

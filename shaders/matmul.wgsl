@@ -12,6 +12,16 @@
 // Variants: F16 (packed f16 weights), VEC4 (K a multiple of 4 for f32, of 8 for f16: vector loads;
 // otherwise scalar loads), TILE (4 tokens a thread), ACC (y += instead of y =). QUANT selects the
 // q8/q4 kernel, the first half of this file; the f32/f16 kernel is the second.
+//
+// Fusions, so a layer needs fewer dispatches (both halves):
+//   NORM: RMSNorm in front. The product's input is x[t, k] * g[k] (g at binding 4, f32 [K]) and
+//     each token's sums are scaled at the end by r_t = 1 / sqrt(mean_k x[t, k]^2 + eps). Every
+//     thread reads its token's whole row of x anyway, so it sums the squares on the way: no
+//     barrier, no second pass over x.
+//   SILU: y = silu(product). GLU: gated SiLU over row pairs: weight rows 2p and 2p + 1 are a gate
+//     row and its up row, and y[t, p] = silu(gate . x) * (up . x), N / 2 outputs. A thread then
+//     owns pairs p and p + WG (4 rows, as usual), so the gate and its up meet in one thread.
+// Both end in store4 (shared, at the end of this file).
 #if QUANT
 // Quantized weights (q8 / q4, groups of 32 along K with one f16 scale each; layout in
 // kernels/quant.ts). w is the chunk's buffer as vec4<u32>: rowVecs vec4s of quants a row (q8: 2 a
@@ -43,6 +53,9 @@ struct Params {
   groups: u32,
   scaleBase: u32,
   scaleRowVecs: u32,
+#if NORM
+  eps: f32,
+#endif
 }
 @group(0) @binding(0) var<uniform> params: Params;
 #if VEC4
@@ -52,6 +65,13 @@ struct Params {
 #endif
 @group(0) @binding(2) var<storage, read> w: array<vec4u>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+#if NORM
+#if VEC4
+@group(0) @binding(4) var<storage, read> nw: array<vec4f>;
+#else
+@group(0) @binding(4) var<storage, read> nw: array<f32>;
+#endif
+#endif
 
 override WG: u32 = 64;
 
@@ -75,6 +95,46 @@ fn xv(row: u32, m: u32) -> vec4f {
   return v;
 #endif
 }
+
+// NORM: each token slot's running sums of x^2 (4 lanes, added up at the end).
+var<private> ssq: array<vec4f, 4>;
+
+#if NORM
+// Norm weights 4m .. 4m + 3 (zeros past K, like xv).
+fn gv(m: u32) -> vec4f {
+#if VEC4
+#if TAIL
+  if (4u * m >= params.K) {
+    return vec4f(0.0);
+  }
+#endif
+  return nw[m];
+#else
+  let k = 4u * m;
+  let K = params.K;
+  var v = vec4f(0.0);
+  if (k < K) { v.x = nw[k]; }
+  if (k + 1u < K) { v.y = nw[k + 1u]; }
+  if (k + 2u < K) { v.z = nw[k + 2u]; }
+  if (k + 3u < K) { v.w = nw[k + 3u]; }
+  return v;
+#endif
+}
+
+// The product's input for vec4 m of the token in slot `j`: x * g, its squares summed.
+fn xin(row: u32, m: u32, g: vec4f, j: u32) -> vec4f {
+  let u = xv(row, m);
+  ssq[j] += u * u;
+  return u * g;
+}
+#else
+fn xin(row: u32, m: u32, g: vec4f, j: u32) -> vec4f {
+  return xv(row, m);
+}
+fn gv(m: u32) -> vec4f {
+  return vec4f(1.0);
+}
+#endif
 
 // Scale of group i (0..7) from a vec4 of 8 halves, low half first.
 fn half(v: vec4u, i: u32) -> f32 {
@@ -104,10 +164,11 @@ const QSCALE: f32 = 127.0;
 #if TILE
 #if Q4
 fn mac(m: mat4x4f, i: u32, xr: vec4u, s: ptr<function, mat4x4f>, xs: ptr<function, mat4x4f>) {
-  let v0 = xv(xr.x, i);
-  let v1 = xv(xr.y, i);
-  let v2 = xv(xr.z, i);
-  let v3 = xv(xr.w, i);
+  let g = gv(i);
+  let v0 = xin(xr.x, i, g, 0u);
+  let v1 = xin(xr.y, i, g, 1u);
+  let v2 = xin(xr.z, i, g, 2u);
+  let v3 = xin(xr.w, i, g, 3u);
   (*s)[0] += v0 * m;
   (*s)[1] += v1 * m;
   (*s)[2] += v2 * m;
@@ -119,64 +180,47 @@ fn mac(m: mat4x4f, i: u32, xr: vec4u, s: ptr<function, mat4x4f>, xs: ptr<functio
 }
 #else
 fn mac(m: mat4x4f, i: u32, xr: vec4u, s: ptr<function, mat4x4f>) {
-  (*s)[0] += xv(xr.x, i) * m;
-  (*s)[1] += xv(xr.y, i) * m;
-  (*s)[2] += xv(xr.z, i) * m;
-  (*s)[3] += xv(xr.w, i) * m;
+  let g = gv(i);
+  (*s)[0] += xin(xr.x, i, g, 0u) * m;
+  (*s)[1] += xin(xr.y, i, g, 1u) * m;
+  (*s)[2] += xin(xr.z, i, g, 2u) * m;
+  (*s)[3] += xin(xr.w, i, g, 3u) * m;
 }
 #endif
 #else
 #if Q4
 fn mac(m: mat4x4f, i: u32, xr: u32, s: ptr<function, vec4f>, xs: ptr<function, vec4f>) {
-  let v = xv(xr, i);
+  let v = xin(xr, i, gv(i), 0u);
   *s += v * m;
   *xs += v;
 }
 #else
 fn mac(m: mat4x4f, i: u32, xr: u32, s: ptr<function, vec4f>) {
-  *s += xv(xr, i) * m;
+  *s += xin(xr, i, gv(i), 0u) * m;
 }
 #endif
 #endif
-
-fn store(t: u32, n: u32, v: f32) {
-  let i = t * params.yStride + params.yOffset + n;
-#if ACC
-  y[i] = y[i] + v;
-#else
-  y[i] = v;
-#endif
-}
-
-fn store4(t: u32, n0: u32, v: vec4f) {
-  let N = params.N;
-  store(t, n0, v.x);
-  if (n0 + WG < N) { store(t, n0 + WG, v.y); }
-  if (n0 + 2u * WG < N) { store(t, n0 + 2u * WG, v.z); }
-  if (n0 + 3u * WG < N) { store(t, n0 + 3u * WG, v.w); }
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let lin = wg.x + wg.y * nwg.x;
   let tile = lin % params.tiles;
-  let n0 = (lin / params.tiles) * (4u * WG) + li;
-  let N = params.N;
+  let n0 = (lin / params.tiles) * (OWN * WG) + li;
   let T = params.T;
-  if (n0 >= N) {
+  let rs = rows4(n0);
+  if (rs.x == NONE) {
     return;
   }
-  // Rows past N repeat the last row (computed, never stored).
-  let r1 = min(n0 + WG, N - 1u);
-  let r2 = min(n0 + 2u * WG, N - 1u);
-  let r3 = min(n0 + 3u * WG, N - 1u);
+  let r1 = rs.y;
+  let r2 = rs.z;
+  let r3 = rs.w;
   let rv = params.rowVecs;
-  let o0 = n0 * rv;
+  let o0 = rs.x * rv;
   let o1 = r1 * rv;
   let o2 = r2 * rv;
   let o3 = r3 * rv;
   let sv = params.scaleRowVecs;
-  let p0 = params.scaleBase + n0 * sv;
+  let p0 = params.scaleBase + rs.x * sv;
   let p1 = params.scaleBase + r1 * sv;
   let p2 = params.scaleBase + r2 * sv;
   let p3 = params.scaleBase + r3 * sv;
@@ -275,12 +319,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 #endif
   }
 #if TILE
-  store4(t0, n0, acc[0]);
-  if (t0 + 1u < T) { store4(t0 + 1u, n0, acc[1]); }
-  if (t0 + 2u < T) { store4(t0 + 2u, n0, acc[2]); }
-  if (t0 + 3u < T) { store4(t0 + 3u, n0, acc[3]); }
+  store4(t0, n0, acc[0] * rnorm(ssq[0]));
+  if (t0 + 1u < T) { store4(t0 + 1u, n0, acc[1] * rnorm(ssq[1])); }
+  if (t0 + 2u < T) { store4(t0 + 2u, n0, acc[2] * rnorm(ssq[2])); }
+  if (t0 + 3u < T) { store4(t0 + 3u, n0, acc[3] * rnorm(ssq[3])); }
 #else
-  store4(t0, n0, acc);
+  store4(t0, n0, acc * rnorm(ssq[0]));
 #endif
 }
 #else
@@ -293,6 +337,9 @@ struct Params {
   yOffset: u32,
   // Token tiles: ceil(T / 4) with TILE, else T (one token each).
   tiles: u32,
+#if NORM
+  eps: f32,
+#endif
 }
 @group(0) @binding(0) var<uniform> params: Params;
 #if VEC4
@@ -303,6 +350,13 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 #endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+#if NORM
+#if VEC4
+@group(0) @binding(4) var<storage, read> nw: array<vec4f>;
+#else
+@group(0) @binding(4) var<storage, read> nw: array<f32>;
+#endif
+#endif
 
 override WG: u32 = 64;
 
@@ -321,6 +375,14 @@ fn xl(row: u32, i: u32) -> mat2x4f {
 fn dp(a: mat2x4f, b: mat2x4f) -> f32 {
   return dot(a[0], b[0]) + dot(a[1], b[1]);
 }
+#if NORM
+fn gl(i: u32) -> mat2x4f {
+  return mat2x4f(nw[2u * i], nw[2u * i + 1u]);
+}
+fn mul(a: mat2x4f, b: mat2x4f) -> mat2x4f {
+  return mat2x4f(a[0] * b[0], a[1] * b[1]);
+}
+#endif
 #else
 const KSTEP: u32 = 4;
 fn wl(i: u32) -> vec4f {
@@ -332,6 +394,14 @@ fn xl(row: u32, i: u32) -> vec4f {
 fn dp(a: vec4f, b: vec4f) -> f32 {
   return dot(a, b);
 }
+#if NORM
+fn gl(i: u32) -> vec4f {
+  return nw[i];
+}
+fn mul(a: vec4f, b: vec4f) -> vec4f {
+  return a * b;
+}
+#endif
 #endif
 #else
 #if F16
@@ -346,6 +416,14 @@ fn xl(row: u32, i: u32) -> vec2f {
 fn dp(a: vec2f, b: vec2f) -> f32 {
   return dot(a, b);
 }
+#if NORM
+fn gl(i: u32) -> vec2f {
+  return vec2f(nw[2u * i], nw[2u * i + 1u]);
+}
+fn mul(a: vec2f, b: vec2f) -> vec2f {
+  return a * b;
+}
+#endif
 #else
 const KSTEP: u32 = 1;
 fn wl(i: u32) -> f32 {
@@ -357,32 +435,28 @@ fn xl(row: u32, i: u32) -> f32 {
 fn dp(a: f32, b: f32) -> f32 {
   return a * b;
 }
-#endif
-#endif
-
-fn store(t: u32, n: u32, v: f32) {
-  let i = t * params.yStride + params.yOffset + n;
-#if ACC
-  y[i] = y[i] + v;
-#else
-  y[i] = v;
-#endif
+#if NORM
+fn gl(i: u32) -> f32 {
+  return nw[i];
 }
+fn mul(a: f32, b: f32) -> f32 {
+  return a * b;
+}
+#endif
+#endif
+#endif
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let lin = wg.x + wg.y * nwg.x;
   // Token tiles vary fastest, so neighbouring workgroups read the same weight rows.
   let tile = lin % params.tiles;
-  let n0 = (lin / params.tiles) * (4u * WG) + li;
-  let N = params.N;
+  let n0 = (lin / params.tiles) * (OWN * WG) + li;
   let T = params.T;
-  if (n0 >= N) {
+  let rs = rows4(n0);
+  if (rs.x == NONE) {
     return;
   }
-  let n1 = n0 + WG;
-  let n2 = n0 + 2u * WG;
-  let n3 = n0 + 3u * WG;
   let steps = params.K / KSTEP;
 #if VEC4
   let ws = params.rowWords / 4u;
@@ -392,10 +466,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   let xs = params.K;
 #endif
   // Offsets of the 4 rows, in elements of w.
-  let o0 = n0 * ws;
-  let o1 = min(n1, N - 1u) * ws;
-  let o2 = min(n2, N - 1u) * ws;
-  let o3 = min(n3, N - 1u) * ws;
+  let o0 = rs.x * ws;
+  let o1 = rs.y * ws;
+  let o2 = rs.z * ws;
+  let o3 = rs.w * ws;
 #if TILE
   let t0 = tile * 4u;
 #else
@@ -413,19 +487,40 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   var a02 = 0.0; var a12 = 0.0; var a22 = 0.0; var a32 = 0.0;
   var a03 = 0.0; var a13 = 0.0; var a23 = 0.0; var a33 = 0.0;
 #endif
+  // NORM: each token's sum of x^2.
+  var q = vec4f(0.0);
   for (var i = 0u; i < steps; i++) {
     let w0 = wl(o0 + i);
     let w1 = wl(o1 + i);
     let w2 = wl(o2 + i);
     let w3 = wl(o3 + i);
+#if NORM
+    let g = gl(i);
+    let u0 = xl(x0, i);
+    q.x += dp(u0, u0);
+    let v0 = mul(u0, g);
+#else
     let v0 = xl(x0, i);
+#endif
     a00 += dp(w0, v0); a10 += dp(w1, v0); a20 += dp(w2, v0); a30 += dp(w3, v0);
 #if TILE
+#if NORM
+    let u1 = xl(x1, i);
+    q.y += dp(u1, u1);
+    let v1 = mul(u1, g);
+    let u2 = xl(x2, i);
+    q.z += dp(u2, u2);
+    let v2 = mul(u2, g);
+    let u3 = xl(x3, i);
+    q.w += dp(u3, u3);
+    let v3 = mul(u3, g);
+#else
     let v1 = xl(x1, i);
-    a01 += dp(w0, v1); a11 += dp(w1, v1); a21 += dp(w2, v1); a31 += dp(w3, v1);
     let v2 = xl(x2, i);
-    a02 += dp(w0, v2); a12 += dp(w1, v2); a22 += dp(w2, v2); a32 += dp(w3, v2);
     let v3 = xl(x3, i);
+#endif
+    a01 += dp(w0, v1); a11 += dp(w1, v1); a21 += dp(w2, v1); a31 += dp(w3, v1);
+    a02 += dp(w0, v2); a12 += dp(w1, v2); a22 += dp(w2, v2); a32 += dp(w3, v2);
     a03 += dp(w0, v3); a13 += dp(w1, v3); a23 += dp(w2, v3); a33 += dp(w3, v3);
 #endif
   }
@@ -439,45 +534,124 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
     let h1 = unpack2x16float(w[o1 + steps]).x;
     let h2 = unpack2x16float(w[o2 + steps]).x;
     let h3 = unpack2x16float(w[o3 + steps]).x;
+#if NORM
+    let g = nw[k];
+    let e0 = x[x0 + k];
+    q.x += e0 * e0;
+    let u0 = e0 * g;
+#else
     let u0 = x[x0 + k];
+#endif
     a00 += h0 * u0; a10 += h1 * u0; a20 += h2 * u0; a30 += h3 * u0;
 #if TILE
+#if NORM
+    let e1 = x[x1 + k];
+    let e2 = x[x2 + k];
+    let e3 = x[x3 + k];
+    q += vec4f(0.0, e1 * e1, e2 * e2, e3 * e3);
+    let u1 = e1 * g;
+    let u2 = e2 * g;
+    let u3 = e3 * g;
+#else
     let u1 = x[x1 + k];
-    a01 += h0 * u1; a11 += h1 * u1; a21 += h2 * u1; a31 += h3 * u1;
     let u2 = x[x2 + k];
-    a02 += h0 * u2; a12 += h1 * u2; a22 += h2 * u2; a32 += h3 * u2;
     let u3 = x[x3 + k];
+#endif
+    a01 += h0 * u1; a11 += h1 * u1; a21 += h2 * u1; a31 += h3 * u1;
+    a02 += h0 * u2; a12 += h1 * u2; a22 += h2 * u2; a32 += h3 * u2;
     a03 += h0 * u3; a13 += h1 * u3; a23 += h2 * u3; a33 += h3 * u3;
 #endif
   }
 #endif
 #endif
-  let in1 = n1 < N;
-  let in2 = n2 < N;
-  let in3 = n3 < N;
-  store(t0, n0, a00);
-  if (in1) { store(t0, n1, a10); }
-  if (in2) { store(t0, n2, a20); }
-  if (in3) { store(t0, n3, a30); }
+#if NORM
+  let r = vec4f(rnorm1(q.x), rnorm1(q.y), rnorm1(q.z), rnorm1(q.w));
+#else
+  let r = vec4f(1.0);
+#endif
+  store4(t0, n0, vec4f(a00, a10, a20, a30) * r.x);
 #if TILE
-  if (t0 + 1u < T) {
-    store(t0 + 1u, n0, a01);
-    if (in1) { store(t0 + 1u, n1, a11); }
-    if (in2) { store(t0 + 1u, n2, a21); }
-    if (in3) { store(t0 + 1u, n3, a31); }
-  }
-  if (t0 + 2u < T) {
-    store(t0 + 2u, n0, a02);
-    if (in1) { store(t0 + 2u, n1, a12); }
-    if (in2) { store(t0 + 2u, n2, a22); }
-    if (in3) { store(t0 + 2u, n3, a32); }
-  }
-  if (t0 + 3u < T) {
-    store(t0 + 3u, n0, a03);
-    if (in1) { store(t0 + 3u, n1, a13); }
-    if (in2) { store(t0 + 3u, n2, a23); }
-    if (in3) { store(t0 + 3u, n3, a33); }
-  }
+  if (t0 + 1u < T) { store4(t0 + 1u, n0, vec4f(a01, a11, a21, a31) * r.y); }
+  if (t0 + 2u < T) { store4(t0 + 2u, n0, vec4f(a02, a12, a22, a32) * r.z); }
+  if (t0 + 3u < T) { store4(t0 + 3u, n0, vec4f(a03, a13, a23, a33) * r.w); }
 #endif
 }
 #endif
+
+// Shared by both kernels.
+
+const NONE: u32 = 0xffffffffu;
+#if GLU
+// Output columns a workgroup covers, per thread: 2 (pairs p, p + WG; 4 weight rows).
+const OWN: u32 = 2u;
+// The 4 weight rows of the thread owning output n0: gate/up of pair n0 and of pair n0 + WG
+// (the last pair again past the end: computed, never stored). NONE when n0 is past the end.
+fn rows4(n0: u32) -> vec4u {
+  let P = params.N / 2u;
+  if (n0 >= P) {
+    return vec4u(NONE);
+  }
+  let p1 = min(n0 + WG, P - 1u);
+  return vec4u(2u * n0, 2u * n0 + 1u, 2u * p1, 2u * p1 + 1u);
+}
+#else
+const OWN: u32 = 4u;
+// The thread's 4 weight rows n0, n0 + WG, n0 + 2 WG, n0 + 3 WG (rows past N repeat the last:
+// computed, never stored). NONE when n0 is past the end.
+fn rows4(n0: u32) -> vec4u {
+  let N = params.N;
+  if (n0 >= N) {
+    return vec4u(NONE);
+  }
+  return vec4u(n0, min(n0 + WG, N - 1u), min(n0 + 2u * WG, N - 1u), min(n0 + 3u * WG, N - 1u));
+}
+#endif
+
+#if NORM
+// 1 / rms of a token from its sum of squares (4 lanes summed).
+fn rnorm(q: vec4f) -> f32 {
+  return rnorm1(q.x + q.y + q.z + q.w);
+}
+fn rnorm1(ss: f32) -> f32 {
+  return inverseSqrt(ss / f32(params.K) + params.eps);
+}
+#else
+fn rnorm(q: vec4f) -> f32 {
+  return 1.0;
+}
+#endif
+
+// a * sigmoid(a), with exp never overflowing: exp(-|a|) is in (0, 1] (as in silu_gate.wgsl).
+fn silu(a: vec4f) -> vec4f {
+  let e = exp(-abs(a));
+  return a * select(e / (1.0 + e), 1.0 / (1.0 + e), a >= vec4f(0.0));
+}
+
+fn store(t: u32, n: u32, v: f32) {
+  let i = t * params.yStride + params.yOffset + n;
+#if ACC
+  y[i] = y[i] + v;
+#else
+  y[i] = v;
+#endif
+}
+
+// Stores the thread's 4 sums of token t (its rows as rows4 gives them) as outputs.
+fn store4(t: u32, n0: u32, v: vec4f) {
+#if GLU
+  let a = silu(vec4f(v.x, v.z, 0.0, 0.0));
+  store(t, n0, a.x * v.y);
+  if (n0 + WG < params.N / 2u) { store(t, n0 + WG, a.y * v.w); }
+#else
+#if SILU
+  let o = silu(v);
+#else
+  let o = v;
+#endif
+  let N = params.N;
+  store(t, n0, o.x);
+  if (n0 + WG < N) { store(t, n0 + WG, o.y); }
+  if (n0 + 2u * WG < N) { store(t, n0 + 2u * WG, o.z); }
+  if (n0 + 3u * WG < N) { store(t, n0 + 3u * WG, o.w); }
+#endif
+}

@@ -19,6 +19,11 @@ test('a correct matmul variant passes the lab check, a wrong one fails it', asyn
     assert.notEqual(wrong, source, 'the broken variant differs from the built-in');
     setKernelVariant('matmul', wrong, 'wrong.wgsl');
     assert.ok((await checkMatmulFully(gpu, 'f32')) >= 1);
+    // A variant that ignores the fused RMSNorm (plain products are right) must fail too.
+    const noNorm = source.replace('return inverseSqrt(ss / f32(params.K) + params.eps);', 'return 1.0;');
+    assert.notEqual(noNorm, source);
+    setKernelVariant('matmul', noNorm, 'no-norm.wgsl');
+    assert.ok((await checkMatmulFully(gpu, 'q8')) >= 1);
   } finally {
     setKernelVariant('matmul', null);
   }

@@ -4,7 +4,9 @@
 import type { ModelPlan } from '../config/plan.ts';
 import type { Gpu } from '../gpu/gpu.ts';
 import { releaseDispatches, runDispatches } from '../../kernels/kernel.ts';
-import { matmulDispatches, matmulRef } from '../../kernels/matmul.ts';
+import { interleaveGateUp, matmulDispatches, matmulRef } from '../../kernels/matmul.ts';
+import { rmsNormRef } from '../../kernels/rmsnorm.ts';
+import { silu } from '../../kernels/silu_gate.ts';
 import { dequantize } from '../../kernels/quant.ts';
 import { destroyWeight, uploadWeight, type WeightFormat } from '../../kernels/weight.ts';
 import { primaryMs, type GpuTime, type GpuTimer, type TimingMethod } from './gpu-timer.ts';
@@ -240,37 +242,57 @@ export async function benchOurMatmul(
 /**
  * The kernel lab's gate: runs the matmul as it is now compiled (built-in or variant) on a few
  * random shapes that do not divide any tile, in full, against the CPU product over the weights as
- * stored. Returns the worst |error| / tolerance (< 1 passes).
+ * stored, in each form the engine uses: plain, accumulating (residual add), with the RMSNorm in
+ * front, and with the norm and the gated SiLU (proj_1). Returns the worst |error| / tolerance
+ * (< 1 passes).
  */
 export async function checkMatmulFully(gpu: Gpu, format: WeightFormat): Promise<number> {
   let worst = 0;
   const shapes: [number, number, number][] = [
-    [1, 37, 70],
-    [5, 33, 257],
+    [1, 38, 70],
+    [5, 34, 257],
     [17, 130, 64],
   ];
-  for (const [T, N, K] of shapes) {
-    const wData = randomFill(N * K, 7 * N + K, 1 / Math.sqrt(K));
-    const xData = randomFill(T * K, 3 * T + 1, 1);
-    const w = uploadWeight(gpu, 'lab.w', wData, N, K, format);
-    const x = gpu.upload('lab.x', xData);
-    const y = gpu.createBuffer('lab.y', T * N * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
-    const ds = matmulDispatches(gpu, w, { tokens: T, x, y, label: 'lab check' });
-    try {
-      runDispatches(gpu, ds, 'lab check');
-      const got = await gpu.readF32(y, T * N);
-      const want = matmulRef(xData, dequantize(wData, N, K, format), T, N, K);
-      for (let i = 0; i < got.length; i++) {
-        const err = Math.abs(got[i] - want[i]);
-        const tol = 1e-4 * (Math.abs(want[i]) + 1);
-        worst = Math.max(worst, Number.isNaN(err) ? Infinity : err / tol);
+  const forms: { accumulate?: boolean; norm?: boolean; gate?: boolean }[] = [{}, { accumulate: true }, { norm: true }, { norm: true, gate: true }];
+  for (const [T, N, K] of shapes)
+    for (const form of forms) {
+      const seed = 7 * N + K;
+      const raw = randomFill(N * K, seed, 1 / Math.sqrt(K));
+      const wData = form.gate ? interleaveGateUp(raw, N, K) : raw;
+      const xData = randomFill(T * K, 3 * T + 1, 1);
+      const gData = randomFill(K, seed + 1, 0.5).map((v) => 1 + v);
+      const y0 = randomFill(T * N, seed + 2, 1);
+      const eps = 1e-6;
+      const outN = form.gate ? N / 2 : N;
+      const w = uploadWeight(gpu, 'lab.w', wData, N, K, format, undefined, form.gate ? 2 : 1);
+      const x = gpu.upload('lab.x', xData);
+      const g = gpu.upload('lab.g', gData);
+      const y = gpu.upload('lab.y', y0.subarray(0, T * outN));
+      const ds = matmulDispatches(gpu, w, {
+        tokens: T,
+        x,
+        y,
+        accumulate: form.accumulate,
+        norm: form.norm ? { weight: g, eps } : undefined,
+        activation: form.gate ? 'silu-gate' : undefined,
+        label: 'lab check',
+      });
+      try {
+        runDispatches(gpu, ds, 'lab check');
+        const got = await gpu.readF32(y, T * outN);
+        const input = form.norm ? rmsNormRef(xData, gData, T, K, eps) : xData;
+        const prod = matmulRef(input, dequantize(wData, N, K, format), T, N, K, form.accumulate ? y0 : undefined);
+        const want = form.gate ? prod.filter((_, i) => i % 2 === 0).map((a, i) => silu(a) * prod[2 * i + 1]) : prod;
+        for (let i = 0; i < got.length; i++) {
+          const err = Math.abs(got[i] - want[i]);
+          const tol = 1e-4 * (Math.abs(want[i]) + 1);
+          worst = Math.max(worst, Number.isNaN(err) ? Infinity : err / tol);
+        }
+      } finally {
+        releaseDispatches(gpu, ds);
+        destroyWeight(gpu, w);
+        for (const b of [x, g, y]) gpu.destroyBuffer(b);
       }
-    } finally {
-      releaseDispatches(gpu, ds);
-      destroyWeight(gpu, w);
-      gpu.destroyBuffer(x);
-      gpu.destroyBuffer(y);
     }
-  }
   return worst;
 }

@@ -10,9 +10,7 @@ import { embeddingDispatches } from '../../kernels/embedding.ts';
 import { releaseDispatches, type Dispatch } from '../../kernels/kernel.ts';
 import { matmulDispatches } from '../../kernels/matmul.ts';
 import { qkvPrepareDispatch, ropeTable } from '../../kernels/qkv_prepare.ts';
-import { rmsNormDispatch } from '../../kernels/rmsnorm.ts';
 import { sampleDispatch, validateSampling, type SamplingParams } from '../../kernels/sample.ts';
-import { siluGateDispatch } from '../../kernels/silu_gate.ts';
 import { countDispatches, dispatchOps, encodeOps, type Op } from './ops.ts';
 import type { ModelWeights } from './weights.ts';
 
@@ -28,14 +26,11 @@ export type LogitsMode = 'none' | 'last' | 'all';
 interface Activations {
   ids: GPUBuffer; // u32 [chunk]
   x: GPUBuffer; // [chunk, model_dim] residual stream
-  normed: GPUBuffer; // [chunk, model_dim]
   qkv: GPUBuffer; // [chunk, max qkv_out]
   q: GPUBuffer; // [chunk, max q heads * head_dim]
   attn: GPUBuffer; // [chunk, max q heads * head_dim]
-  ffnIn: GPUBuffer; // [chunk, max proj_1 out]
   ffnAct: GPUBuffer; // [chunk, max ffn_dim]
   lastX: GPUBuffer; // [model_dim]: the last position's residual, for last-position logits
-  lastNormed: GPUBuffer; // [model_dim]
   logits: GPUBuffer; // [chunk, vocab]
   nextId: GPUBuffer; // u32: the token chosen after the last position
   seen: GPUBuffer; // u32 [vocab]: 1 where a token occurred (repetition penalty)
@@ -79,21 +74,17 @@ export class Engine {
     const T = this.chunk;
     const maxQkv = Math.max(...plan.layers.map((l) => l.qkvOut));
     const maxQ = Math.max(...plan.layers.map((l) => l.numQueryHeads)) * hd;
-    const maxP1 = Math.max(...plan.layers.map((l) => l.proj1Out));
     const maxFfn = Math.max(...plan.layers.map((l) => l.ffnDim));
     const S = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     const f32 = (label: string, n: number) => gpu.createBuffer(label, n * 4, S);
     this.a = {
       ids: f32('ids', T),
       x: f32('x', T * D),
-      normed: f32('normed', T * D),
       qkv: f32('qkv', T * maxQkv),
       q: f32('q', T * maxQ),
       attn: f32('attn', T * maxQ),
-      ffnIn: f32('ffn_in', T * maxP1),
       ffnAct: f32('ffn_act', T * maxFfn),
       lastX: f32('last_x', D),
-      lastNormed: f32('last_normed', D),
       logits: f32('logits', T * V),
       nextId: f32('next_id', 1),
       seen: f32('seen', V),
@@ -180,8 +171,9 @@ export class Engine {
     plan.layers.forEach((l, i) => {
       const lw = w.layers[i];
       const n = `layer${i}`;
-      add(rmsNormDispatch(gpu, { rows: T, dim: D, eps: plan.rmsNormEps, x: a.x, weight: lw.attnNorm, y: a.normed, label: `${n}.attn_norm` }));
-      add(...matmulDispatches(gpu, lw.qkv, { tokens: T, x: a.normed, y: a.qkv, label: `${n}.qkv_proj` }));
+      const eps = plan.rmsNormEps;
+      // attn_norm fused into qkv_proj.
+      add(...matmulDispatches(gpu, lw.qkv, { tokens: T, x: a.x, y: a.qkv, norm: { weight: lw.attnNorm, eps }, label: `${n}.qkv_proj` }));
       add(
         qkvPrepareDispatch(gpu, {
           tokens: T,
@@ -217,16 +209,18 @@ export class Engine {
           label: `${n}.attention`,
         }),
       );
+      // Residual adds fused into out_proj and proj_2 (accumulate).
       add(...matmulDispatches(gpu, lw.outProj, { tokens: T, x: a.attn, y: a.x, accumulate: true, label: `${n}.out_proj` }));
-      add(rmsNormDispatch(gpu, { rows: T, dim: D, eps: plan.rmsNormEps, x: a.x, weight: lw.ffnNorm, y: a.normed, label: `${n}.ffn_norm` }));
-      add(...matmulDispatches(gpu, lw.proj1, { tokens: T, x: a.normed, y: a.ffnIn, label: `${n}.proj_1` }));
-      add(siluGateDispatch(gpu, { tokens: T, dim: l.ffnDim, glu: plan.ffnWithGlu, y: a.ffnIn, out: a.ffnAct, label: `${n}.silu_gate` }));
+      // ffn_norm and the (gated) SiLU fused into proj_1, whose gate/up rows are interleaved on load.
+      const activation = plan.ffnWithGlu ? 'silu-gate' : 'silu';
+      add(...matmulDispatches(gpu, lw.proj1, { tokens: T, x: a.x, y: a.ffnAct, norm: { weight: lw.ffnNorm, eps }, activation, label: `${n}.proj_1` }));
       add(...matmulDispatches(gpu, lw.proj2, { tokens: T, x: a.ffnAct, y: a.x, accumulate: true, label: `${n}.proj_2` }));
       captureRow(i + 1);
     });
+    // The final norm is fused into the output layer.
+    const finalNorm = { weight: w.finalNorm, eps: plan.rmsNormEps };
     if (logits === 'all') {
-      add(rmsNormDispatch(gpu, { rows: T, dim: D, eps: plan.rmsNormEps, x: a.x, weight: w.finalNorm, y: a.normed, label: 'final_norm' }));
-      add(...matmulDispatches(gpu, w.lmHead, { tokens: T, x: a.normed, y: a.logits, label: 'lm_head' }));
+      add(...matmulDispatches(gpu, w.lmHead, { tokens: T, x: a.x, y: a.logits, norm: finalNorm, label: 'lm_head' }));
       add(argmaxDispatch(gpu, { n: V, offset: (T - 1) * V, logits: a.logits, out: a.nextId, label: 'argmax' }));
     } else if (logits === 'last') {
       let src = a.x;
@@ -234,8 +228,7 @@ export class Engine {
         ops.push({ kind: 'copy', src: a.x, srcOffset: (T - 1) * D * 4, dst: a.lastX, dstOffset: 0, size: D * 4 });
         src = a.lastX;
       }
-      add(rmsNormDispatch(gpu, { rows: 1, dim: D, eps: plan.rmsNormEps, x: src, weight: w.finalNorm, y: a.lastNormed, label: 'final_norm' }));
-      add(...matmulDispatches(gpu, w.lmHead, { tokens: 1, x: a.lastNormed, y: a.logits, label: 'lm_head' }));
+      add(...matmulDispatches(gpu, w.lmHead, { tokens: 1, x: src, y: a.logits, norm: finalNorm, label: 'lm_head' }));
       // The chooser is shared by every pass and owned by the engine, so it is not in `made`.
       ops.push({ kind: 'dispatch', d: this.chooser });
     }

@@ -3,6 +3,7 @@
 import type { ModelPlan } from '../config/plan.ts';
 import { checkTensorShape, readTensorF32, type TensorEntry } from '../io/safetensors.ts';
 import type { Gpu } from '../gpu/gpu.ts';
+import { interleaveGateUp } from '../../kernels/matmul.ts';
 import { destroyWeight, uploadWeight, type GpuWeight, type WeightFormat } from '../../kernels/weight.ts';
 
 export interface LayerWeights {
@@ -12,7 +13,7 @@ export interface LayerWeights {
   kNorm: GPUBuffer; // [head_dim]
   outProj: GpuWeight; // [model_dim, q * head_dim]
   ffnNorm: GPUBuffer; // [model_dim]
-  proj1: GpuWeight; // [(glu ? 2 : 1) * ffn_dim, model_dim]
+  proj1: GpuWeight; // [(glu ? 2 : 1) * ffn_dim, model_dim]; with glu, rows interleaved gate 0, up 0, gate 1, ...
   proj2: GpuWeight; // [model_dim, ffn_dim]
 }
 
@@ -64,11 +65,14 @@ export async function loadWeights(
     step(name);
     return b;
   };
-  const matrix = async (name: string): Promise<GpuWeight> => {
+  // gateUp: the rows are [gate; up] and are stored as interleaved pairs for the fused gated SiLU.
+  const matrix = async (name: string, gateUp = false): Promise<GpuWeight> => {
     const e = tensors.get(name)!;
     const [rows, cols] = e.shape;
     const data = await readTensorF32(e);
-    const w = uploadWeight(gpu, name, data, rows, cols, format);
+    const w = gateUp
+      ? uploadWeight(gpu, name, interleaveGateUp(data, rows, cols), rows, cols, format, undefined, 2)
+      : uploadWeight(gpu, name, data, rows, cols, format);
     uploaded.weights.push(w);
     step(name);
     return w;
@@ -91,7 +95,7 @@ export async function loadWeights(
         kNorm: plan.normalizeQk ? await vector(`${p}.attn.k_norm.weight`) : placeholder(),
         outProj: await matrix(`${p}.attn.out_proj.weight`),
         ffnNorm: await vector(`${p}.ffn_norm.weight`),
-        proj1: await matrix(`${p}.ffn.proj_1.weight`),
+        proj1: await matrix(`${p}.ffn.proj_1.weight`, plan.ffnWithGlu),
         proj2: await matrix(`${p}.ffn.proj_2.weight`),
       });
     }
