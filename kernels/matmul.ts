@@ -6,8 +6,9 @@
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/matmul.wgsl';
+import gemvBuiltIn from '../shaders/matmul_gemv.wgsl';
 import { shaderSource } from './variants.ts';
-import { grid, makeDispatch, type Dispatch } from './kernel.ts';
+import { grid, makeDispatch, releaseDispatches, runDispatches, type Dispatch } from './kernel.ts';
 import type { GpuWeight } from './weight.ts';
 
 export interface MatmulOptions {
@@ -28,7 +29,20 @@ export interface MatmulOptions {
    * interleaveGateUp) and y[t, p] = silu(gate_p . x) * (up_p . x): y is [T, N / 2].
    */
   activation?: 'silu' | 'silu-gate';
+  /**
+   * One-token products only: 'rows' (the default: a thread a row, matmul.wgsl) or 'coalesced' (a
+   * workgroup a block of 4 rows, its threads striding over K, matmul_gemv.wgsl; with subgroups
+   * where the device has them). Which is faster depends on the device: tuneGemv measures it.
+   * 'coalesced' falls back to 'rows' for K it cannot take (f32: K % 4, f16: K % 8, q8/q4: K % 32
+   * not 0).
+   */
+  gemv?: GemvKernel;
+  /** 'coalesced' only: use subgroup operations if the device has them (default true). */
+  subgroups?: boolean;
 }
+
+export type GemvKernel = 'rows' | 'coalesced';
+export const GEMV_KERNELS: readonly GemvKernel[] = ['rows', 'coalesced'];
 
 /**
  * Row order the 'silu-gate' activation expects: [gate; up] ([2F, K], gate rows first, as
@@ -75,6 +89,10 @@ export function matmulDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions): Disp
   }
   const f16 = w.format === 'f16';
   const quant = w.format === 'q8' || w.format === 'q4';
+  const unit = quant ? 32 : f16 ? 8 : 4;
+  if (T === 1 && o.gemv === 'coalesced' && K % unit === 0) {
+    return gemvDispatches(gpu, w, o, label, gate);
+  }
   const tile = T > 1;
   const defines = {
     QUANT: quant,
@@ -112,6 +130,81 @@ export function matmulDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions): Disp
     }
     return makeDispatch(gpu, p, name, params, buffers, grid(gpu, Math.ceil(c.rows / (R * WG)) * tiles));
   });
+}
+
+const GEMV_WG = 64;
+
+function gemvDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions, label: string, gate: boolean): Dispatch[] {
+  const quant = w.format === 'q8' || w.format === 'q4';
+  const subgroups = (o.subgroups ?? true) && gpu.features.subgroups;
+  const defines = {
+    SUBGROUPS: subgroups,
+    QUANT: quant,
+    Q4: w.format === 'q4',
+    F16: w.format === 'f16',
+    NORM: !!o.norm,
+    SILU: o.activation === 'silu',
+    GLU: gate,
+    ACC: !!o.accumulate,
+  };
+  const code = preprocess(shaderSource('matmul_gemv', gemvBuiltIn), defines);
+  const flags = Object.entries(defines).filter(([k, v]) => v && k !== 'QUANT' && k !== 'Q4' && k !== 'F16');
+  const variant = ['gemv', w.format, ...flags.map(([k]) => k.toLowerCase())].join(' ');
+  const bindings: ('uniform' | 'read' | 'write')[] = ['uniform', 'read', 'read', 'write'];
+  if (o.norm) bindings.push('read');
+  const p = gpu.pipeline({ label: `matmul ${variant}`, code, bindings, constants: { WG: GEMV_WG } });
+  return w.chunks.map((c, i) => {
+    const name = w.chunks.length > 1 ? `${label}[${i}]` : label;
+    const params: (number | { f: number })[] = [c.rows, w.cols, w.rowWords / 4, gate ? c.rowStart / 2 : c.rowStart, c.scaleOffset / 4, w.scaleRowWords / 4];
+    const buffers = [o.x, c.buffer, o.y];
+    if (o.norm) {
+      params.push({ f: o.norm.eps });
+      buffers.push(o.norm.weight);
+    }
+    return makeDispatch(gpu, p, name, params, buffers, grid(gpu, Math.ceil(c.rows / 4)));
+  });
+}
+
+export interface GemvTuning {
+  choice: GemvKernel;
+  /** Median ms of one product with `weight`, per kernel. */
+  ms: Record<GemvKernel, number>;
+}
+
+/**
+ * Times the one-token product with `weight` (plain, random input) in each GEMV kernel on this
+ * device and picks the faster: a thread a row wins on CPU rasterizers like SwiftShader, coalesced
+ * reads are what GPU memory systems want.
+ */
+export async function tuneGemv(gpu: Gpu, weight: GpuWeight, runs = 5): Promise<GemvTuning> {
+  const x = gpu.upload('tune.x', new Float32Array(weight.cols).map((_, i) => Math.sin(i)));
+  const y = gpu.createBuffer('tune.y', weight.rows * 4, GPUBufferUsage.STORAGE);
+  const ms = {} as Record<GemvKernel, number>;
+  try {
+    for (const kind of GEMV_KERNELS) {
+      const ds = matmulDispatches(gpu, weight, { tokens: 1, x, y, gemv: kind, label: `tune ${kind}` });
+      try {
+        runDispatches(gpu, ds, 'tune'); // compile and warm up
+        await gpu.device.queue.onSubmittedWorkDone();
+        const times: number[] = [];
+        for (let i = 0; i < runs; i++) {
+          const t0 = performance.now();
+          runDispatches(gpu, ds, 'tune');
+          await gpu.device.queue.onSubmittedWorkDone();
+          times.push(performance.now() - t0);
+        }
+        times.sort((a, b) => a - b);
+        ms[kind] = times[times.length >> 1];
+      } finally {
+        releaseDispatches(gpu, ds);
+      }
+    }
+  } finally {
+    gpu.destroyBuffer(x);
+    gpu.destroyBuffer(y);
+  }
+  gpu.checkErrors();
+  return { choice: ms.coalesced < ms.rows ? 'coalesced' : 'rows', ms };
 }
 
 /** CPU reference: y = x W^T (+ acc), x [T, K], w [N, K] row-major. */

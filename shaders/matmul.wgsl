@@ -96,9 +96,6 @@ fn xv(row: u32, m: u32) -> vec4f {
 #endif
 }
 
-// NORM: each token slot's running sums of x^2 (4 lanes, added up at the end).
-var<private> ssq: array<vec4f, 4>;
-
 #if NORM
 // Norm weights 4m .. 4m + 3 (zeros past K, like xv).
 fn gv(m: u32) -> vec4f {
@@ -119,20 +116,6 @@ fn gv(m: u32) -> vec4f {
   if (k + 3u < K) { v.w = nw[k + 3u]; }
   return v;
 #endif
-}
-
-// The product's input for vec4 m of the token in slot `j`: x * g, its squares summed.
-fn xin(row: u32, m: u32, g: vec4f, j: u32) -> vec4f {
-  let u = xv(row, m);
-  ssq[j] += u * u;
-  return u * g;
-}
-#else
-fn xin(row: u32, m: u32, g: vec4f, j: u32) -> vec4f {
-  return xv(row, m);
-}
-fn gv(m: u32) -> vec4f {
-  return vec4f(1.0);
 }
 #endif
 
@@ -160,45 +143,54 @@ const QSCALE: f32 = 127.0;
 #endif
 
 // One vec4 of K for 4 rows (the columns of m) and the thread's tokens (x rows xr); with Q4 also
-// the running x sums.
+// the running x sums (xs), with NORM the running sums of x^2 (q).
 #if TILE
-#if Q4
-fn mac(m: mat4x4f, i: u32, xr: vec4u, s: ptr<function, mat4x4f>, xs: ptr<function, mat4x4f>) {
+fn mac(m: mat4x4f, i: u32, xr: vec4u, s: ptr<function, mat4x4f>, xs: ptr<function, mat4x4f>, q: ptr<function, mat4x4f>) {
+  let u0 = xv(xr.x, i);
+  let u1 = xv(xr.y, i);
+  let u2 = xv(xr.z, i);
+  let u3 = xv(xr.w, i);
+#if NORM
+  (*q)[0] += u0 * u0;
+  (*q)[1] += u1 * u1;
+  (*q)[2] += u2 * u2;
+  (*q)[3] += u3 * u3;
   let g = gv(i);
-  let v0 = xin(xr.x, i, g, 0u);
-  let v1 = xin(xr.y, i, g, 1u);
-  let v2 = xin(xr.z, i, g, 2u);
-  let v3 = xin(xr.w, i, g, 3u);
+  let v0 = u0 * g;
+  let v1 = u1 * g;
+  let v2 = u2 * g;
+  let v3 = u3 * g;
+#else
+  let v0 = u0;
+  let v1 = u1;
+  let v2 = u2;
+  let v3 = u3;
+#endif
   (*s)[0] += v0 * m;
   (*s)[1] += v1 * m;
   (*s)[2] += v2 * m;
   (*s)[3] += v3 * m;
+#if Q4
   (*xs)[0] += v0;
   (*xs)[1] += v1;
   (*xs)[2] += v2;
   (*xs)[3] += v3;
-}
-#else
-fn mac(m: mat4x4f, i: u32, xr: vec4u, s: ptr<function, mat4x4f>) {
-  let g = gv(i);
-  (*s)[0] += xin(xr.x, i, g, 0u) * m;
-  (*s)[1] += xin(xr.y, i, g, 1u) * m;
-  (*s)[2] += xin(xr.z, i, g, 2u) * m;
-  (*s)[3] += xin(xr.w, i, g, 3u) * m;
-}
 #endif
+}
 #else
-#if Q4
-fn mac(m: mat4x4f, i: u32, xr: u32, s: ptr<function, vec4f>, xs: ptr<function, vec4f>) {
-  let v = xin(xr, i, gv(i), 0u);
+fn mac(m: mat4x4f, i: u32, xr: u32, s: ptr<function, vec4f>, xs: ptr<function, vec4f>, q: ptr<function, vec4f>) {
+  let u = xv(xr, i);
+#if NORM
+  *q += u * u;
+  let v = u * gv(i);
+#else
+  let v = u;
+#endif
   *s += v * m;
+#if Q4
   *xs += v;
-}
-#else
-fn mac(m: mat4x4f, i: u32, xr: u32, s: ptr<function, vec4f>) {
-  *s += xin(xr, i, gv(i), 0u) * m;
-}
 #endif
+}
 #endif
 
 @compute @workgroup_size(WG)
@@ -234,10 +226,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   // Tokens past T repeat the last token (computed, never stored).
   let xr = vec4u(t0, min(t0 + 1u, T - 1u), min(t0 + 2u, T - 1u), min(t0 + 3u, T - 1u)) * xs;
   var acc = mat4x4f();
+  // NORM: each token's running sums of x^2 (4 lanes, added up at the end).
+  var sq = mat4x4f();
 #else
   let t0 = tile;
   let xr = t0 * xs;
   var acc = vec4f(0.0);
+  var sq = vec4f(0.0);
 #endif
   var c0 = vec4u(0u);
   var c1 = vec4u(0u);
@@ -256,29 +251,26 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
     let d = vec4f(half(c0, gi), half(c1, gi), half(c2, gi), half(c3, gi));
 #if TILE
     var s = mat4x4f();
+    var sx = mat4x4f();
 #else
     var s = vec4f(0.0);
+    var sx = vec4f(0.0);
 #endif
     let m = 8u * g;
 #if Q4
-#if TILE
-    var sx = mat4x4f();
-#else
-    var sx = vec4f(0.0);
-#endif
     let b0 = w[o0 + g];
     let b1 = w[o1 + g];
     let b2 = w[o2 + g];
     let b3 = w[o3 + g];
     // Word j: low nibbles are weights 4j.., high nibbles 16 + 4j.. of the group.
-    mac(mat4x4f(q4lo(b0.x), q4lo(b1.x), q4lo(b2.x), q4lo(b3.x)), m, xr, &s, &sx);
-    mac(mat4x4f(q4hi(b0.x), q4hi(b1.x), q4hi(b2.x), q4hi(b3.x)), m + 4u, xr, &s, &sx);
-    mac(mat4x4f(q4lo(b0.y), q4lo(b1.y), q4lo(b2.y), q4lo(b3.y)), m + 1u, xr, &s, &sx);
-    mac(mat4x4f(q4hi(b0.y), q4hi(b1.y), q4hi(b2.y), q4hi(b3.y)), m + 5u, xr, &s, &sx);
-    mac(mat4x4f(q4lo(b0.z), q4lo(b1.z), q4lo(b2.z), q4lo(b3.z)), m + 2u, xr, &s, &sx);
-    mac(mat4x4f(q4hi(b0.z), q4hi(b1.z), q4hi(b2.z), q4hi(b3.z)), m + 6u, xr, &s, &sx);
-    mac(mat4x4f(q4lo(b0.w), q4lo(b1.w), q4lo(b2.w), q4lo(b3.w)), m + 3u, xr, &s, &sx);
-    mac(mat4x4f(q4hi(b0.w), q4hi(b1.w), q4hi(b2.w), q4hi(b3.w)), m + 7u, xr, &s, &sx);
+    mac(mat4x4f(q4lo(b0.x), q4lo(b1.x), q4lo(b2.x), q4lo(b3.x)), m, xr, &s, &sx, &sq);
+    mac(mat4x4f(q4hi(b0.x), q4hi(b1.x), q4hi(b2.x), q4hi(b3.x)), m + 4u, xr, &s, &sx, &sq);
+    mac(mat4x4f(q4lo(b0.y), q4lo(b1.y), q4lo(b2.y), q4lo(b3.y)), m + 1u, xr, &s, &sx, &sq);
+    mac(mat4x4f(q4hi(b0.y), q4hi(b1.y), q4hi(b2.y), q4hi(b3.y)), m + 5u, xr, &s, &sx, &sq);
+    mac(mat4x4f(q4lo(b0.z), q4lo(b1.z), q4lo(b2.z), q4lo(b3.z)), m + 2u, xr, &s, &sx, &sq);
+    mac(mat4x4f(q4hi(b0.z), q4hi(b1.z), q4hi(b2.z), q4hi(b3.z)), m + 6u, xr, &s, &sx, &sq);
+    mac(mat4x4f(q4lo(b0.w), q4lo(b1.w), q4lo(b2.w), q4lo(b3.w)), m + 3u, xr, &s, &sx, &sq);
+    mac(mat4x4f(q4hi(b0.w), q4hi(b1.w), q4hi(b2.w), q4hi(b3.w)), m + 7u, xr, &s, &sx, &sq);
     let ds = d * QSCALE;
     let d8 = d * 8.0;
     let one = vec4f(1.0);
@@ -295,18 +287,18 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
     let a1 = w[o1 + 2u * g];
     let a2 = w[o2 + 2u * g];
     let a3 = w[o3 + 2u * g];
-    mac(mat4x4f(q8(a0.x), q8(a1.x), q8(a2.x), q8(a3.x)), m, xr, &s);
-    mac(mat4x4f(q8(a0.y), q8(a1.y), q8(a2.y), q8(a3.y)), m + 1u, xr, &s);
-    mac(mat4x4f(q8(a0.z), q8(a1.z), q8(a2.z), q8(a3.z)), m + 2u, xr, &s);
-    mac(mat4x4f(q8(a0.w), q8(a1.w), q8(a2.w), q8(a3.w)), m + 3u, xr, &s);
+    mac(mat4x4f(q8(a0.x), q8(a1.x), q8(a2.x), q8(a3.x)), m, xr, &s, &sx, &sq);
+    mac(mat4x4f(q8(a0.y), q8(a1.y), q8(a2.y), q8(a3.y)), m + 1u, xr, &s, &sx, &sq);
+    mac(mat4x4f(q8(a0.z), q8(a1.z), q8(a2.z), q8(a3.z)), m + 2u, xr, &s, &sx, &sq);
+    mac(mat4x4f(q8(a0.w), q8(a1.w), q8(a2.w), q8(a3.w)), m + 3u, xr, &s, &sx, &sq);
     let e0 = w[o0 + 2u * g + 1u];
     let e1 = w[o1 + 2u * g + 1u];
     let e2 = w[o2 + 2u * g + 1u];
     let e3 = w[o3 + 2u * g + 1u];
-    mac(mat4x4f(q8(e0.x), q8(e1.x), q8(e2.x), q8(e3.x)), m + 4u, xr, &s);
-    mac(mat4x4f(q8(e0.y), q8(e1.y), q8(e2.y), q8(e3.y)), m + 5u, xr, &s);
-    mac(mat4x4f(q8(e0.z), q8(e1.z), q8(e2.z), q8(e3.z)), m + 6u, xr, &s);
-    mac(mat4x4f(q8(e0.w), q8(e1.w), q8(e2.w), q8(e3.w)), m + 7u, xr, &s);
+    mac(mat4x4f(q8(e0.x), q8(e1.x), q8(e2.x), q8(e3.x)), m + 4u, xr, &s, &sx, &sq);
+    mac(mat4x4f(q8(e0.y), q8(e1.y), q8(e2.y), q8(e3.y)), m + 5u, xr, &s, &sx, &sq);
+    mac(mat4x4f(q8(e0.z), q8(e1.z), q8(e2.z), q8(e3.z)), m + 6u, xr, &s, &sx, &sq);
+    mac(mat4x4f(q8(e0.w), q8(e1.w), q8(e2.w), q8(e3.w)), m + 7u, xr, &s, &sx, &sq);
     let ds = d * QSCALE;
 #if TILE
     acc[0] += s[0] * ds;
@@ -319,12 +311,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 #endif
   }
 #if TILE
-  store4(t0, n0, acc[0] * rnorm(ssq[0]));
-  if (t0 + 1u < T) { store4(t0 + 1u, n0, acc[1] * rnorm(ssq[1])); }
-  if (t0 + 2u < T) { store4(t0 + 2u, n0, acc[2] * rnorm(ssq[2])); }
-  if (t0 + 3u < T) { store4(t0 + 3u, n0, acc[3] * rnorm(ssq[3])); }
+  store4(t0, n0, acc[0] * rnorm(sq[0]));
+  if (t0 + 1u < T) { store4(t0 + 1u, n0, acc[1] * rnorm(sq[1])); }
+  if (t0 + 2u < T) { store4(t0 + 2u, n0, acc[2] * rnorm(sq[2])); }
+  if (t0 + 3u < T) { store4(t0 + 3u, n0, acc[3] * rnorm(sq[3])); }
 #else
-  store4(t0, n0, acc * rnorm(ssq[0]));
+  store4(t0, n0, acc * rnorm(sq));
 #endif
 }
 #else

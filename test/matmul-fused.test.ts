@@ -26,11 +26,13 @@ interface Case {
   accumulate: boolean;
   maxChunkBytes?: number;
   workgroupSize?: number;
+  gemv?: 'rows' | 'coalesced';
+  subgroups?: boolean;
 }
 
 function describe(c: Case): string {
   const fused = [c.norm ? 'norm' : '', c.activation ?? ''].filter(Boolean).join('+');
-  return `${fused} T=${c.T} N=${c.N} K=${c.K} ${c.format}${c.accumulate ? ' acc' : ''}${c.maxChunkBytes ? ` chunk<=${c.maxChunkBytes}B` : ''}${c.workgroupSize ? ` wg=${c.workgroupSize}` : ''}`;
+  return `${c.gemv ?? ''}${c.subgroups === false ? ' no-subgroups' : ''} ${fused} T=${c.T} N=${c.N} K=${c.K} ${c.format}${c.accumulate ? ' acc' : ''}${c.maxChunkBytes ? ` chunk<=${c.maxChunkBytes}B` : ''}${c.workgroupSize ? ` wg=${c.workgroupSize}` : ''}`;
 }
 
 /**
@@ -74,10 +76,14 @@ async function runCase(gpu: Gpu, r: () => number, c: Case): Promise<{ chunks: nu
   const xb = gpu.upload('x', x);
   const gb = gpu.upload('g', g);
   const yb = gpu.upload('y', y0);
-  const o: MatmulOptions = { tokens: T, x: xb, y: yb, accumulate, workgroupSize: c.workgroupSize, activation: c.activation };
+  const o: MatmulOptions = { tokens: T, x: xb, y: yb, accumulate, workgroupSize: c.workgroupSize, activation: c.activation, gemv: c.gemv, subgroups: c.subgroups };
   if (c.norm) o.norm = { weight: gb, eps };
   const ds = matmulDispatches(gpu, weight, o);
   assert.equal(ds.length, weight.chunks.length);
+  if (c.gemv === 'coalesced') {
+    assert.match(ds[0].pipeline.label, /gemv/, `${what}: the coalesced kernel was not used`);
+    assert.equal(/subgroups/.test(ds[0].pipeline.label), c.subgroups !== false && gpu.features.subgroups, `${what}: ${ds[0].pipeline.label}`);
+  }
   runDispatches(gpu, ds);
   const got = await gpu.readF32(yb, T * outN);
   // The products in stored row order, then the activation.
@@ -273,4 +279,54 @@ test('fused matmul timing: norm + gated proj_1 of OpenELM-270M (K=1280, 2 x 3072
     destroyWeight(gpu, gateW);
     for (const b of [xb, gb, normed, mid, yb]) gpu.destroyBuffer(b);
   }
+});
+
+// ---- The coalesced one-token kernel (matmul_gemv.wgsl), with and without subgroups.
+
+test('coalesced GEMV (subgroups and the workgroup-memory fallback) matches the CPU in every form and format', async () => {
+  const gpu = await testGpu();
+  const r = rng(31);
+  const modes = gpu.features.subgroups ? [true, false] : [false];
+  let i = 0;
+  for (const subgroups of modes)
+    for (const format of FORMATS)
+      for (const f of [{ norm: false }, ...FUSIONS])
+        for (const K of [32, 96, 264, 1280].filter((k) => k % (format === 'q8' || format === 'q4' ? 32 : 8) === 0)) {
+          const N = 2 * randInt(r, 1, 150) - (f.activation === 'silu-gate' ? 0 : i % 2);
+          await runCase(gpu, r, { T: 1, N, K, format, ...f, accumulate: i % 3 === 0, gemv: 'coalesced', subgroups, maxChunkBytes: i % 5 === 0 ? weightRowBytes(K, format) * 14 : undefined });
+          i++;
+        }
+});
+
+test('GEMV timing at OpenELM-270M decode shapes: a thread a row against coalesced, with and without subgroups', async () => {
+  const gpu = await testGpu();
+  const shapes: { name: string; N: number; K: number; o: Partial<MatmulOptions> }[] = [
+    { name: 'qkv_proj (norm)', N: 1536, K: 1280, o: { norm: undefined } },
+    { name: 'proj_1 (norm + gate)', N: 6144, K: 1280, o: { activation: 'silu-gate' } },
+    { name: 'proj_2 (acc)', N: 1280, K: 3072, o: { accumulate: true } },
+  ];
+  for (const format of ['f16', 'q8', 'q4'] as WeightFormat[])
+    for (const sh of shapes) {
+      const r = rng(sh.N);
+      const gate = sh.o.activation === 'silu-gate';
+      const weight = uploadWeight(gpu, 'w', randn(r, sh.N * sh.K, 0.05), sh.N, sh.K, format, undefined, gate ? 2 : 1);
+      const xb = gpu.upload('x', randn(r, sh.K));
+      const gb = gpu.upload('g', randn(r, sh.K, 0.1).map((v) => 1 + v));
+      const yb = gpu.createBuffer('y', sh.N * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+      const base: MatmulOptions = { tokens: 1, x: xb, y: yb, ...sh.o, norm: sh.name.includes('norm') ? { weight: gb, eps: 1e-6 } : undefined };
+      const kinds: [string, MatmulOptions][] = [
+        ['rows', { ...base, gemv: 'rows' }],
+        ['coalesced+subgroups', { ...base, gemv: 'coalesced', subgroups: true }],
+        ['coalesced', { ...base, gemv: 'coalesced', subgroups: false }],
+      ];
+      const out: string[] = [];
+      for (const [k, o] of kinds) {
+        const ds = matmulDispatches(gpu, weight, o);
+        out.push(`${k} ${(await median(gpu, ds, 7)).toFixed(2)} ms`);
+        releaseDispatches(gpu, ds);
+      }
+      console.log(`${format} ${sh.name} N=${sh.N} K=${sh.K}: ${out.join(', ')}`);
+      destroyWeight(gpu, weight);
+      for (const b of [xb, gb, yb]) gpu.destroyBuffer(b);
+    }
 });

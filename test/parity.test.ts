@@ -20,11 +20,12 @@ async function firstBadLayer(model: OpenElmModel, ids: number[], expected: Float
   return 'every layer residual matches; the final norm or the output layer is off';
 }
 
-for (const dtype of ['f32', 'f16'] as const) {
-  describe(`tiny-elm parity, ${dtype} weights`, () => {
+// Both decode matmul kernels: a thread a row, and coalesced (with subgroups where the device has them).
+for (const [dtype, gemv] of [['f32', 'rows'], ['f16', 'rows'], ['f32', 'coalesced'], ['f16', 'coalesced']] as const) {
+  describe(`tiny-elm parity, ${dtype} weights, ${gemv} GEMV`, () => {
     let model: OpenElmModel;
     before(async () => {
-      model = await loadModel(fx.dir, { dtype, gpu: await testGpu() });
+      model = await loadModel(fx.dir, { dtype, gemv, gpu: await testGpu() });
     });
     after(() => model.dispose());
 

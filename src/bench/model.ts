@@ -62,6 +62,8 @@ export interface FormatResult {
   prefill_chunk?: number;
   /** Engine.dispatchesPerToken. */
   dispatches_per_token?: number;
+  /** The decode matmul kernel the load-time tuning chose, and its timings of both (ms). */
+  gemv?: { kernel: string; tuning_ms?: Record<string, number> };
   gpu_bytes_after_load?: number;
   peak_gpu_bytes?: number;
   prefill?: PrefillResult[];
@@ -202,6 +204,8 @@ export async function benchFormat(
     out.context_length = engine.contextLength;
     out.prefill_chunk = engine.chunk;
     out.dispatches_per_token = engine.dispatchesPerToken;
+    out.gemv = { kernel: engine.gemv, tuning_ms: model.gemvTuning?.ms };
+    if (model.gemvTuning) log(`  ${o.dtype}: decode matmul kernel ${engine.gemv} (${Object.entries(model.gemvTuning.ms).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(', ')} on the widest proj_1)`);
     out.gpu_bytes_after_load = gpu.allocatedBytes;
     log(`  ${o.dtype}: loaded in ${(out.load_ms / 1000).toFixed(1)} s`);
     const warmup = o.warmupSteps ?? 2;

@@ -1,6 +1,7 @@
 // The `openelm` command: logits, generate, synth and bench over the library API.
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { GEMV_KERNELS, type GemvKernel } from '../../kernels/matmul.ts';
 import { RELEASED_SIZES, releasedConfig } from '../config/released.ts';
 import { synthesizeCheckpoint } from '../io/synth.ts';
 import { DTYPES, loadModel, resolveModelSource, type DType, type GenerationStats } from '../index.ts';
@@ -19,6 +20,7 @@ const common: Spec = {
   'input-ids': { kind: 'string', value: 'IDS', help: 'comma-separated token ids, fed as they are (include the BOS id 1 yourself)' },
   dtype: { kind: 'string', value: 'FORMAT', help: `weight format on the GPU: ${DTYPES.join(' | ')} (default f16)` },
   'context-length': { kind: 'string', value: 'N', help: 'KV cache length in tokens (default: the model\'s max_context_length)' },
+  gemv: { kind: 'string', value: 'KERNEL', help: 'decode matmul kernel: auto (time both at load, keep the faster) | rows (a thread a row) | coalesced (threads stride over K; subgroups where the GPU has them). Default auto' },
   json: { kind: 'flag', help: 'print one JSON object instead of text for people' },
   help: { kind: 'flag', help: 'show this help' },
 };
@@ -85,7 +87,9 @@ async function openModel(p: Parsed) {
   }
   const contextLength = p.values.has('context-length') ? intOption(p, 'context-length', 1, 0) : undefined;
   const t0 = performance.now();
-  const model = await loadModel(dir, { dtype: dtypeOption(p), contextLength, tokenizer: p.values.get('tokenizer') });
+  const gemv = p.values.get('gemv') ?? 'auto';
+  if (gemv !== 'auto' && !(GEMV_KERNELS as readonly string[]).includes(gemv)) throw new UsageError(`--gemv must be auto, ${GEMV_KERNELS.join(' or ')}, got "${gemv}"`);
+  const model = await loadModel(dir, { dtype: dtypeOption(p), contextLength, tokenizer: p.values.get('tokenizer'), gemv: gemv as GemvKernel | 'auto' });
   return { model, dir, loadMs: performance.now() - t0 };
 }
 
@@ -156,7 +160,7 @@ async function runGenerate(p: Parsed): Promise<void> {
       if (!json) process.stdout.write(model.tokenizer && prompt !== undefined ? t.text : `${out.length === 1 ? '' : ' '}${t.id}`);
     }
     if (json) {
-      process.stdout.write(`${JSON.stringify({ output_ids: out, text, stats: { ...stats, load_ms: loadMs } })}\n`);
+      process.stdout.write(`${JSON.stringify({ output_ids: out, text, stats: { ...stats, load_ms: loadMs, gemv: model.engine.gemv } })}\n`);
     } else {
       process.stdout.write('\n');
       console.error(

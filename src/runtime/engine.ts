@@ -8,7 +8,7 @@ import { argmaxDispatch } from '../../kernels/argmax.ts';
 import { attentionDispatch } from '../../kernels/attention.ts';
 import { embeddingDispatches } from '../../kernels/embedding.ts';
 import { releaseDispatches, type Dispatch } from '../../kernels/kernel.ts';
-import { matmulDispatches } from '../../kernels/matmul.ts';
+import { matmulDispatches, type GemvKernel } from '../../kernels/matmul.ts';
 import { qkvPrepareDispatch, ropeTable } from '../../kernels/qkv_prepare.ts';
 import { sampleDispatch, validateSampling, type SamplingParams } from '../../kernels/sample.ts';
 import { countDispatches, dispatchOps, encodeOps, type Op } from './ops.ts';
@@ -19,6 +19,8 @@ export interface EngineOptions {
   contextLength?: number;
   /** Most tokens one prefill pass processes; longer prompts run in several passes. */
   prefillChunk?: number;
+  /** The one-token (decode) matmul kernel; see MatmulOptions.gemv. Default 'rows'. */
+  gemv?: GemvKernel;
 }
 
 export type LogitsMode = 'none' | 'last' | 'all';
@@ -44,6 +46,7 @@ interface Activations {
 export class Engine {
   readonly contextLength: number;
   readonly chunk: number;
+  readonly gemv: GemvKernel;
   /** Tokens currently held in the KV cache. */
   length = 0;
   private readonly a: Activations;
@@ -64,6 +67,7 @@ export class Engine {
   ) {
     const { modelDim: D, headDim: hd, vocabSize: V } = plan;
     this.contextLength = opts.contextLength ?? plan.maxContext;
+    this.gemv = opts.gemv ?? 'rows';
     if (!Number.isInteger(this.contextLength) || this.contextLength < 1) {
       throw new Error(`context length must be a positive integer, got ${opts.contextLength}`);
     }
@@ -156,6 +160,7 @@ export class Engine {
   private buildPass(T: number, logits: LogitsMode, captureResiduals: boolean, made: Dispatch[]): Op[] {
     const { plan, gpu, weights: w, a } = this;
     const { modelDim: D, headDim: hd, vocabSize: V } = plan;
+    const gemv = this.gemv;
     const ops: Op[] = [];
     const add = (...ds: Dispatch[]) => {
       made.push(...ds);
@@ -173,7 +178,7 @@ export class Engine {
       const n = `layer${i}`;
       const eps = plan.rmsNormEps;
       // attn_norm fused into qkv_proj.
-      add(...matmulDispatches(gpu, lw.qkv, { tokens: T, x: a.x, y: a.qkv, norm: { weight: lw.attnNorm, eps }, label: `${n}.qkv_proj` }));
+      add(...matmulDispatches(gpu, lw.qkv, { tokens: T, gemv, x: a.x, y: a.qkv, norm: { weight: lw.attnNorm, eps }, label: `${n}.qkv_proj` }));
       add(
         qkvPrepareDispatch(gpu, {
           tokens: T,
@@ -210,17 +215,17 @@ export class Engine {
         }),
       );
       // Residual adds fused into out_proj and proj_2 (accumulate).
-      add(...matmulDispatches(gpu, lw.outProj, { tokens: T, x: a.attn, y: a.x, accumulate: true, label: `${n}.out_proj` }));
+      add(...matmulDispatches(gpu, lw.outProj, { tokens: T, gemv, x: a.attn, y: a.x, accumulate: true, label: `${n}.out_proj` }));
       // ffn_norm and the (gated) SiLU fused into proj_1, whose gate/up rows are interleaved on load.
       const activation = plan.ffnWithGlu ? 'silu-gate' : 'silu';
-      add(...matmulDispatches(gpu, lw.proj1, { tokens: T, x: a.x, y: a.ffnAct, norm: { weight: lw.ffnNorm, eps }, activation, label: `${n}.proj_1` }));
-      add(...matmulDispatches(gpu, lw.proj2, { tokens: T, x: a.ffnAct, y: a.x, accumulate: true, label: `${n}.proj_2` }));
+      add(...matmulDispatches(gpu, lw.proj1, { tokens: T, gemv, x: a.x, y: a.ffnAct, norm: { weight: lw.ffnNorm, eps }, activation, label: `${n}.proj_1` }));
+      add(...matmulDispatches(gpu, lw.proj2, { tokens: T, gemv, x: a.ffnAct, y: a.x, accumulate: true, label: `${n}.proj_2` }));
       captureRow(i + 1);
     });
     // The final norm is fused into the output layer.
     const finalNorm = { weight: w.finalNorm, eps: plan.rmsNormEps };
     if (logits === 'all') {
-      add(...matmulDispatches(gpu, w.lmHead, { tokens: T, x: a.x, y: a.logits, norm: finalNorm, label: 'lm_head' }));
+      add(...matmulDispatches(gpu, w.lmHead, { tokens: T, gemv, x: a.x, y: a.logits, norm: finalNorm, label: 'lm_head' }));
       add(argmaxDispatch(gpu, { n: V, offset: (T - 1) * V, logits: a.logits, out: a.nextId, label: 'argmax' }));
     } else if (logits === 'last') {
       let src = a.x;
@@ -228,7 +233,7 @@ export class Engine {
         ops.push({ kind: 'copy', src: a.x, srcOffset: (T - 1) * D * 4, dst: a.lastX, dstOffset: 0, size: D * 4 });
         src = a.lastX;
       }
-      add(...matmulDispatches(gpu, w.lmHead, { tokens: 1, x: src, y: a.logits, norm: finalNorm, label: 'lm_head' }));
+      add(...matmulDispatches(gpu, w.lmHead, { tokens: 1, gemv, x: src, y: a.logits, norm: finalNorm, label: 'lm_head' }));
       // The chooser is shared by every pass and owned by the engine, so it is not in `made`.
       ops.push({ kind: 'dispatch', d: this.chooser });
     }

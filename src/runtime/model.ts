@@ -7,15 +7,21 @@ import { emptyStats, generateTokens, type GeneratedToken, type GenerationStats }
 import { resolveGeneration, type GenerationConfig } from '../generate/options.ts';
 import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { WEIGHT_FORMATS, type WeightFormat } from '../../kernels/weight.ts';
+import { GEMV_KERNELS, tuneGemv, type GemvKernel, type GemvTuning } from '../../kernels/matmul.ts';
 import { Engine, type EngineOptions } from './engine.ts';
 import { destroyWeights, loadWeights, type LoadProgress } from './weights.ts';
 
 export type DType = WeightFormat;
 export const DTYPES: readonly string[] = WEIGHT_FORMATS;
 
-export interface ModelOptions extends EngineOptions {
+export interface ModelOptions extends Omit<EngineOptions, 'gemv'> {
   dtype?: DType;
   onProgress?: LoadProgress;
+  /**
+   * The decode matmul kernel (see MatmulOptions.gemv). 'auto' (the default) times both on the
+   * model's widest proj_1 after loading and keeps the faster (OpenElmModel.gemvTuning).
+   */
+  gemv?: GemvKernel | 'auto';
 }
 
 export interface GenerateOptions extends Partial<GenerationConfig> {
@@ -40,6 +46,8 @@ export class OpenElmModel {
     readonly dtype: DType,
     readonly tokenizer: Tokenizer | undefined,
     private readonly ownsGpu: boolean,
+    /** What 'auto' measured, when it ran. */
+    readonly gemvTuning?: GemvTuning,
   ) {}
 
   static async create(
@@ -50,10 +58,17 @@ export class OpenElmModel {
   ): Promise<OpenElmModel> {
     const dtype = opts.dtype ?? 'f16';
     if (!DTYPES.includes(dtype)) throw new Error(`dtype must be one of ${DTYPES.join(', ')}, got ${dtype}`);
+    const gemvOpt = opts.gemv ?? 'auto';
+    if (gemvOpt !== 'auto' && !GEMV_KERNELS.includes(gemvOpt)) throw new Error(`gemv must be auto, ${GEMV_KERNELS.join(' or ')}, got ${String(gemvOpt)}`);
     const weights = await loadWeights(gpu, plan, tensors, dtype, opts.onProgress);
     try {
-      const engine = new Engine(gpu, plan, weights, opts);
-      return new OpenElmModel(gpu, plan, engine, dtype, opts.tokenizer, opts.ownsGpu ?? false);
+      let tuning: GemvTuning | undefined;
+      if (gemvOpt === 'auto') {
+        const widest = plan.layers.reduce((a, l) => (l.proj1Out > a.proj1Out ? l : a));
+        tuning = await tuneGemv(gpu, weights.layers[widest.index].proj1);
+      }
+      const engine = new Engine(gpu, plan, weights, { ...opts, gemv: tuning?.choice ?? (gemvOpt as GemvKernel) });
+      return new OpenElmModel(gpu, plan, engine, dtype, opts.tokenizer, opts.ownsGpu ?? false, tuning);
     } catch (e) {
       destroyWeights(gpu, weights);
       throw e;
