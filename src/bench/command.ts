@@ -25,6 +25,7 @@ const spec: Spec = {
   'no-kernels': { kind: 'flag', help: 'skip the kernel figures (copy bandwidth, matmul alone)' },
   out: { kind: 'string', value: 'DIR', help: 'folder for bench-<timestamp>.json and .svg (default bench/results)' },
   json: { kind: 'flag', help: 'print the result as one JSON object on stdout (the table goes to stderr)' },
+  'vulkan-prompt-lengths': { kind: 'string', value: 'LIST', help: 'prompt lengths for llama-vulkan only (lavapipe takes seconds a token; default: --prompt-lengths)' },
   'llama-child': { kind: 'string', value: 'JSON', help: 'internal: run the llama.cpp peer with these options and print its result (used for llama-vulkan)' },
   help: { kind: 'flag', help: 'show this help' },
 };
@@ -64,10 +65,14 @@ async function runBenchCommand(p: Parsed): Promise<void> {
   }
   const json = p.flags.has('json');
   const dtypes = oneOf((list(p, 'dtype') ?? ['f16']).map((d) => d.toLowerCase()), BENCH_DTYPES, 'dtype');
-  const promptLengths = (list(p, 'prompt-lengths') ?? ['128']).map((s) => {
-    if (!/^\d+$/.test(s) || Number(s) < 1) throw new UsageError(`--prompt-lengths: "${s}" is not a positive integer`);
-    return Number(s);
-  });
+  const lengths = (name: string, given: string[]) =>
+    given.map((s) => {
+      if (!/^\d+$/.test(s) || Number(s) < 1) throw new UsageError(`--${name}: "${s}" is not a positive integer`);
+      return Number(s);
+    });
+  const promptLengths = lengths('prompt-lengths', list(p, 'prompt-lengths') ?? ['128']);
+  const vl = list(p, 'vulkan-prompt-lengths');
+  const vulkanPromptLengths = vl ? lengths('vulkan-prompt-lengths', vl) : undefined;
   const decodeTokens = intOption(p, 'decode-tokens', 0, 8);
   const runs = intOption(p, 'runs', 1, 3);
   const peers = oneOf(list(p, 'peers') ?? [], PEERS, 'peers') as PeerName[];
@@ -85,6 +90,7 @@ async function runBenchCommand(p: Parsed): Promise<void> {
     runs,
     peers,
     llamaFormats,
+    vulkanPromptLengths,
     kernels: !p.flags.has('no-kernels'),
     qualityTokens: intOption(p, 'quality-tokens', 0, 32),
     matmulVariant: kernelVariant(p.values.get('kernel-variant')),

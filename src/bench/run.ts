@@ -38,6 +38,8 @@ export interface BenchOptions {
   peers: PeerName[];
   /** GGUF formats for llama.cpp; default: those of `dtypes`. */
   llamaFormats?: GgmlTypeName[];
+  /** Prompt lengths for llama-vulkan (lavapipe takes seconds a token); default: promptLengths. */
+  vulkanPromptLengths?: number[];
   /** Folder for bench-<timestamp>.json and .svg; none written when absent. */
   outDir?: string;
   /** The kernel lab: a WGSL file standing in for the matmul kernel, checked then timed beside it. */
@@ -219,7 +221,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       modelDir: o.modelDir,
       cacheDir: o.cacheDir,
       formats: llamaFormats,
-      promptLengths: o.promptLengths,
+      promptLengths: backend === 'vulkan' ? (o.vulkanPromptLengths ?? o.promptLengths) : o.promptLengths,
       decodeTokens: o.decodeTokens,
       runs: o.runs,
       backend,
@@ -246,6 +248,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       runs: o.runs,
       peers: o.peers,
       llama_formats: o.peers.some((p) => p.startsWith('llama')) ? llamaFormats : [],
+      vulkan_prompt_lengths: o.peers.includes('llama-vulkan') ? (o.vulkanPromptLengths ?? o.promptLengths) : [],
       kernel_dtypes: kernelDtypes,
       gemm_tokens: gemmT,
     },

@@ -20,13 +20,16 @@ export async function nodeGpu(): Promise<GPU> {
   if (process.platform === 'linux' && !process.env.VK_ICD_FILENAMES && !existsSync('/dev/dri') && existsSync(SWIFTSHADER_ICD)) {
     process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
   }
-  const first = create([]);
+  // Expert knob: flags for Dawn's create(), e.g. OPENELM_DAWN_FLAGS=enable-dawn-features=disable_robustness
+  // (drops the bounds checks on every buffer access: faster on SwiftShader, unsafe with a buggy kernel).
+  const flags = (process.env.OPENELM_DAWN_FLAGS ?? '').split(/\s+/).filter(Boolean);
+  const first = create(flags);
   instances.push(first);
   if (await first.requestAdapter()) return first;
   // No Vulkan driver chosen and none found: fall back to Chromium's SwiftShader when it is there.
   if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) {
     process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-    const second = create([]);
+    const second = create(flags);
     instances.push(second);
     return second;
   }
