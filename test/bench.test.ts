@@ -88,7 +88,9 @@ test('runBench on tiny-elm: machine facts, formats, kernels, files', async () =>
   positive(k.copy!.gb_s, 'copy gb_s');
   stat(k.copy!.ms, 'copy ms');
   assert.deepEqual(k.shapes.map((s) => s.name), ['proj_1 GEMV', 'proj_2 GEMV', 'lm_head GEMV', 'proj_1 GEMM T=10', 'proj_2 GEMM T=10']);
-  assert.equal(k.matmul.length, 3 * 5);
+  // 3 formats x (3 GEMV shapes in both one-token kernels + 2 GEMM shapes).
+  assert.equal(k.matmul.length, 3 * (3 * 2 + 2));
+  assert.deepEqual(k.matmul.filter((m) => m.kind === 'gemv').map((m) => m.gemv).sort(), [...Array(9).fill('coalesced'), ...Array(9).fill('rows')]);
   for (const m of k.matmul) {
     stat(m.ms, `${m.name} ms`);
     for (const key of ['gb_s', 'gflop_s', 'fraction_of_copy', 'weight_bytes', 'flops'] as const) positive(m[key], `${m.name}.${key}`);
@@ -103,7 +105,8 @@ test('runBench on tiny-elm: machine facts, formats, kernels, files', async () =>
     positive(m.gb_s, `tfjs ${m.name} gb_s`);
     assert.ok(m.check < 1, `tfjs ${m.name} check ${m.check}`);
   }
-  assert.equal(r.comparisons.length, 2 * 5);
+  // f32 and f16 against tfjs f32: 3 GEMV shapes in both one-token kernels, 2 GEMM shapes.
+  assert.equal(r.comparisons.length, 2 * (3 * 2 + 2));
   for (const c of r.comparisons) positive(c.speedup, `speedup ${c.what}`);
 
   positive(r.summary['ours.f16.decode_tok_s'], 'summary decode');

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import source from '../shaders/matmul.wgsl';
+import gemvSource from '../shaders/matmul_gemv.wgsl';
 import { checkMatmulFully } from '../src/bench/kernels.ts';
 import { kernelOrigin, setKernelVariant } from '../kernels/variants.ts';
 import { testGpu } from './helpers.ts';
@@ -29,4 +30,21 @@ test('a correct matmul variant passes the lab check, a wrong one fails it', asyn
   }
   assert.equal(kernelOrigin('matmul'), 'built-in');
   assert.ok((await checkMatmulFully(gpu, 'f16')) < 1);
+});
+
+test('a matmul_gemv variant (the coalesced one-token kernel) is checked the same way', async () => {
+  const gpu = await testGpu();
+  setKernelVariant('matmul_gemv', `// variant: a copy\n${gemvSource}`, 'gemv-copy.wgsl');
+  try {
+    for (const f of ['f32', 'f16', 'q8', 'q4'] as const) assert.ok((await checkMatmulFully(gpu, f, 'coalesced')) < 1, f);
+    // Dropping the last row of each block of 4 is caught.
+    const wrong = gemvSource.replace('if (4u * blk + 3u < N) { store(4u * blk + 3u, o.w); }', '');
+    assert.notEqual(wrong, gemvSource);
+    setKernelVariant('matmul_gemv', wrong, 'gemv-wrong.wgsl');
+    assert.ok((await checkMatmulFully(gpu, 'f16', 'coalesced')) >= 1);
+    // The thread-a-row matmul does not use it.
+    assert.ok((await checkMatmulFully(gpu, 'f16', 'rows')) < 1);
+  } finally {
+    setKernelVariant('matmul_gemv', null);
+  }
 });

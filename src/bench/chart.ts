@@ -3,6 +3,7 @@
 // shapes against the adapter's copy bandwidth, and of matmul GFLOP/s at the prefill shapes.
 // Bars show medians; whiskers the min-max range of the runs.
 import type { BenchResult } from './run.ts';
+import { matmulLabel } from './kernels.ts';
 import type { Stat } from './stats.ts';
 import { fmt } from './table.ts';
 
@@ -158,14 +159,14 @@ export function renderChart(r: BenchResult): string {
   const mm = [...(r.kernels?.matmul ?? []), ...(r.peers.tfjs?.matmul ?? [])];
   const kSeries: string[] = [];
   for (const m of mm) {
-    const s = seen(`${m.engine} ${m.dtype}`);
+    const s = seen(matmulLabel(m));
     if (!kSeries.includes(s)) kSeries.push(s);
   }
   const groupsOf = (kind: 'gemv' | 'gemm', pick: (m: (typeof mm)[number]) => number): Group[] => {
     const names = [...new Set(mm.filter((m) => m.kind === kind).map((m) => m.name))];
     return names.map((n) => ({
       label: `${n} (${mm.find((m) => m.name === n)!.K}->${mm.find((m) => m.name === n)!.N})`,
-      bars: mm.filter((m) => m.name === n).map((m) => ({ series: `${m.engine} ${m.dtype}`, value: pick(m) })),
+      bars: mm.filter((m) => m.name === n).map((m) => ({ series: matmulLabel(m), value: pick(m) })),
     }));
   };
   const copy = r.kernels?.copy;

@@ -5,7 +5,7 @@ import { helpText, intOption, UsageError, type Parsed, type Spec } from '../cli/
 import { cacheRoot, defaultModel } from '../cli/default-model.ts';
 import { GGML_TYPE_NAMES, type GgmlTypeName } from './gguf.ts';
 import { benchLlama, LLAMA_INSTALL_HINT } from './llama.ts';
-import { BENCH_DTYPES, PEERS, runBench, type PeerName } from './run.ts';
+import { BENCH_DTYPES, LAB_KERNELS, PEERS, runBench, type LabKernel, type PeerName } from './run.ts';
 import { renderTable } from './table.ts';
 
 const FULL_RUN = 'openelm bench --dtype f32,f16,q8,q4 --prompt-lengths 128,512 --decode-tokens 32 --runs 5 --peers tfjs,llama-cpu';
@@ -20,7 +20,7 @@ const spec: Spec = {
   runs: { kind: 'string', value: 'N', help: 'runs of each measurement; figures are medians (default 3; kernels at least 5)' },
   peers: { kind: 'string', value: 'LIST', help: `peers to measure too, comma-separated: ${PEERS.join(', ')} (default none; llama-* need node-llama-cpp: ${LLAMA_INSTALL_HINT})` },
   'llama-formats': { kind: 'string', value: 'LIST', help: `GGUF formats for llama.cpp: ${GGML_TYPE_NAMES.join(', ')} (default: those of --dtype)` },
-  'kernel-variant': { kind: 'string', value: 'matmul=FILE', help: 'kernel lab: a WGSL file with the same bindings as shaders/matmul.wgsl, checked against the CPU on odd shapes, then timed beside the built-in kernel' },
+  'kernel-variant': { kind: 'string', value: 'KERNEL=FILE', help: 'kernel lab: matmul=FILE (same bindings and defines as shaders/matmul.wgsl) or matmul_gemv=FILE (as shaders/matmul_gemv.wgsl, the coalesced one-token kernel); checked against the CPU on odd shapes in every fused form, then timed beside the built-in kernel' },
   'quality-tokens': { kind: 'string', value: 'N', help: 'tokens of the stream on which each format is compared with f16: top-1 agreement and mean KL (default 32; 0 skips)' },
   'no-kernels': { kind: 'flag', help: 'skip the kernel figures (copy bandwidth, matmul alone)' },
   out: { kind: 'string', value: 'DIR', help: 'folder for bench-<timestamp>.json and .svg (default bench/results)' },
@@ -43,13 +43,16 @@ function oneOf<T extends string>(items: string[], allowed: readonly T[], name: s
   return [...new Set(items)] as T[];
 }
 
-function kernelVariant(spec: string | undefined): { file: string; code: string } | undefined {
+function kernelVariant(spec: string | undefined): { kernel: LabKernel; file: string; code: string } | undefined {
   if (spec === undefined) return undefined;
   const m = /^([a-z_]+)=(.+)$/.exec(spec);
   if (!m) throw new UsageError(`--kernel-variant must be KERNEL=FILE, got "${spec}"`);
-  if (m[1] !== 'matmul') throw new UsageError(`--kernel-variant: the lab times matmul variants (got "${m[1]}"); other kernels can be swapped through the library's setKernelVariant`);
+  const kernel = m[1];
+  if (!(LAB_KERNELS as readonly string[]).includes(kernel)) {
+    throw new UsageError(`--kernel-variant: the lab times ${LAB_KERNELS.join(' and ')} variants (got "${kernel}"); other kernels can be swapped through the library's setKernelVariant`);
+  }
   try {
-    return { file: m[2], code: readFileSync(m[2], 'utf8') };
+    return { kernel: kernel as LabKernel, file: m[2], code: readFileSync(m[2], 'utf8') };
   } catch (e) {
     throw new UsageError(`--kernel-variant: cannot read ${m[2]} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }

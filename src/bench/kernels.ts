@@ -4,7 +4,7 @@
 import type { ModelPlan } from '../config/plan.ts';
 import type { Gpu } from '../gpu/gpu.ts';
 import { releaseDispatches, runDispatches } from '../../kernels/kernel.ts';
-import { interleaveGateUp, matmulDispatches, matmulRef } from '../../kernels/matmul.ts';
+import { interleaveGateUp, matmulDispatches, matmulRef, type GemvKernel } from '../../kernels/matmul.ts';
 import { rmsNormRef } from '../../kernels/rmsnorm.ts';
 import { silu } from '../../kernels/silu_gate.ts';
 import { dequantize } from '../../kernels/quant.ts';
@@ -51,6 +51,8 @@ export interface MatmulResult {
   engine: 'ours' | 'tfjs';
   /** The kernel lab: the WGSL file that replaced the built-in kernel for this figure. */
   variant?: string;
+  /** Ours, GEMV shapes: which one-token kernel (MatmulOptions.gemv). */
+  gemv?: GemvKernel;
   name: string;
   kind: 'gemv' | 'gemm';
   dtype: string;
@@ -196,7 +198,7 @@ export async function benchOurMatmul(
   timer: GpuTimer,
   shape: KernelShape,
   format: WeightFormat,
-  o: { runs: number; budgetMs: number; copyGbs?: number },
+  o: { runs: number; budgetMs: number; copyGbs?: number; gemv?: GemvKernel },
 ): Promise<MatmulResult> {
   const { T, N, K } = shape;
   const wData = randomFill(N * K, 0x9e3779b9 ^ (N * 31 + K), 1 / Math.sqrt(K));
@@ -205,7 +207,8 @@ export async function benchOurMatmul(
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
   const x = gpu.upload('bench.x', xData);
   const y = gpu.createBuffer('bench.y', T * N * 4, usage);
-  const dispatches = matmulDispatches(gpu, w, { tokens: T, x, y, label: `bench ${shape.name}` });
+  const gemv = shape.kind === 'gemv' ? (o.gemv ?? 'rows') : undefined;
+  const dispatches = matmulDispatches(gpu, w, { tokens: T, x, y, gemv, label: `bench ${shape.name}` });
   try {
     const { value: t, load } = await withLoad(() => timeRepeated(() => timer.timeDispatches(dispatches, shape.name), o.runs, o.budgetMs));
     const yData = await gpu.readF32(y, T * N);
@@ -214,6 +217,7 @@ export async function benchOurMatmul(
     const ms = summarize(t.samples.map(primaryMs));
     return {
       engine: 'ours',
+      ...(gemv ? { gemv } : {}),
       name: shape.name,
       kind: shape.kind,
       dtype: format,
@@ -239,6 +243,11 @@ export async function benchOurMatmul(
   }
 }
 
+/** How a matmul figure is labelled in tables and charts: engine, format, kernel kind, lab variant. */
+export function matmulLabel(m: Pick<MatmulResult, 'engine' | 'dtype' | 'gemv' | 'variant'>): string {
+  return `${m.engine} ${m.dtype}${m.gemv === 'coalesced' ? ' coalesced' : ''}${m.variant ? ` [${m.variant.split('/').pop()}]` : ''}`;
+}
+
 /**
  * The kernel lab's gate: runs the matmul as it is now compiled (built-in or variant) on a few
  * random shapes that do not divide any tile, in full, against the CPU product over the weights as
@@ -246,10 +255,12 @@ export async function benchOurMatmul(
  * front, and with the norm and the gated SiLU (proj_1). Returns the worst |error| / tolerance
  * (< 1 passes).
  */
-export async function checkMatmulFully(gpu: Gpu, format: WeightFormat): Promise<number> {
+export async function checkMatmulFully(gpu: Gpu, format: WeightFormat, gemv: GemvKernel = 'rows'): Promise<number> {
   let worst = 0;
+  // T = 1 shapes in both kinds of K: the coalesced GEMV takes K in whole 32s, falls back otherwise.
   const shapes: [number, number, number][] = [
     [1, 38, 70],
+    [1, 66, 96],
     [5, 34, 257],
     [17, 130, 64],
   ];
@@ -272,6 +283,7 @@ export async function checkMatmulFully(gpu: Gpu, format: WeightFormat): Promise<
         tokens: T,
         x,
         y,
+        gemv,
         accumulate: form.accumulate,
         norm: form.norm ? { weight: g, eps } : undefined,
         activation: form.gate ? 'silu-gate' : undefined,

@@ -7,7 +7,8 @@ import { createGpu, loadPlan } from '../index.ts';
 import { DTYPES, type DType } from '../runtime/model.ts';
 import { GGML_TYPE_NAMES, type GgmlTypeName } from './gguf.ts';
 import { GpuTimer } from './gpu-timer.ts';
-import { benchCopy, benchOurMatmul, checkMatmulFully, kernelShapes, type CopyResult, type KernelShape, type MatmulResult } from './kernels.ts';
+import { benchCopy, benchOurMatmul, checkMatmulFully, kernelShapes, matmulLabel, type CopyResult, type KernelShape, type MatmulResult } from './kernels.ts';
+import { GEMV_KERNELS, type GemvKernel } from '../../kernels/matmul.ts';
 import type { Gpu } from '../gpu/gpu.ts';
 import { benchLlama, benchLlamaInChild, type LlamaPeerResult } from './llama.ts';
 import { machineFacts, readLoadavg, type MachineFacts } from './machine.ts';
@@ -27,6 +28,10 @@ export const GGML_OF: Record<string, GgmlTypeName> = { f32: 'F32', f16: 'F16', q
 /** Our prefill runs in passes of at most this many tokens (Engine's default prefillChunk). */
 export const PREFILL_CHUNK = 128;
 
+/** Kernels the lab can time a variant of: the matmul (a thread a row) and the coalesced GEMV. */
+export const LAB_KERNELS = ['matmul', 'matmul_gemv'] as const;
+export type LabKernel = (typeof LAB_KERNELS)[number];
+
 export interface BenchOptions {
   modelDir: string;
   /** The model is the synthetic random-weight checkpoint (said in the output). */
@@ -43,7 +48,7 @@ export interface BenchOptions {
   /** Folder for bench-<timestamp>.json and .svg; none written when absent. */
   outDir?: string;
   /** The kernel lab: a WGSL file standing in for the matmul kernel, checked then timed beside it. */
-  matmulVariant?: { file: string; code: string };
+  matmulVariant?: { kernel: LabKernel; file: string; code: string };
   /** Tokens of the stream on which formats are compared with f16 (default 32; 0: skip). */
   qualityTokens?: number;
   /** Kernel figures (copy bandwidth, matmul alone); default true. */
@@ -100,19 +105,21 @@ export interface BenchResult {
 async function benchVariant(
   gpu: Gpu,
   timer: GpuTimer,
-  variant: { file: string; code: string },
+  variant: { kernel: LabKernel; file: string; code: string },
   dtypes: DType[],
   shapes: KernelShape[],
   kernels: NonNullable<BenchResult['kernels']>,
   o: { runs: number; budgetMs: number },
   log: (s: string) => void,
 ): Promise<void> {
-  setKernelVariant('matmul', variant.code, variant.file);
+  setKernelVariant(variant.kernel, variant.code, variant.file);
+  // matmul_gemv is the coalesced one-token kernel: checked and timed on T = 1 only.
+  const gemv: GemvKernel = variant.kernel === 'matmul_gemv' ? 'coalesced' : 'rows';
   try {
     for (const dtype of dtypes) {
       let check: number;
       try {
-        check = await checkMatmulFully(gpu, dtype);
+        check = await checkMatmulFully(gpu, dtype, gemv);
       } catch (e) {
         throw new Error(`matmul variant ${variant.file} (${dtype}) failed to run: ${(e as Error).message.split('\n')[0]}`);
       }
@@ -121,16 +128,16 @@ async function benchVariant(
         log(`  variant ${variant.file} ${dtype}: WRONG (${check.toFixed(1)}x the tolerance), not timed`);
         continue;
       }
-      for (const s of shapes) {
-        const r = await benchOurMatmul(gpu, timer, s, dtype, { runs: s.kind === 'gemv' ? Math.max(5, o.runs) : o.runs, budgetMs: o.budgetMs, copyGbs: kernels.copy?.gb_s });
+      for (const s of shapes.filter((x) => gemv === 'rows' || x.kind === 'gemv')) {
+        const r = await benchOurMatmul(gpu, timer, s, dtype, { runs: s.kind === 'gemv' ? Math.max(5, o.runs) : o.runs, budgetMs: o.budgetMs, copyGbs: kernels.copy?.gb_s, gemv });
         r.variant = variant.file;
         kernels.matmul.push(r);
-        const base = kernels.matmul.find((m) => !m.variant && m.engine === 'ours' && m.dtype === dtype && m.name === s.name);
+        const base = kernels.matmul.find((m) => !m.variant && m.engine === 'ours' && m.dtype === dtype && m.name === s.name && m.gemv === r.gemv);
         log(`  variant ${dtype} ${s.name}: ${r.ms.median.toFixed(2)} ms${base ? ` (built-in ${base.ms.median.toFixed(2)} ms, ${(base.ms.median / r.ms.median).toFixed(2)}x)` : ''}`);
       }
     }
   } finally {
-    setKernelVariant('matmul', null);
+    setKernelVariant(variant.kernel, null);
   }
 }
 
@@ -164,9 +171,12 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
         log(`  copy ${(kernels.copy.bytes / 2 ** 20).toFixed(0)} MiB: ${kernels.copy.ms.median.toFixed(2)} ms, ${kernels.copy.gb_s.toFixed(2)} GB/s`);
         for (const dtype of kernelDtypes) {
           for (const s of shapes) {
-            const r = await benchOurMatmul(kgpu, timer, s, dtype, { runs: s.kind === 'gemv' ? Math.max(5, o.runs) : o.runs, budgetMs, copyGbs: kernels.copy.gb_s });
-            kernels.matmul.push(r);
-            log(`  ours ${dtype} ${s.name}: ${r.ms.median.toFixed(2)} ms (${r.gb_s.toFixed(2)} GB/s, ${r.gflop_s.toFixed(2)} GFLOP/s)`);
+            // GEMV shapes in both one-token kernels (the engine tunes between them at load).
+            for (const gemv of s.kind === 'gemv' ? GEMV_KERNELS : (['rows'] as const)) {
+              const r = await benchOurMatmul(kgpu, timer, s, dtype, { runs: s.kind === 'gemv' ? Math.max(5, o.runs) : o.runs, budgetMs, copyGbs: kernels.copy.gb_s, gemv });
+              kernels.matmul.push(r);
+              log(`  ${matmulLabel(r)} ${s.name}: ${r.ms.median.toFixed(2)} ms (${r.gb_s.toFixed(2)} GB/s, ${r.gflop_s.toFixed(2)} GFLOP/s)`);
+            }
           }
         }
         if (o.matmulVariant) await benchVariant(kgpu, timer, o.matmulVariant, kernelDtypes, shapes, kernels, { runs: o.runs, budgetMs }, log);
@@ -334,7 +344,7 @@ function compare(r: BenchResult): Comparison[] {
         out.push({
           what: `matmul ${t.name}`,
           unit: 'ms',
-          ours: { label: `ours ${m.dtype}`, value: m.ms.median },
+          ours: { label: matmulLabel(m), value: m.ms.median },
           theirs: { label: `tfjs ${t.dtype}`, value: t.ms.median },
           speedup: t.ms.median / m.ms.median,
           same_format: m.dtype === t.dtype,

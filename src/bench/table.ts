@@ -1,6 +1,7 @@
 // The benchmark result as text for people: model figures per engine and format, kernel figures,
 // and the ours/theirs ratios.
 import type { BenchResult } from './run.ts';
+import { matmulLabel } from './kernels.ts';
 import type { Stat } from './stats.ts';
 
 export function fmt(x: number | undefined): string {
@@ -96,7 +97,7 @@ export function renderTable(r: BenchResult): string {
     const all = [...k.matmul, ...(r.peers.tfjs?.matmul ?? [])];
     const krows = all.map((x) => [
       x.name,
-      `${x.engine} ${x.dtype}`,
+      matmulLabel(x),
       `${x.T}x${x.K} . ${x.K}x${x.N}`,
       ms(x.ms),
       fmt(x.gb_s),
