@@ -21,9 +21,10 @@ export interface MatmulOptions {
   workgroupSize?: number;
   /**
    * RMSNorm in front: the product's input is rmsnorm(x) = x * g / sqrt(mean(x^2) + eps) (as
-   * rmsnorm.ts computes it), each token's scale found while reading x.
+   * rmsnorm.ts computes it), each token's scale found while reading x. Without `weight`, g is
+   * taken as folded into W's columns already (W[n, k] * g[k] stored; see foldColumnScale).
    */
-  norm?: { weight: GPUBuffer; eps: number };
+  norm?: { weight?: GPUBuffer; eps: number };
   /**
    * 'silu': y = silu(product). 'silu-gate': weight rows come in (gate, up) pairs (see
    * interleaveGateUp) and y[t, p] = silu(gate_p . x) * (up_p . x): y is [T, N / 2].
@@ -43,6 +44,14 @@ export interface MatmulOptions {
 
 export type GemvKernel = 'rows' | 'coalesced';
 export const GEMV_KERNELS: readonly GemvKernel[] = ['rows', 'coalesced'];
+
+/** W[n, k] * g[k] for a row-major [rows, cols] W: folds a norm's weights into the product after it. */
+export function foldColumnScale(w: Float32Array, rows: number, cols: number, g: Float32Array): Float32Array {
+  if (g.length !== cols) throw new Error(`column scale has ${g.length} values for ${cols} columns`);
+  const out = new Float32Array(w.length);
+  for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) out[r * cols + k] = w[r * cols + k] * g[k];
+  return out;
+}
 
 /**
  * Row order the 'silu-gate' activation expects: [gate; up] ([2F, K], gate rows first, as
@@ -84,7 +93,7 @@ export function matmulDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions): Disp
   if (o.y.size < T * outCols * 4) throw new Error(`${label}: y holds ${o.y.size} bytes, needs ${T * outCols * 4} for [${T}, ${outCols}] f32`);
   if (o.norm) {
     const { weight, eps } = o.norm;
-    if (weight.size < K * 4) throw new Error(`${label}: norm weight holds ${weight.size} bytes, needs ${K * 4} for [${K}] f32`);
+    if (weight && weight.size < K * 4) throw new Error(`${label}: norm weight holds ${weight.size} bytes, needs ${K * 4} for [${K}] f32`);
     if (!(Number.isFinite(eps) && eps >= 0)) throw new Error(`${label}: norm eps must be a finite number >= 0, got ${eps}`);
   }
   const f16 = w.format === 'f16';
@@ -103,6 +112,7 @@ export function matmulDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions): Disp
     TILE: tile,
     ACC: !!o.accumulate,
     NORM: !!o.norm,
+    NORMW: !!o.norm?.weight,
     SILU: o.activation === 'silu',
     GLU: gate,
   };
@@ -115,7 +125,7 @@ export function matmulDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions): Disp
     let WG = o.workgroupSize ?? DEFAULT_WG;
     if (o.workgroupSize === undefined) while (WG > MIN_WG && Math.ceil(c.rows / (R * WG)) * tiles < MIN_WORKGROUPS) WG >>= 1;
     const bindings: ('uniform' | 'read' | 'write')[] = ['uniform', 'read', 'read', 'write'];
-    if (o.norm) bindings.push('read');
+    if (o.norm?.weight) bindings.push('read');
     const p = gpu.pipeline({ label: `matmul ${variant}`, code, bindings, constants: { WG } });
     const name = w.chunks.length > 1 ? `${label}[${i}]` : label;
     // The gated activation writes one column per row pair.
@@ -124,10 +134,8 @@ export function matmulDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions): Disp
       ? [T, c.rows, K, w.rowWords / 4, outCols, yOffset, tiles, w.groups, c.scaleOffset / 4, w.scaleRowWords / 4]
       : [T, c.rows, K, w.rowWords, outCols, yOffset, tiles];
     const buffers = [o.x, c.buffer, o.y];
-    if (o.norm) {
-      params.push({ f: o.norm.eps });
-      buffers.push(o.norm.weight);
-    }
+    if (o.norm) params.push({ f: o.norm.eps });
+    if (o.norm?.weight) buffers.push(o.norm.weight);
     return makeDispatch(gpu, p, name, params, buffers, grid(gpu, Math.ceil(c.rows / (R * WG)) * tiles));
   });
 }
@@ -143,6 +151,7 @@ function gemvDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions, label: string,
     Q4: w.format === 'q4',
     F16: w.format === 'f16',
     NORM: !!o.norm,
+    NORMW: !!o.norm?.weight,
     SILU: o.activation === 'silu',
     GLU: gate,
     ACC: !!o.accumulate,
@@ -151,16 +160,14 @@ function gemvDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions, label: string,
   const flags = Object.entries(defines).filter(([k, v]) => v && k !== 'QUANT' && k !== 'Q4' && k !== 'F16');
   const variant = ['gemv', w.format, ...flags.map(([k]) => k.toLowerCase())].join(' ');
   const bindings: ('uniform' | 'read' | 'write')[] = ['uniform', 'read', 'read', 'write'];
-  if (o.norm) bindings.push('read');
+  if (o.norm?.weight) bindings.push('read');
   const p = gpu.pipeline({ label: `matmul ${variant}`, code, bindings, constants: { WG: GEMV_WG } });
   return w.chunks.map((c, i) => {
     const name = w.chunks.length > 1 ? `${label}[${i}]` : label;
     const params: (number | { f: number })[] = [c.rows, w.cols, w.rowWords / 4, gate ? c.rowStart / 2 : c.rowStart, c.scaleOffset / 4, w.scaleRowWords / 4];
     const buffers = [o.x, c.buffer, o.y];
-    if (o.norm) {
-      params.push({ f: o.norm.eps });
-      buffers.push(o.norm.weight);
-    }
+    if (o.norm) params.push({ f: o.norm.eps });
+    if (o.norm?.weight) buffers.push(o.norm.weight);
     return makeDispatch(gpu, p, name, params, buffers, grid(gpu, Math.ceil(c.rows / 4)));
   });
 }

@@ -14,7 +14,8 @@
 // q8/q4 kernel, the first half of this file; the f32/f16 kernel is the second.
 //
 // Fusions, so a layer needs fewer dispatches (both halves):
-//   NORM: RMSNorm in front. The product's input is x[t, k] * g[k] (g at binding 4, f32 [K]) and
+//   NORM: RMSNorm in front. The product's input is x[t, k] * g[k] (NORMW: g at binding 4, f32 [K];
+//     without, g was folded into W's columns when it was stored) and
 //     each token's sums are scaled at the end by r_t = 1 / sqrt(mean_k x[t, k]^2 + eps). Every
 //     thread reads its token's whole row of x anyway, so it sums the squares on the way: no
 //     barrier, no second pass over x.
@@ -65,7 +66,7 @@ struct Params {
 #endif
 @group(0) @binding(2) var<storage, read> w: array<vec4u>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-#if NORM
+#if NORMW
 #if VEC4
 @group(0) @binding(4) var<storage, read> nw: array<vec4f>;
 #else
@@ -99,6 +100,7 @@ fn xv(row: u32, m: u32) -> vec4f {
 #if NORM
 // Norm weights 4m .. 4m + 3 (zeros past K, like xv).
 fn gv(m: u32) -> vec4f {
+#if NORMW
 #if VEC4
 #if TAIL
   if (4u * m >= params.K) {
@@ -115,6 +117,10 @@ fn gv(m: u32) -> vec4f {
   if (k + 2u < K) { v.z = nw[k + 2u]; }
   if (k + 3u < K) { v.w = nw[k + 3u]; }
   return v;
+#endif
+#else
+  // The norm weights were folded into W.
+  return vec4f(1.0);
 #endif
 }
 #endif
@@ -342,7 +348,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 #endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-#if NORM
+#if NORMW
 #if VEC4
 @group(0) @binding(4) var<storage, read> nw: array<vec4f>;
 #else
@@ -369,7 +375,11 @@ fn dp(a: mat2x4f, b: mat2x4f) -> f32 {
 }
 #if NORM
 fn gl(i: u32) -> mat2x4f {
+#if NORMW
   return mat2x4f(nw[2u * i], nw[2u * i + 1u]);
+#else
+  return mat2x4f(vec4f(1.0), vec4f(1.0));
+#endif
 }
 fn mul(a: mat2x4f, b: mat2x4f) -> mat2x4f {
   return mat2x4f(a[0] * b[0], a[1] * b[1]);
@@ -388,7 +398,11 @@ fn dp(a: vec4f, b: vec4f) -> f32 {
 }
 #if NORM
 fn gl(i: u32) -> vec4f {
+#if NORMW
   return nw[i];
+#else
+  return vec4f(1.0);
+#endif
 }
 fn mul(a: vec4f, b: vec4f) -> vec4f {
   return a * b;
@@ -410,7 +424,11 @@ fn dp(a: vec2f, b: vec2f) -> f32 {
 }
 #if NORM
 fn gl(i: u32) -> vec2f {
+#if NORMW
   return vec2f(nw[2u * i], nw[2u * i + 1u]);
+#else
+  return vec2f(1.0);
+#endif
 }
 fn mul(a: vec2f, b: vec2f) -> vec2f {
   return a * b;
@@ -429,7 +447,11 @@ fn dp(a: f32, b: f32) -> f32 {
 }
 #if NORM
 fn gl(i: u32) -> f32 {
+#if NORMW
   return nw[i];
+#else
+  return 1.0;
+#endif
 }
 fn mul(a: f32, b: f32) -> f32 {
   return a * b;
@@ -527,7 +549,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
     let h2 = unpack2x16float(w[o2 + steps]).x;
     let h3 = unpack2x16float(w[o3 + steps]).x;
 #if NORM
+#if NORMW
     let g = nw[k];
+#else
+    let g = 1.0;
+#endif
     let e0 = x[x0 + k];
     q.x += e0 * e0;
     let u0 = e0 * g;

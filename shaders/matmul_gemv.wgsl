@@ -10,7 +10,7 @@
 // Units: f32 4 weights (one vec4u of bits), F16 8 (one vec4u of packed halves), QUANT one group of
 // 32 (q8: 2 vec4u of int8, q4: 1 vec4u of nibbles, plus the group's f16 scale; layout in
 // kernels/quant.ts, decoding as in matmul.wgsl).
-// Fusions as in matmul.wgsl: NORM (RMSNorm in front, g at binding 4), SILU, GLU (row pairs 2p,
+// Fusions as in matmul.wgsl: NORM (RMSNorm in front; NORMW: g at binding 4, else folded into W), SILU, GLU (row pairs 2p,
 // 2p + 1 are gate and up; the workgroup's 4 rows are 2 pairs and it writes 2 outputs), ACC.
 #if SUBGROUPS
 enable subgroups;
@@ -33,7 +33,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
 @group(0) @binding(2) var<storage, read> w: array<vec4u>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-#if NORM
+#if NORMW
 @group(0) @binding(4) var<storage, read> nw: array<vec4f>;
 #endif
 
@@ -59,7 +59,11 @@ fn loadx(u: u32) -> f32 {
     let v = x[u * XU + j];
 #if NORM
     sq += dot(v, v);
+#if NORMW
     xs[j] = v * nw[u * XU + j];
+#else
+    xs[j] = v;
+#endif
 #else
     xs[j] = v;
 #endif

@@ -178,7 +178,7 @@ export class Engine {
       const n = `layer${i}`;
       const eps = plan.rmsNormEps;
       // attn_norm fused into qkv_proj.
-      add(...matmulDispatches(gpu, lw.qkv, { tokens: T, gemv, x: a.x, y: a.qkv, norm: { weight: lw.attnNorm, eps }, label: `${n}.qkv_proj` }));
+      add(...matmulDispatches(gpu, lw.qkv, { tokens: T, gemv, x: a.x, y: a.qkv, norm: { weight: lw.attnNorm ?? undefined, eps }, label: `${n}.qkv_proj` }));
       add(
         qkvPrepareDispatch(gpu, {
           tokens: T,
@@ -218,7 +218,7 @@ export class Engine {
       add(...matmulDispatches(gpu, lw.outProj, { tokens: T, gemv, x: a.attn, y: a.x, accumulate: true, label: `${n}.out_proj` }));
       // ffn_norm and the (gated) SiLU fused into proj_1, whose gate/up rows are interleaved on load.
       const activation = plan.ffnWithGlu ? 'silu-gate' : 'silu';
-      add(...matmulDispatches(gpu, lw.proj1, { tokens: T, gemv, x: a.x, y: a.ffnAct, norm: { weight: lw.ffnNorm, eps }, activation, label: `${n}.proj_1` }));
+      add(...matmulDispatches(gpu, lw.proj1, { tokens: T, gemv, x: a.x, y: a.ffnAct, norm: { weight: lw.ffnNorm ?? undefined, eps }, activation, label: `${n}.proj_1` }));
       add(...matmulDispatches(gpu, lw.proj2, { tokens: T, gemv, x: a.ffnAct, y: a.x, accumulate: true, label: `${n}.proj_2` }));
       captureRow(i + 1);
     });
