@@ -18,7 +18,11 @@ interface Group {
   bars: Bar[];
 }
 
-const PALETTE = ['#1f77b4', '#2ca02c', '#17becf', '#9467bd', '#ff7f0e', '#d62728', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22'];
+// 20 distinguishable colours (strong, then light), so a full run's series do not repeat one.
+const PALETTE = [
+  '#1f77b4', '#2ca02c', '#17becf', '#9467bd', '#ff7f0e', '#d62728', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22',
+  '#aec7e8', '#98df8a', '#9edae5', '#c5b0d5', '#ffbb78', '#ff9896', '#c49c94', '#f7b6d2', '#c7c7c7', '#dbdb8d',
+];
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 function bar(series: string, s: Stat | undefined): Bar[] {
@@ -60,7 +64,7 @@ function panel(
   const plotX = x0 + 60;
   const plotY = y0 + 50;
   const plotW = w - 70;
-  const plotH = h - 100;
+  const plotH = h - 136;
   const values = groups.flatMap((g) => g.bars.flatMap((b) => [b.value, b.max ?? b.value, b.min ?? b.value])).filter((v) => v > 0);
   if (opts.ref) values.push(opts.ref.value);
   if (groups.length === 0 || values.length === 0) {
@@ -113,20 +117,26 @@ function panel(
     parts.push(`<line x1="${plotX}" x2="${plotX + plotW}" y1="${y}" y2="${y}" stroke="#d62728" stroke-dasharray="6 4" stroke-width="1.5"/>`);
     parts.push(`<text x="${plotX + plotW - 4}" y="${Number(y) - 5}" font-size="11" text-anchor="end" fill="#d62728">${esc(opts.ref.label)}</text>`);
   }
-  // Legend, one row under the plot.
+  // Legend under the plot: the series this panel shows, wrapped into rows.
   let lx = plotX;
-  const ly = plotY + plotH + 36;
-  for (const s of series) {
+  let ly = plotY + plotH + 36;
+  for (const s of series.filter((x) => groups.some((g) => g.bars.some((b) => b.series === x)))) {
+    const width = 16 + s.length * 7 + 18;
+    if (lx > plotX && lx + width > plotX + plotW) {
+      lx = plotX;
+      ly += 18;
+    }
     parts.push(`<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${color(s)}"/>`);
     parts.push(`<text x="${lx + 16}" y="${ly}" font-size="12">${esc(s)}</text>`);
-    lx += 16 + s.length * 7 + 18;
+    lx += width;
   }
   return parts.join('\n');
 }
 
 export function renderChart(r: BenchResult): string {
   const W = 980;
-  const H = 340;
+  // Panel height: the plot, its labels and up to three rows of legend.
+  const H = 380;
   const series: string[] = [];
   const seen = (s: string) => {
     if (!series.includes(s)) series.push(s);

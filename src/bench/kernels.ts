@@ -4,7 +4,7 @@
 import type { ModelPlan } from '../config/plan.ts';
 import type { Gpu } from '../gpu/gpu.ts';
 import { releaseDispatches, runDispatches } from '../../kernels/kernel.ts';
-import { interleaveGateUp, matmulDispatches, matmulRef, type GemvKernel } from '../../kernels/matmul.ts';
+import { foldColumnScale, interleaveGateUp, matmulDispatches, matmulRef, type GemvKernel } from '../../kernels/matmul.ts';
 import { rmsNormRef } from '../../kernels/rmsnorm.ts';
 import { silu } from '../../kernels/silu_gate.ts';
 import { dequantize } from '../../kernels/quant.ts';
@@ -264,14 +264,22 @@ export async function checkMatmulFully(gpu: Gpu, format: WeightFormat, gemv: Gem
     [5, 34, 257],
     [17, 130, 64],
   ];
-  const forms: { accumulate?: boolean; norm?: boolean; gate?: boolean }[] = [{}, { accumulate: true }, { norm: true }, { norm: true, gate: true }];
+  // folded: the norm weights multiplied into W's columns, the kernel given none (q8/q4 layers).
+  const forms: { accumulate?: boolean; norm?: boolean; folded?: boolean; gate?: boolean }[] = [
+    {},
+    { accumulate: true },
+    { norm: true },
+    { norm: true, gate: true },
+    { norm: true, folded: true, gate: true },
+  ];
   for (const [T, N, K] of shapes)
     for (const form of forms) {
       const seed = 7 * N + K;
       const raw = randomFill(N * K, seed, 1 / Math.sqrt(K));
-      const wData = form.gate ? interleaveGateUp(raw, N, K) : raw;
       const xData = randomFill(T * K, 3 * T + 1, 1);
       const gData = randomFill(K, seed + 1, 0.5).map((v) => 1 + v);
+      const scaled = form.folded ? foldColumnScale(raw, N, K, gData) : raw;
+      const wData = form.gate ? interleaveGateUp(scaled, N, K) : scaled;
       const y0 = randomFill(T * N, seed + 2, 1);
       const eps = 1e-6;
       const outN = form.gate ? N / 2 : N;
@@ -285,14 +293,14 @@ export async function checkMatmulFully(gpu: Gpu, format: WeightFormat, gemv: Gem
         y,
         gemv,
         accumulate: form.accumulate,
-        norm: form.norm ? { weight: g, eps } : undefined,
+        norm: form.norm ? (form.folded ? { eps } : { weight: g, eps }) : undefined,
         activation: form.gate ? 'silu-gate' : undefined,
         label: 'lab check',
       });
       try {
         runDispatches(gpu, ds, 'lab check');
         const got = await gpu.readF32(y, T * outN);
-        const input = form.norm ? rmsNormRef(xData, gData, T, K, eps) : xData;
+        const input = form.norm ? rmsNormRef(xData, form.folded ? new Float32Array(K).fill(1) : gData, T, K, eps) : xData;
         const prod = matmulRef(input, dequantize(wData, N, K, format), T, N, K, form.accumulate ? y0 : undefined);
         const want = form.gate ? prod.filter((_, i) => i % 2 === 0).map((a, i) => silu(a) * prod[2 * i + 1]) : prod;
         for (let i = 0; i < got.length; i++) {

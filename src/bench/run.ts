@@ -383,8 +383,11 @@ function summarize(r: BenchResult): Record<string, number | string> {
   }
   if (r.kernels?.copy) s['kernels.copy_gb_s'] = r.kernels.copy.gb_s;
   for (const m of r.kernels?.matmul ?? []) {
-    s[`kernels.ours.${m.dtype}.${m.name.replace(/\s+/g, '_')}.gb_s`] = m.gb_s;
-    s[`kernels.ours.${m.dtype}.${m.name.replace(/\s+/g, '_')}.ms`] = m.ms.median;
+    // e.g. kernels.ours.f16.proj_1_GEMV.ms, kernels.ours.f16.coalesced.proj_1_GEMV.ms, and
+    // kernels.ours.f16[my.wgsl].proj_1_GEMV.ms for a lab variant.
+    const key = `kernels.${matmulLabel(m).replace(/ /g, '.').replace('.[', '[')}.${m.name.replace(/\s+/g, '_')}`;
+    s[`${key}.gb_s`] = m.gb_s;
+    s[`${key}.ms`] = m.ms.median;
   }
   const tf = r.peers.tfjs;
   if (tf) {
