@@ -3,13 +3,13 @@
 // accumulation throughout. Accumulate mode (y +=) fuses a residual add; `norm` fuses an RMSNorm
 // in front and `activation` a SiLU (gated or not) behind, so a layer needs fewer dispatches.
 // One dispatch per weight chunk; each writes its rows' outputs at column offset chunk.rowStart.
-import type { Gpu } from '../src/gpu/gpu.ts';
+import type { BindingKind, Gpu, Pipeline } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/matmul.wgsl';
 import gemvBuiltIn from '../shaders/matmul_gemv.wgsl';
 import { shaderSource } from './variants.ts';
 import { grid, makeDispatch, releaseDispatches, runDispatches, type Dispatch } from './kernel.ts';
-import type { GpuWeight } from './weight.ts';
+import type { GpuWeight, WeightChunk } from './weight.ts';
 
 export interface MatmulOptions {
   tokens: number;
@@ -110,11 +110,7 @@ export function matmulDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions): Disp
     F16: f16,
     VEC4: f16 ? K % 8 === 0 : K % 4 === 0,
     TILE: tile,
-    ACC: !!o.accumulate,
-    NORM: !!o.norm,
-    NORMW: !!o.norm?.weight,
-    SILU: o.activation === 'silu',
-    GLU: gate,
+    ...fusionDefines(o),
   };
   const code = preprocess(shaderSource('matmul', builtIn), defines);
   const flags = Object.entries(defines).filter(([k, v]) => v && k !== 'QUANT' && k !== 'Q4' && k !== 'F16');
@@ -124,20 +120,34 @@ export function matmulDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions): Disp
   return w.chunks.map((c, i) => {
     let WG = o.workgroupSize ?? DEFAULT_WG;
     if (o.workgroupSize === undefined) while (WG > MIN_WG && Math.ceil(c.rows / (R * WG)) * tiles < MIN_WORKGROUPS) WG >>= 1;
-    const bindings: ('uniform' | 'read' | 'write')[] = ['uniform', 'read', 'read', 'write'];
-    if (o.norm?.weight) bindings.push('read');
-    const p = gpu.pipeline({ label: `matmul ${variant}`, code, bindings, constants: { WG } });
-    const name = w.chunks.length > 1 ? `${label}[${i}]` : label;
-    // The gated activation writes one column per row pair.
-    const yOffset = gate ? c.rowStart / 2 : c.rowStart;
-    const params: (number | { f: number })[] = quant
-      ? [T, c.rows, K, w.rowWords / 4, outCols, yOffset, tiles, w.groups, c.scaleOffset / 4, w.scaleRowWords / 4]
-      : [T, c.rows, K, w.rowWords, outCols, yOffset, tiles];
-    const buffers = [o.x, c.buffer, o.y];
-    if (o.norm) params.push({ f: o.norm.eps });
-    if (o.norm?.weight) buffers.push(o.norm.weight);
-    return makeDispatch(gpu, p, name, params, buffers, grid(gpu, Math.ceil(c.rows / (R * WG)) * tiles));
+    const p = gpu.pipeline({ label: `matmul ${variant}`, code, bindings: bindingsFor(o), constants: { WG } });
+    const params = quant
+      ? [T, c.rows, K, w.rowWords / 4, outCols, yOffset(c, gate), tiles, w.groups, c.scaleOffset / 4, w.scaleRowWords / 4]
+      : [T, c.rows, K, w.rowWords, outCols, yOffset(c, gate), tiles];
+    return chunkDispatch(gpu, p, w, i, label, params, o, grid(gpu, Math.ceil(c.rows / (R * WG)) * tiles));
   });
+}
+
+/** The fusion defines both kernels share (see the top of matmul.wgsl). */
+function fusionDefines(o: MatmulOptions): Record<string, boolean> {
+  return { ACC: !!o.accumulate, NORM: !!o.norm, NORMW: !!o.norm?.weight, SILU: o.activation === 'silu', GLU: o.activation === 'silu-gate' };
+}
+
+function bindingsFor(o: MatmulOptions): BindingKind[] {
+  return o.norm?.weight ? ['uniform', 'read', 'read', 'write', 'read'] : ['uniform', 'read', 'read', 'write'];
+}
+
+/** Column of y where a chunk's outputs start: the gated activation writes one a row pair. */
+function yOffset(c: WeightChunk, gate: boolean): number {
+  return gate ? c.rowStart / 2 : c.rowStart;
+}
+
+/** The dispatch of chunk i: x, the chunk, y (and the norm's eps and weights when fused). */
+function chunkDispatch(gpu: Gpu, p: Pipeline, w: GpuWeight, i: number, label: string, params: number[], o: MatmulOptions, workgroups: [number, number, number]): Dispatch {
+  const name = w.chunks.length > 1 ? `${label}[${i}]` : label;
+  const words: (number | { f: number })[] = o.norm ? [...params, { f: o.norm.eps }] : params;
+  const buffers = o.norm?.weight ? [o.x, w.chunks[i].buffer, o.y, o.norm.weight] : [o.x, w.chunks[i].buffer, o.y];
+  return makeDispatch(gpu, p, name, words, buffers, workgroups);
 }
 
 const GEMV_WG = 64;
@@ -150,25 +160,15 @@ function gemvDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions, label: string,
     QUANT: quant,
     Q4: w.format === 'q4',
     F16: w.format === 'f16',
-    NORM: !!o.norm,
-    NORMW: !!o.norm?.weight,
-    SILU: o.activation === 'silu',
-    GLU: gate,
-    ACC: !!o.accumulate,
+    ...fusionDefines(o),
   };
   const code = preprocess(shaderSource('matmul_gemv', gemvBuiltIn), defines);
   const flags = Object.entries(defines).filter(([k, v]) => v && k !== 'QUANT' && k !== 'Q4' && k !== 'F16');
   const variant = ['gemv', w.format, ...flags.map(([k]) => k.toLowerCase())].join(' ');
-  const bindings: ('uniform' | 'read' | 'write')[] = ['uniform', 'read', 'read', 'write'];
-  if (o.norm?.weight) bindings.push('read');
-  const p = gpu.pipeline({ label: `matmul ${variant}`, code, bindings, constants: { WG: GEMV_WG } });
+  const p = gpu.pipeline({ label: `matmul ${variant}`, code, bindings: bindingsFor(o), constants: { WG: GEMV_WG } });
   return w.chunks.map((c, i) => {
-    const name = w.chunks.length > 1 ? `${label}[${i}]` : label;
-    const params: (number | { f: number })[] = [c.rows, w.cols, w.rowWords / 4, gate ? c.rowStart / 2 : c.rowStart, c.scaleOffset / 4, w.scaleRowWords / 4];
-    const buffers = [o.x, c.buffer, o.y];
-    if (o.norm) params.push({ f: o.norm.eps });
-    if (o.norm?.weight) buffers.push(o.norm.weight);
-    return makeDispatch(gpu, p, name, params, buffers, grid(gpu, Math.ceil(c.rows / 4)));
+    const params = [c.rows, w.cols, w.rowWords / 4, yOffset(c, gate), c.scaleOffset / 4, w.scaleRowWords / 4];
+    return chunkDispatch(gpu, p, w, i, label, params, o, grid(gpu, Math.ceil(c.rows / 4)));
   });
 }
 

@@ -11,7 +11,7 @@ import { rmsNormDispatch, rmsNormRef } from '../kernels/rmsnorm.ts';
 import { silu, siluGateDispatch } from '../kernels/silu_gate.ts';
 import { destroyWeight, planChunks, uploadWeight, weightRowBytes, type WeightFormat } from '../kernels/weight.ts';
 import type { Gpu } from '../src/gpu/gpu.ts';
-import { randInt, randn, rng, testGpu } from './helpers.ts';
+import { randInt, randn, rng, testGpu, timeDispatches } from './helpers.ts';
 
 const FORMATS: WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
 
@@ -231,20 +231,6 @@ test('fused matmul on minimal buffers raises no GPU error; bad options are refus
 
 // ---- Timing (reported, not asserted): fused vs the dispatches it replaces, at 270M decode shapes.
 
-async function median(gpu: Gpu, ds: Dispatch[], runs: number): Promise<number> {
-  runDispatches(gpu, ds); // warm-up
-  await gpu.device.queue.onSubmittedWorkDone();
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    runDispatches(gpu, ds);
-    await gpu.device.queue.onSubmittedWorkDone();
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return times[times.length >> 1];
-}
-
 test('fused matmul timing: norm + gated proj_1 of OpenELM-270M (K=1280, 2 x 3072 rows) against rmsnorm, matmul, silu_gate', async () => {
   const gpu = await testGpu();
   const [K, F] = [1280, 3072];
@@ -274,8 +260,8 @@ test('fused matmul timing: norm + gated proj_1 of OpenELM-270M (K=1280, 2 x 3072
     for (let i = 0; i < F; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1e-3 * rms, `[${i}] fused ${got[i]} vs unfused ${want[i]}`);
     const t = { fused: [] as number[], unfused: [] as number[] };
     for (let round = 0; round < 3; round++) {
-      t.fused.push(await median(gpu, fused, 7));
-      t.unfused.push(await median(gpu, unfused, 7));
+      t.fused.push(await timeDispatches(gpu, fused, 7));
+      t.unfused.push(await timeDispatches(gpu, unfused, 7));
     }
     const m = (a: number[]) => [...a].sort((p, q) => p - q)[a.length >> 1].toFixed(2);
     console.log(`norm+proj_1+silu_gate ${format} T=1 K=${K} rows=${2 * F}: fused (1 dispatch) ${m(t.fused)} ms, unfused (3 dispatches) ${m(t.unfused)} ms`);
@@ -327,7 +313,7 @@ test('GEMV timing at OpenELM-270M decode shapes: a thread a row against coalesce
       const out: string[] = [];
       for (const [k, o] of kinds) {
         const ds = matmulDispatches(gpu, weight, o);
-        out.push(`${k} ${(await median(gpu, ds, 7)).toFixed(2)} ms`);
+        out.push(`${k} ${(await timeDispatches(gpu, ds, 7)).toFixed(2)} ms`);
         releaseDispatches(gpu, ds);
       }
       console.log(`${format} ${sh.name} N=${sh.N} K=${sh.K}: ${out.join(', ')}`);

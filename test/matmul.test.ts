@@ -6,7 +6,7 @@ import { dequantize } from '../kernels/quant.ts';
 import { destroyWeight, planChunks, uploadWeight, weightRowBytes, type WeightFormat } from '../kernels/weight.ts';
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { f16BitsToF32, roundF16 } from '../src/io/dtype.ts';
-import { assertClose, randInt, randn, rng, testGpu } from './helpers.ts';
+import { assertClose, randInt, randn, rng, testGpu, timeDispatches } from './helpers.ts';
 
 /** Tolerance for an f32 dot product of length K: relative to the sum of |x*w| terms. */
 function magnitudes(x: Float32Array, w: Float32Array, T: number, N: number, K: number): Float32Array {
@@ -274,20 +274,6 @@ test('matmul q8/q4 on minimal, exactly-sized buffers raises no GPU error', async
   assert.equal(err, null, err?.message);
   gpu.checkErrors();
 });
-
-async function timeDispatches(gpu: Gpu, ds: Dispatch[], runs: number): Promise<number> {
-  runDispatches(gpu, ds); // warm-up
-  await gpu.device.queue.onSubmittedWorkDone();
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    runDispatches(gpu, ds);
-    await gpu.device.queue.onSubmittedWorkDone();
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return times[times.length >> 1];
-}
 
 async function realistic(gpu: Gpu, T: number, N: number, K: number, runs: number, format: WeightFormat = 'f16'): Promise<number> {
   const r = rng(T * 7 + N);
