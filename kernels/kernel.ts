@@ -46,6 +46,21 @@ export function runDispatches(gpu: Gpu, dispatches: readonly Dispatch[], label =
   gpu.device.queue.submit([enc.finish()]);
 }
 
+/** Median wall ms of `runs` submits of `ds`, each waited for, after one warm-up submit (which also compiles). */
+export async function medianSubmitMs(gpu: Gpu, ds: readonly Dispatch[], runs: number, label = 'timed'): Promise<number> {
+  runDispatches(gpu, ds, label);
+  await gpu.device.queue.onSubmittedWorkDone();
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    runDispatches(gpu, ds, label);
+    await gpu.device.queue.onSubmittedWorkDone();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[times.length >> 1];
+}
+
 export function releaseDispatches(gpu: Gpu, dispatches: readonly Dispatch[]): void {
   for (const d of dispatches) for (const b of d.owned) gpu.destroyBuffer(b);
 }

@@ -8,7 +8,7 @@ import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/matmul.wgsl';
 import gemvBuiltIn from '../shaders/matmul_gemv.wgsl';
 import { shaderSource } from './variants.ts';
-import { grid, makeDispatch, releaseDispatches, runDispatches, type Dispatch } from './kernel.ts';
+import { grid, makeDispatch, medianSubmitMs, releaseDispatches, type Dispatch } from './kernel.ts';
 import type { GpuWeight, WeightChunk } from './weight.ts';
 
 export interface MatmulOptions {
@@ -191,17 +191,7 @@ export async function tuneGemv(gpu: Gpu, weight: GpuWeight, runs = 5): Promise<G
     for (const kind of GEMV_KERNELS) {
       const ds = matmulDispatches(gpu, weight, { tokens: 1, x, y, gemv: kind, label: `tune ${kind}` });
       try {
-        runDispatches(gpu, ds, 'tune'); // compile and warm up
-        await gpu.device.queue.onSubmittedWorkDone();
-        const times: number[] = [];
-        for (let i = 0; i < runs; i++) {
-          const t0 = performance.now();
-          runDispatches(gpu, ds, 'tune');
-          await gpu.device.queue.onSubmittedWorkDone();
-          times.push(performance.now() - t0);
-        }
-        times.sort((a, b) => a - b);
-        ms[kind] = times[times.length >> 1];
+        ms[kind] = await medianSubmitMs(gpu, ds, runs, 'tune');
       } finally {
         releaseDispatches(gpu, ds);
       }

@@ -3,7 +3,7 @@ import { acquireDevice } from '../src/gpu/device.ts';
 import { Gpu } from '../src/gpu/gpu.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { seededRandom } from '../src/generate/generate.ts';
-import { runDispatches, type Dispatch } from '../kernels/kernel.ts';
+import { medianSubmitMs } from '../kernels/kernel.ts';
 
 let shared: Promise<Gpu> | undefined;
 export function testGpu(): Promise<Gpu> {
@@ -14,20 +14,8 @@ export function testGpu(): Promise<Gpu> {
 /** Deterministic PRNG (the generator's own mulberry32) so failures reproduce. */
 export const rng = seededRandom;
 
-/** Median wall ms of `runs` submits of `ds` (one warm-up first), each waited for. Reported, never asserted. */
-export async function timeDispatches(gpu: Gpu, ds: Dispatch[], runs: number): Promise<number> {
-  runDispatches(gpu, ds); // warm-up
-  await gpu.device.queue.onSubmittedWorkDone();
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    runDispatches(gpu, ds);
-    await gpu.device.queue.onSubmittedWorkDone();
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return times[times.length >> 1];
-}
+/** Median wall ms of `runs` submits of `ds`, each waited for. Reported by timing tests, never asserted. */
+export const timeDispatches = medianSubmitMs;
 
 
 export function randn(r: () => number, n: number, scale = 1): Float32Array {

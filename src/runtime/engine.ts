@@ -161,6 +161,7 @@ export class Engine {
     const { plan, gpu, weights: w, a } = this;
     const { modelDim: D, headDim: hd, vocabSize: V } = plan;
     const gemv = this.gemv;
+    const eps = plan.rmsNormEps;
     const ops: Op[] = [];
     const add = (...ds: Dispatch[]) => {
       made.push(...ds);
@@ -176,9 +177,8 @@ export class Engine {
     plan.layers.forEach((l, i) => {
       const lw = w.layers[i];
       const n = `layer${i}`;
-      const eps = plan.rmsNormEps;
       // attn_norm fused into qkv_proj.
-      add(...matmulDispatches(gpu, lw.qkv, { tokens: T, gemv, x: a.x, y: a.qkv, norm: { weight: lw.attnNorm ?? undefined, eps }, label: `${n}.qkv_proj` }));
+      add(...matmulDispatches(gpu, lw.qkv, { tokens: T, gemv, x: a.x, y: a.qkv, norm: { weight: lw.attnNorm, eps }, label: `${n}.qkv_proj` }));
       add(
         qkvPrepareDispatch(gpu, {
           tokens: T,
@@ -218,12 +218,12 @@ export class Engine {
       add(...matmulDispatches(gpu, lw.outProj, { tokens: T, gemv, x: a.attn, y: a.x, accumulate: true, label: `${n}.out_proj` }));
       // ffn_norm and the (gated) SiLU fused into proj_1, whose gate/up rows are interleaved on load.
       const activation = plan.ffnWithGlu ? 'silu-gate' : 'silu';
-      add(...matmulDispatches(gpu, lw.proj1, { tokens: T, gemv, x: a.x, y: a.ffnAct, norm: { weight: lw.ffnNorm ?? undefined, eps }, activation, label: `${n}.proj_1` }));
+      add(...matmulDispatches(gpu, lw.proj1, { tokens: T, gemv, x: a.x, y: a.ffnAct, norm: { weight: lw.ffnNorm, eps }, activation, label: `${n}.proj_1` }));
       add(...matmulDispatches(gpu, lw.proj2, { tokens: T, gemv, x: a.ffnAct, y: a.x, accumulate: true, label: `${n}.proj_2` }));
       captureRow(i + 1);
     });
     // The final norm is fused into the output layer.
-    const finalNorm = { weight: w.finalNorm, eps: plan.rmsNormEps };
+    const finalNorm = { weight: w.finalNorm, eps };
     if (logits === 'all') {
       add(...matmulDispatches(gpu, w.lmHead, { tokens: T, gemv, x: a.x, y: a.logits, norm: finalNorm, label: 'lm_head' }));
       add(argmaxDispatch(gpu, { n: V, offset: (T - 1) * V, logits: a.logits, out: a.nextId, label: 'argmax' }));

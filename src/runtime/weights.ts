@@ -8,12 +8,12 @@ import { isQuantFormat } from '../../kernels/quant.ts';
 import { destroyWeight, uploadWeight, type GpuWeight, type WeightFormat } from '../../kernels/weight.ts';
 
 export interface LayerWeights {
-  attnNorm: GPUBuffer | null; // [model_dim]; null when folded into qkv's columns (q8/q4)
+  attnNorm?: GPUBuffer; // [model_dim]; absent when folded into qkv's columns (q8/q4)
   qkv: GpuWeight; // [(q + 2 kv) * head_dim, model_dim]
   qNorm: GPUBuffer; // [head_dim] (a placeholder when q/k norms are off)
   kNorm: GPUBuffer; // [head_dim]
   outProj: GpuWeight; // [model_dim, q * head_dim]
-  ffnNorm: GPUBuffer | null; // [model_dim]; null when folded into proj_1's columns (q8/q4)
+  ffnNorm?: GPUBuffer; // [model_dim]; absent when folded into proj_1's columns (q8/q4)
   proj1: GpuWeight; // [(glu ? 2 : 1) * ffn_dim, model_dim]; with glu, rows interleaved gate 0, up 0, gate 1, ...
   proj2: GpuWeight; // [model_dim, ffn_dim]
 }
@@ -85,11 +85,11 @@ export async function loadWeights(
   // a load a weight group (measured ~2x on SwiftShader). f32/f16 keep the checkpoint's weights
   // exactly and apply g in the kernel.
   const foldNorms = isQuantFormat(format);
-  const norm = async (name: string): Promise<{ buffer: GPUBuffer | null; fold?: Float32Array }> => {
+  const norm = async (name: string): Promise<{ buffer?: GPUBuffer; fold?: Float32Array }> => {
     if (!foldNorms) return { buffer: await vector(name) };
     const fold = await readTensorF32(tensors.get(name)!);
     step(name);
-    return { buffer: null, fold };
+    return { fold };
   };
 
   try {
