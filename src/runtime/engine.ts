@@ -154,6 +154,17 @@ export class Engine {
   }
 
   /**
+   * Forgets every token after the first `length` (speculative decoding's rejected drafts, scoring
+   * several continuations of one context). Positions past it are overwritten by the next pass.
+   */
+  rollback(length: number): void {
+    if (!Number.isInteger(length) || length < 0 || length > this.length) {
+      throw new Error(`rollback: length must be an integer in [0, ${this.length}], got ${length}`);
+    }
+    this.length = length;
+  }
+
+  /**
    * The op list for one pass over `T` tokens starting at the position in the position buffer.
    * Every dispatch it creates is appended to `made` so the caller can release its uniforms.
    */
