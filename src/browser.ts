@@ -14,8 +14,8 @@ import { OpenElmModel, type ModelOptions } from './runtime/model.ts';
 import { tokenizerFromJson, tokenizerFromModelProto } from './tokenizer/load.ts';
 import type { Tokenizer } from './tokenizer/tokenizer.ts';
 
-export { OpenElmModel, DTYPES, type DType, type ModelOptions, type GenerateOptions, type GenerateResult } from './runtime/model.ts';
-export { emptyStats, type GenerationStats, type GeneratedToken } from './generate/generate.ts';
+export { OpenElmModel, DTYPES, type DType, type ModelOptions, type GenerateOptions, type GenerateResult, type AssistantSpec } from './runtime/model.ts';
+export { emptyStats, type GenerationStats, type GeneratedToken, type SpeculativeStats } from './generate/generate.ts';
 export type { GenerationConfig } from './generate/options.ts';
 export { tokenizerFromJson, tokenizerFromModelProto } from './tokenizer/load.ts';
 export { StreamDecoder, type Tokenizer } from './tokenizer/tokenizer.ts';
@@ -424,6 +424,8 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
       ...opts,
       tokenizer,
       ownsGpu: !opts.gpu,
+      // Assistants (speculative decoding) load on this model's device, cached like any model.
+      loader: (src, o) => loadModel(src, { hub: opts.hub, cache: opts.cache, cacheName: opts.cacheName, gemv: opts.gemv, tokenizer, ...o }),
       onProgress: (done, n, tensor) => {
         ev.tensorsDone = done;
         ev.tensorsTotal = n;

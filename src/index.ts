@@ -8,12 +8,12 @@ import { Gpu } from './gpu/gpu.ts';
 import { nodeGpu } from './gpu/node-gpu.ts';
 import { openCheckpoint } from './io/node-source.ts';
 import { downloadModel, isHubId, type DownloadOptions } from './io/hub.ts';
-import { OpenElmModel, type ModelOptions } from './runtime/model.ts';
+import { OpenElmModel, type ModelLoader, type ModelOptions } from './runtime/model.ts';
 import { loadTokenizer } from './tokenizer/node-load.ts';
 import type { Tokenizer } from './tokenizer/tokenizer.ts';
 
-export { OpenElmModel, DTYPES, type DType, type ModelOptions, type GenerateOptions } from './runtime/model.ts';
-export type { GenerationStats, GeneratedToken } from './generate/generate.ts';
+export { OpenElmModel, DTYPES, type DType, type ModelOptions, type GenerateOptions, type AssistantSpec } from './runtime/model.ts';
+export type { GenerationStats, GeneratedToken, SpeculativeStats } from './generate/generate.ts';
 export type { GenerationConfig } from './generate/options.ts';
 export type { Tokenizer } from './tokenizer/tokenizer.ts';
 export { loadTokenizer, loadChatTemplate } from './tokenizer/node-load.ts';
@@ -71,7 +71,9 @@ export async function loadModel(source: string, opts: LoadOptions = {}): Promise
   const tokenizer = typeof opts.tokenizer === 'object' ? opts.tokenizer : await loadTokenizer(opts.tokenizer ?? dir);
   const gpu = opts.gpu ?? (await createGpu());
   try {
-    return await OpenElmModel.create(gpu, plan, tensors, { ...opts, tokenizer, ownsGpu: !opts.gpu });
+    // Assistants (speculative decoding) load on this model's device with its tokenizer and kernels.
+    const loader: ModelLoader = (src, o) => loadModel(src, { hub: opts.hub, gemv: opts.gemv, tokenizer, ...o });
+    return await OpenElmModel.create(gpu, plan, tensors, { ...opts, tokenizer, ownsGpu: !opts.gpu, loader });
   } catch (e) {
     if (!opts.gpu) gpu.destroy();
     throw e;

@@ -41,6 +41,10 @@ const commands: Record<string, { summary: string; spec: Spec; run: (p: Parsed) =
       generate_kwargs: { kind: 'list', value: 'K=V...', help: `Hugging Face generation options: ${KWARGS.join(', ')} (stop_strings may repeat)` },
       chat: { kind: 'flag', help: 'wrap --prompt in the chat template of the model\'s (or --tokenizer\'s) tokenizer_config.json, as one user message' },
       'stop-at-eos': { kind: 'flag', help: 'stop after the eos token (default with --prompt; with --input-ids exactly the requested number of tokens is generated, as in the reference fixtures)' },
+      max_length: { kind: 'string', value: 'N', help: 'total length, prompt included (generate_openelm.py\'s option), instead of --max-new-tokens' },
+      assistant_model: { kind: 'string', value: 'DIR|ID', help: 'speculative decoding with a draft model of the same vocabulary (a smaller OpenELM, or this one in q4); greedy output is unchanged. See num_assistant_tokens, num_assistant_tokens_schedule' },
+      assistant_dtype: { kind: 'string', value: 'FORMAT', help: `the assistant's weight format: ${DTYPES.join(' | ')} (default: --dtype)` },
+      device: { kind: 'string', value: 'DEVICE', help: 'accepted for generate_openelm.py compatibility: this engine always runs on the GPU through WebGPU (gpu, cuda, cuda:N, mps and auto all mean that)' },
     },
     run: runGenerate,
   },
@@ -69,10 +73,17 @@ function usage(): string {
   ].join('\n');
 }
 
-function dtypeOption(p: Parsed): DType {
-  const d = p.values.get('dtype') ?? 'f16';
-  if (!DTYPES.includes(d)) throw new UsageError(`--dtype must be one of ${DTYPES.join(', ')}, got "${d}"`);
+function dtypeOption(p: Parsed, name = 'dtype'): DType {
+  const d = p.values.get(name) ?? 'f16';
+  if (!DTYPES.includes(d)) throw new UsageError(`--${name} must be one of ${DTYPES.join(', ')}, got "${d}"`);
   return d as DType;
+}
+
+/** generate_openelm.py's --device: anything naming the GPU is fine; there is no CPU path. */
+function deviceOption(p: Parsed): void {
+  const d = p.values.get('device');
+  if (d === undefined || /^(gpu|webgpu|auto|mps|cuda(:\d+)?)$/i.test(d.trim())) return;
+  throw new UsageError(`--device ${d}: this engine runs only on the GPU through WebGPU; leave --device out (or give gpu)`);
 }
 
 async function openModel(p: Parsed) {
@@ -135,9 +146,25 @@ async function runGenerate(p: Parsed): Promise<void> {
   if (p.values.has('max-new-tokens') && (p.lists.get('generate_kwargs') ?? []).some((k) => k.startsWith('max_new_tokens='))) {
     throw new UsageError('give max_new_tokens once: --max-new-tokens or --generate_kwargs max_new_tokens=N');
   }
+  if (p.values.has('max_length')) {
+    if (kw.maxLength !== undefined) throw new UsageError('give max_length once: --max_length or --generate_kwargs max_length=N');
+    kw.maxLength = intOption(p, 'max_length', 1, 0);
+  }
+  deviceOption(p);
+  const assistantSource = p.values.get('assistant_model');
+  if (p.values.has('assistant_dtype') && assistantSource === undefined) throw new UsageError('--assistant_dtype needs --assistant_model');
+  const assistantDtype = p.values.has('assistant_dtype') ? dtypeOption(p, 'assistant_dtype') : dtypeOption(p);
+  if (assistantSource !== undefined && kw.promptLookupNumTokens !== undefined) {
+    throw new UsageError('give --assistant_model or --generate_kwargs prompt_lookup_num_tokens=N, not both');
+  }
   // Text prompts stop at eos as Hugging Face does; raw ids generate exactly the tokens asked for.
   kw.stopAtEos = prompt !== undefined || p.flags.has('stop-at-eos');
-  const cfg = resolveGeneration(kw);
+  let cfg: GenerationConfig;
+  try {
+    cfg = resolveGeneration(kw);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   const ids = prompt === undefined ? inputIds(p, p.values.has('model') ? undefined : [1]) : undefined;
   if (p.flags.has('chat') && prompt === undefined) throw new UsageError('--chat needs --prompt');
   const { model, dir, loadMs } = await openModel(p);
@@ -154,7 +181,8 @@ async function runGenerate(p: Parsed): Promise<void> {
     const out: number[] = [];
     let text = '';
     if (!json && prompt !== undefined) process.stdout.write(prompt);
-    for await (const t of model.generate(input, { ...cfg, stats })) {
+    const assistant = assistantSource === undefined ? undefined : { source: await resolveModelSource(assistantSource, { token: p.values.get('hf_access_token') }), dtype: assistantDtype };
+    for await (const t of model.generate(input, { ...cfg, stats, assistant })) {
       out.push(t.id);
       text += t.text;
       if (!json) process.stdout.write(model.tokenizer && prompt !== undefined ? t.text : `${out.length === 1 ? '' : ' '}${t.id}`);
@@ -167,6 +195,13 @@ async function runGenerate(p: Parsed): Promise<void> {
         `[prompt ${stats.prompt_tokens} tokens, ${stats.new_tokens} new; prefill ${stats.prefill_tokens_per_s.toFixed(2)} tok/s, ` +
           `decode ${stats.decode_tokens_per_s.toFixed(2)} tok/s, ${stats.dispatches_per_token} dispatches/token; load ${(loadMs / 1000).toFixed(1)} s]`,
       );
+      const sp = stats.speculative;
+      if (sp) {
+        console.error(
+          `[${sp.method.replace('_', ' ')}: ${sp.accepted}/${sp.drafted} drafts accepted (${(sp.acceptance_rate * 100).toFixed(1)}%), ` +
+            `${sp.tokens_per_main_pass.toFixed(2)} tokens per main pass, ${sp.main_passes} main and ${sp.draft_passes} draft passes]`,
+        );
+      }
     }
   } finally {
     model.dispose();

@@ -1,8 +1,10 @@
-// The generation loop: prefill the prompt once, then one decode step per token. The next token is
-// chosen on the GPU (greedy, repetition penalty, temperature/top-k/top-p sampling), so each step
-// reads back only its 4-byte id; the CPU supplies one seeded random number per step.
-import type { Engine } from '../runtime/engine.ts';
+// The generation loop: prefill the prompt once, then one decode step per token, or with a drafter
+// (prompt lookup, an assistant model) one verify pass per draft. The next token is chosen on the
+// GPU (greedy, repetition penalty, temperature/top-k/top-p sampling), so a step reads back only
+// 4 bytes a token; the CPU supplies the seeded random numbers, the n-th new token using the n-th,
+// so speculative decoding with prompt lookup samples exactly the tokens plain decoding does.
 import type { GenerationConfig } from './options.ts';
+import type { TokenEngine } from './token-engine.ts';
 
 export interface GeneratedToken {
   id: number;
@@ -20,6 +22,34 @@ export interface GenerationStats {
   dispatches_per_token: number;
   /** Bytes read back from the GPU per decode step. */
   readback_bytes_per_token: number;
+  /** Present when a drafter was used. */
+  speculative?: SpeculativeStats;
+}
+
+export interface SpeculativeStats {
+  method: DraftMethod;
+  /** Draft tokens proposed to the main model, and how many of them it accepted. */
+  drafted: number;
+  accepted: number;
+  acceptance_rate: number;
+  /** Main-model forward passes (the prefill, then one a verification). */
+  main_passes: number;
+  /** Draft-model forward passes (one a token it processed; 0 for prompt lookup). */
+  draft_passes: number;
+  tokens_per_main_pass: number;
+}
+
+export type DraftMethod = 'prompt_lookup' | 'assistant';
+
+/** Proposes tokens for the main model to verify (speculative decoding). */
+export interface Drafter {
+  readonly method: DraftMethod;
+  /** Forward passes the drafter has run so far. */
+  readonly passes: number;
+  /** Up to `max` tokens to follow `seq` (the prompt and every token generated so far). */
+  propose(seq: readonly number[], max: number): Promise<number[]>;
+  /** How many of the last proposal the main model accepted. */
+  feedback(accepted: number): void;
 }
 
 export function emptyStats(): GenerationStats {
@@ -39,6 +69,16 @@ export function emptyStats(): GenerationStats {
 export interface TextStream {
   push(id: number): string;
   flush(): string;
+}
+
+/** The n-th number of a seeded stream, for any n (numbers are kept once drawn). */
+function indexedRandom(seed: number): (n: number) => number {
+  const next = seededRandom(seed);
+  const drawn: number[] = [];
+  return (n) => {
+    while (drawn.length <= n) drawn.push(next());
+    return drawn[n];
+  };
 }
 
 /** mulberry32: small, fast and seedable, so the same seed gives the same samples everywhere. */
@@ -67,61 +107,144 @@ function heldBack(text: string, stops: readonly string[]): number {
   return keep;
 }
 
-export async function* generateTokens(
-  engine: Engine,
+/** Prefills the prompt, yields its choice, then one decode step per token. */
+async function* plainIds(engine: TokenEngine, promptIds: readonly number[], randomAt: (n: number) => number, stats: GenerationStats): AsyncGenerator<number> {
+  let id = await prefillPrompt(engine, promptIds, randomAt, stats);
+  for (let n = 1; ; n++) {
+    yield id;
+    const s = performance.now();
+    engine.setRandom(randomAt(n));
+    id = await engine.decodeStep();
+    stats.decode_ms += performance.now() - s;
+    stats.decode_tokens_per_s = n / (stats.decode_ms / 1000);
+  }
+}
+
+async function prefillPrompt(engine: TokenEngine, promptIds: readonly number[], randomAt: (n: number) => number, stats: GenerationStats): Promise<number> {
+  const t0 = performance.now();
+  engine.setRandom(randomAt(0));
+  await engine.prefill(promptIds, 'none');
+  const id = await engine.lastChoice();
+  stats.prefill_ms = performance.now() - t0;
+  stats.prefill_tokens_per_s = promptIds.length / (stats.prefill_ms / 1000);
+  return id;
+}
+
+/**
+ * Speculative decoding: after the prompt, each round asks the drafter for up to k tokens, runs
+ * the main model once over the last token and the drafts, keeps the drafts up to the first one
+ * the main model would not have chosen, plus the main model's own choice there, and rolls the KV
+ * cache back past the rest. Every kept token is the main model's choice at its position, so the
+ * output is plain decoding's (greedy, and sampling with the same random number per position).
+ */
+async function* speculativeIds(
+  engine: TokenEngine,
   promptIds: readonly number[],
   cfg: GenerationConfig,
-  opts: { eosTokenId: number; text?: TextStream; signal?: AbortSignal; stats?: GenerationStats },
+  maxNew: number,
+  drafter: Drafter,
+  randomAt: (n: number) => number,
+  stats: GenerationStats,
+): AsyncGenerator<number> {
+  const spec: SpeculativeStats = { method: drafter.method, drafted: 0, accepted: 0, acceptance_rate: 0, main_passes: 1, draft_passes: 0, tokens_per_main_pass: 1 };
+  stats.speculative = spec;
+  let cur = await prefillPrompt(engine, promptIds, randomAt, stats);
+  const seq = [...promptIds, cur];
+  let produced = 1;
+  yield cur;
+  for (;;) {
+    const s = performance.now();
+    // A verify pass yields at most drafts + 1 tokens: never draft past max_new_tokens.
+    const room = Math.min(maxNew - produced - 1, engine.maxSteps - 1);
+    const drafts = room > 0 ? await drafter.propose(seq, room) : [];
+    const base = engine.length;
+    const randoms = Array.from({ length: drafts.length + 1 }, (_, j) => randomAt(produced + j));
+    const choices = await engine.verify([cur, ...drafts], randoms);
+    let m = 0;
+    while (m < drafts.length && choices[m] === drafts[m]) m++;
+    engine.rollback(base + 1 + m);
+    const fresh = [...drafts.slice(0, m), choices[m]];
+    seq.push(...fresh);
+    // Rows after the first rejection marked their (discarded) choices as seen.
+    if (cfg.repetitionPenalty !== 1 && m < drafts.length) engine.setSeen(seq);
+    if (drafts.length > 0) drafter.feedback(m);
+    cur = choices[m];
+    produced += fresh.length;
+    spec.drafted += drafts.length;
+    spec.accepted += m;
+    spec.acceptance_rate = spec.drafted > 0 ? spec.accepted / spec.drafted : 0;
+    spec.main_passes++;
+    spec.draft_passes = drafter.passes;
+    spec.tokens_per_main_pass = produced / spec.main_passes;
+    stats.decode_ms += performance.now() - s;
+    stats.decode_tokens_per_s = (produced - 1) / (stats.decode_ms / 1000);
+    for (const id of fresh) yield id;
+  }
+}
+
+/** max_new_tokens, or what max_length (prompt included) leaves after the prompt. */
+export function newTokenBudget(cfg: GenerationConfig, promptLength: number): number {
+  if (cfg.maxLength === undefined) return cfg.maxNewTokens;
+  if (cfg.maxLength <= promptLength) {
+    throw new Error(`max_length (${cfg.maxLength}) must be greater than the prompt's length (${promptLength} tokens)`);
+  }
+  return cfg.maxLength - promptLength;
+}
+
+export async function* generateTokens(
+  engine: TokenEngine,
+  promptIds: readonly number[],
+  cfg: GenerationConfig,
+  opts: { eosTokenId: number; text?: TextStream; signal?: AbortSignal; stats?: GenerationStats; drafter?: Drafter },
 ): AsyncGenerator<GeneratedToken> {
   const stats = opts.stats ?? emptyStats();
-  const total = promptIds.length + cfg.maxNewTokens;
+  const maxNew = newTokenBudget(cfg, promptIds.length);
+  const total = promptIds.length + maxNew;
   if (total > engine.contextLength) {
     throw new Error(
-      `prompt (${promptIds.length} tokens) plus max_new_tokens (${cfg.maxNewTokens}) is ${total} tokens, more than the context of ${engine.contextLength}`,
+      `prompt (${promptIds.length} tokens) plus max_new_tokens (${maxNew}) is ${total} tokens, more than the context of ${engine.contextLength}`,
     );
   }
   opts.signal?.throwIfAborted();
   engine.reset();
   engine.configureChooser(cfg, promptIds);
-  const random = seededRandom(cfg.seed);
+  const randomAt = indexedRandom(cfg.seed);
   stats.prompt_tokens = promptIds.length;
   stats.dispatches_per_token = engine.dispatchesPerToken;
-  if (cfg.maxNewTokens === 0) return;
+  if (maxNew === 0) return;
 
-  const t0 = performance.now();
-  engine.setRandom(random());
-  await engine.prefill(promptIds, 'none');
-  let id = await engine.lastChoice();
-  stats.prefill_ms = performance.now() - t0;
-  stats.prefill_tokens_per_s = promptIds.length / (stats.prefill_ms / 1000);
-
+  const source = opts.drafter
+    ? speculativeIds(engine, promptIds, cfg, maxNew, opts.drafter, randomAt, stats)
+    : plainIds(engine, promptIds, randomAt, stats);
   let pending = ''; // text not yet yielded because it may begin a stop string
   let emitted = 0;
-  for (;;) {
-    emitted++;
-    stats.new_tokens = emitted;
-    const isEos = cfg.stopAtEos && id === opts.eosTokenId;
-    let text = '';
-    if (opts.text && !isEos) {
-      pending += opts.text.push(id);
-      const hit = cfg.stopStrings.map((s) => pending.indexOf(s)).filter((i) => i >= 0);
-      if (hit.length > 0) {
-        yield { id, text: pending.slice(0, Math.min(...hit)) };
-        return;
+  try {
+    for (;;) {
+      const next = await source.next();
+      if (next.done) return;
+      const id = next.value;
+      emitted++;
+      stats.new_tokens = emitted;
+      const isEos = cfg.stopAtEos && id === opts.eosTokenId;
+      let text = '';
+      if (opts.text && !isEos) {
+        pending += opts.text.push(id);
+        const hit = cfg.stopStrings.map((s) => pending.indexOf(s)).filter((i) => i >= 0);
+        if (hit.length > 0) {
+          yield { id, text: pending.slice(0, Math.min(...hit)) };
+          return;
+        }
+        const keep = heldBack(pending, cfg.stopStrings);
+        text = pending.slice(0, pending.length - keep);
+        pending = pending.slice(pending.length - keep);
       }
-      const keep = heldBack(pending, cfg.stopStrings);
-      text = pending.slice(0, pending.length - keep);
-      pending = pending.slice(pending.length - keep);
+      const last = isEos || emitted === maxNew;
+      if (last && opts.text) text += pending + opts.text.flush();
+      yield { id, text };
+      if (last) return;
+      opts.signal?.throwIfAborted();
     }
-    const last = isEos || emitted === cfg.maxNewTokens;
-    if (last && opts.text) text += pending + opts.text.flush();
-    yield { id, text };
-    if (last) return;
-    opts.signal?.throwIfAborted();
-    const s = performance.now();
-    engine.setRandom(random());
-    id = await engine.decodeStep();
-    stats.decode_ms += performance.now() - s;
-    stats.decode_tokens_per_s = emitted / (stats.decode_ms / 1000);
+  } finally {
+    await source.return(undefined);
   }
 }

@@ -13,7 +13,20 @@ export interface GenerationConfig {
   stopAtEos: boolean;
   /** Stop once the generated text contains one of these (the text is cut before it). */
   stopStrings: string[];
+  /** Total length, prompt included (generate_openelm.py's --max_length); instead of maxNewTokens. */
+  maxLength?: number;
+  /** Prompt lookup decoding: draft up to this many tokens from earlier text (off when undefined). */
+  promptLookupNumTokens?: number;
+  /** Longest n-gram prompt lookup matches (Hugging Face's default 2). */
+  maxMatchingNgramSize: number;
+  /** Drafts an assistant model proposes at first (Hugging Face's default 5). */
+  numAssistantTokens: number;
+  /** 'heuristic': +2 after a fully accepted draft, else -1 (minimum 1); 'constant': fixed. */
+  numAssistantTokensSchedule: AssistantSchedule;
 }
+
+export const ASSISTANT_SCHEDULES = ['heuristic', 'constant'] as const;
+export type AssistantSchedule = (typeof ASSISTANT_SCHEDULES)[number];
 
 // Hugging Face's GenerationConfig defaults (top_k is 50 there too).
 export const GENERATION_DEFAULTS: GenerationConfig = {
@@ -26,10 +39,27 @@ export const GENERATION_DEFAULTS: GenerationConfig = {
   seed: 0,
   stopAtEos: true,
   stopStrings: [],
+  maxMatchingNgramSize: 2,
+  numAssistantTokens: 5,
+  numAssistantTokensSchedule: 'heuristic',
 };
 
 /** The kwargs `--generate_kwargs` accepts, with Hugging Face's names. */
-export const KWARGS = ['max_new_tokens', 'do_sample', 'temperature', 'top_k', 'top_p', 'repetition_penalty', 'seed', 'stop_strings'] as const;
+export const KWARGS = [
+  'max_new_tokens',
+  'max_length',
+  'do_sample',
+  'temperature',
+  'top_k',
+  'top_p',
+  'repetition_penalty',
+  'seed',
+  'stop_strings',
+  'prompt_lookup_num_tokens',
+  'max_matching_ngram_size',
+  'num_assistant_tokens',
+  'num_assistant_tokens_schedule',
+] as const;
 export type Kwarg = (typeof KWARGS)[number];
 
 function num(name: string, v: string): number {
@@ -73,6 +103,11 @@ export function applyKwargs(base: Partial<GenerationConfig>, items: Iterable<str
       case 'repetition_penalty': out.repetitionPenalty = num(key, v); break;
       case 'seed': out.seed = int(key, v); break;
       case 'stop_strings': out.stopStrings = [...(out.stopStrings ?? []), v]; break;
+      case 'max_length': out.maxLength = int(key, v); break;
+      case 'prompt_lookup_num_tokens': out.promptLookupNumTokens = int(key, v); break;
+      case 'max_matching_ngram_size': out.maxMatchingNgramSize = int(key, v); break;
+      case 'num_assistant_tokens': out.numAssistantTokens = int(key, v); break;
+      case 'num_assistant_tokens_schedule': out.numAssistantTokensSchedule = v as AssistantSchedule; break;
     }
   }
   return out;
@@ -80,7 +115,16 @@ export function applyKwargs(base: Partial<GenerationConfig>, items: Iterable<str
 
 /** Fills defaults and checks every value; errors name the option and the accepted range. */
 export function resolveGeneration(o: Partial<GenerationConfig>): GenerationConfig {
+  if (o.maxLength !== undefined && o.maxNewTokens !== undefined) throw new Error('give max_length or max_new_tokens, not both');
   const c: GenerationConfig = { ...GENERATION_DEFAULTS, ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) };
+  if (c.maxLength !== undefined && (!Number.isSafeInteger(c.maxLength) || c.maxLength < 1)) throw new Error(`max_length must be an integer >= 1, got ${c.maxLength}`);
+  const pl = c.promptLookupNumTokens;
+  if (pl !== undefined && (!Number.isSafeInteger(pl) || pl < 1)) throw new Error(`prompt_lookup_num_tokens must be an integer >= 1 (leave it out to turn prompt lookup off), got ${pl}`);
+  if (!Number.isSafeInteger(c.maxMatchingNgramSize) || c.maxMatchingNgramSize < 1) throw new Error(`max_matching_ngram_size must be an integer >= 1, got ${c.maxMatchingNgramSize}`);
+  if (!Number.isSafeInteger(c.numAssistantTokens) || c.numAssistantTokens < 1) throw new Error(`num_assistant_tokens must be an integer >= 1, got ${c.numAssistantTokens}`);
+  if (!(ASSISTANT_SCHEDULES as readonly string[]).includes(c.numAssistantTokensSchedule)) {
+    throw new Error(`num_assistant_tokens_schedule must be ${ASSISTANT_SCHEDULES.join(' or ')}, got "${c.numAssistantTokensSchedule}"`);
+  }
   if (!Number.isSafeInteger(c.maxNewTokens) || c.maxNewTokens < 0) throw new Error(`max_new_tokens must be an integer >= 0, got ${c.maxNewTokens}`);
   if (!(c.temperature >= 0) || !Number.isFinite(c.temperature)) throw new Error(`temperature must be a number >= 0 (0 means greedy), got ${c.temperature}`);
   if (!Number.isSafeInteger(c.topK) || c.topK < 0) throw new Error(`top_k must be an integer >= 0 (0 turns it off), got ${c.topK}`);

@@ -24,6 +24,8 @@ export interface EngineOptions {
 }
 
 export type LogitsMode = 'none' | 'last' | 'all';
+/** What a pass ends with: a LogitsMode, or 'choose-each' (all logits, then the chooser at every row). */
+type PassEnd = LogitsMode | 'choose-each';
 
 interface Activations {
   ids: GPUBuffer; // u32 [chunk]
@@ -41,12 +43,20 @@ interface Activations {
   position: GPUBuffer; // uniform u32: absolute position of the first token of a pass
   rope: GPUBuffer; // [context, head_dim / 2, 2] cos/sin
   staging: GPUBuffer[]; // MAP_READ, 4 bytes each, reused for token readback
+  // Multi-token steps (verify passes, several decode steps in one submission):
+  stepIds: GPUBuffer; // u32 [steps]: known input tokens, copied into ids[0] step by step
+  stepPositions: GPUBuffer; // u32 [steps, 4]: each step's position uniform, copied into `position`
+  stepRandoms: GPUBuffer; // f32 [steps]: each choice's uniform random number, copied into `random`
+  choices: GPUBuffer; // u32 [steps]: the id chosen at each step or row
+  stepStaging: GPUBuffer; // MAP_READ [steps] u32: one readback of every choice
 }
 
 export class Engine {
   readonly contextLength: number;
   readonly chunk: number;
   readonly gemv: GemvKernel;
+  /** Most tokens one verify pass, and most choices one `steps` submission, handles. */
+  readonly maxSteps: number;
   /** Tokens currently held in the KV cache. */
   length = 0;
   private readonly a: Activations;
@@ -56,6 +66,9 @@ export class Engine {
   private readonly decodeOps: Op[];
   /** Picks the next token from the last position's logits (argmax unless configured otherwise). */
   private chooser: Dispatch;
+  private sampling: SamplingParams | null = null;
+  /** Verify passes by token count, prepared once per count and per chooser configuration. */
+  private readonly verifyPasses = new Map<number, { ops: Op[]; made: Dispatch[] }>();
   private stagingIndex = 0;
   private disposed = false;
 
@@ -76,6 +89,7 @@ export class Engine {
     const byLogits = Math.floor(bindLimit / (V * 4));
     this.chunk = Math.max(1, Math.min(opts.prefillChunk ?? 128, this.contextLength, byLogits));
     const T = this.chunk;
+    this.maxSteps = T;
     const maxQkv = Math.max(...plan.layers.map((l) => l.qkvOut));
     const maxQ = Math.max(...plan.layers.map((l) => l.numQueryHeads)) * hd;
     const maxFfn = Math.max(...plan.layers.map((l) => l.ffnDim));
@@ -97,6 +111,11 @@ export class Engine {
       position: gpu.createBuffer('position', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
       rope: gpu.upload('rope', ropeTable(hd, this.contextLength, plan.ropeTheta)),
       staging: [0, 1].map((i) => gpu.createBuffer(`staging${i}`, 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST)),
+      stepIds: f32('step_ids', T),
+      stepPositions: f32('step_positions', T * 4),
+      stepRandoms: f32('step_randoms', T),
+      choices: f32('choices', T),
+      stepStaging: gpu.createBuffer('step_staging', T * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST),
     };
     for (const l of plan.layers) {
       const bytes = l.numKvHeads * this.contextLength * hd * 4;
@@ -113,12 +132,22 @@ export class Engine {
     this.decodeOps = this.buildPass(1, 'last', false, this.decodeDispatches);
   }
 
-  private makeChooser(p: SamplingParams | null): Dispatch {
+  /** Whether the chooser is the sampler (which reads `seen` and a random number), not argmax. */
+  private static usesSampler(p: SamplingParams | null): p is SamplingParams {
+    return !!p && (p.doSample || p.repetitionPenalty !== 1);
+  }
+
+  /** The chooser over the logits row at element `offset`, writing its id to nextId. */
+  private makeChooser(p: SamplingParams | null, offset = 0): Dispatch {
     const { gpu, a } = this;
     const n = this.plan.vocabSize;
     // Plain greedy needs no sampler state: the argmax kernel is the cheapest chooser.
-    if (!p || (!p.doSample && p.repetitionPenalty === 1)) return argmaxDispatch(gpu, { n, offset: 0, logits: a.logits, out: a.nextId, label: 'argmax' });
-    return sampleDispatch(gpu, { n, offset: 0, logits: a.logits, seen: a.seen, random: a.random, out: a.nextId, params: p, label: 'sample' });
+    if (!Engine.usesSampler(p)) return argmaxDispatch(gpu, { n, offset, logits: a.logits, out: a.nextId, label: 'argmax' });
+    return sampleDispatch(gpu, { n, offset, logits: a.logits, seen: a.seen, random: a.random, out: a.nextId, params: p, label: 'sample' });
+  }
+
+  get vocabSize(): number {
+    return this.plan.vocabSize;
   }
 
   /**
@@ -130,13 +159,23 @@ export class Engine {
     const next = this.makeChooser(p);
     releaseDispatches(this.gpu, [this.chooser]);
     this.chooser = next;
+    this.sampling = p;
     const last = this.decodeOps[this.decodeOps.length - 1];
     if (last.kind === 'dispatch') last.d = next;
-    if (p && p.repetitionPenalty !== 1) {
-      const seen = new Uint32Array(this.plan.vocabSize);
-      for (const id of history) if (id >= 0 && id < seen.length) seen[id] = 1;
-      this.gpu.write(this.a.seen, seen);
-    }
+    this.dropVerifyPasses();
+    if (p && p.repetitionPenalty !== 1) this.setSeen(history);
+  }
+
+  /** Rewrites the repetition penalty's set of seen tokens (after rolling back rejected drafts). */
+  setSeen(history: readonly number[]): void {
+    const seen = new Uint32Array(this.plan.vocabSize);
+    for (const id of history) if (id >= 0 && id < seen.length) seen[id] = 1;
+    this.gpu.write(this.a.seen, seen);
+  }
+
+  private dropVerifyPasses(): void {
+    for (const p of this.verifyPasses.values()) releaseDispatches(this.gpu, p.made);
+    this.verifyPasses.clear();
   }
 
   /** The uniform random number in [0, 1) the sampler uses in the next pass. */
@@ -168,7 +207,7 @@ export class Engine {
    * The op list for one pass over `T` tokens starting at the position in the position buffer.
    * Every dispatch it creates is appended to `made` so the caller can release its uniforms.
    */
-  private buildPass(T: number, logits: LogitsMode, captureResiduals: boolean, made: Dispatch[]): Op[] {
+  private buildPass(T: number, logits: PassEnd, captureResiduals: boolean, made: Dispatch[]): Op[] {
     const { plan, gpu, weights: w, a } = this;
     const { modelDim: D, headDim: hd, vocabSize: V } = plan;
     const gemv = this.gemv;
@@ -238,6 +277,17 @@ export class Engine {
     if (logits === 'all') {
       add(...matmulDispatches(gpu, w.lmHead, { tokens: T, gemv, x: a.x, y: a.logits, norm: finalNorm, label: 'lm_head' }));
       add(argmaxDispatch(gpu, { n: V, offset: (T - 1) * V, logits: a.logits, out: a.nextId, label: 'argmax' }));
+    } else if (logits === 'choose-each') {
+      // Row j's choice is what a decode step after token j would choose: the same chooser over the
+      // same logits (the multi-token matmul sums in the one-token kernel's order), with row j's
+      // random number; the sampler marks each choice seen, so row j + 1 sees it when it was right.
+      add(...matmulDispatches(gpu, w.lmHead, { tokens: T, gemv, x: a.x, y: a.logits, norm: finalNorm, label: 'lm_head' }));
+      const sampler = Engine.usesSampler(this.sampling);
+      for (let j = 0; j < T; j++) {
+        if (sampler) ops.push({ kind: 'copy', src: a.stepRandoms, srcOffset: j * 4, dst: a.random, dstOffset: 0, size: 4 });
+        add(this.makeChooser(this.sampling, j * V));
+        ops.push({ kind: 'copy', src: a.nextId, srcOffset: 0, dst: a.choices, dstOffset: j * 4, size: 4 });
+      }
     } else if (logits === 'last') {
       let src = a.x;
       if (T > 1) {
@@ -340,6 +390,87 @@ export class Engine {
     return id;
   }
 
+  /**
+   * Appends `tokens` in one pass (speculative decoding's verification) and returns the id the
+   * chooser picks after each of them, reading back 4 bytes a token. `randoms[j]` is the sampler's
+   * random number at row j. Each choice equals what a decode step at that position would choose.
+   */
+  async verify(tokens: readonly number[], randoms: readonly number[] = []): Promise<number[]> {
+    this.checkLive();
+    this.checkIds(tokens);
+    const T = tokens.length;
+    if (T > this.maxSteps) throw new Error(`verify: at most ${this.maxSteps} tokens a pass, got ${T}`);
+    let pass = this.verifyPasses.get(T);
+    if (!pass) {
+      const made: Dispatch[] = [];
+      pass = { ops: this.buildPass(T, 'choose-each', false, made), made };
+      this.verifyPasses.set(T, pass);
+    }
+    this.writePosition(this.length);
+    this.gpu.write(this.a.ids, new Uint32Array(tokens));
+    this.writeRandoms(randoms, T);
+    const enc = this.gpu.device.createCommandEncoder({ label: `verify@${this.length}` });
+    encodeOps(enc, pass.ops, 'verify');
+    this.length += T;
+    return this.readChoices(enc, T);
+  }
+
+  /**
+   * Several decode steps in one submission: feeds `known` one token a step, then `count - 1`
+   * more steps that each feed the previous step's choice on the GPU. Returns the `count` choices
+   * made after the last known token and after each fed choice, in one readback (a draft model's
+   * k proposals). `randoms[c]` is the sampler's random number for choice c.
+   */
+  async steps(known: readonly number[], count: number, randoms: readonly number[] = []): Promise<number[]> {
+    this.checkLive();
+    if (!Number.isInteger(count) || count < 1 || count > this.maxSteps) throw new Error(`steps: count must be an integer in [1, ${this.maxSteps}], got ${count}`);
+    const passes = known.length + count - 1;
+    if (known.length > this.maxSteps) throw new Error(`steps: at most ${this.maxSteps} known tokens, got ${known.length}`);
+    this.checkIds(known);
+    if (this.length + passes > this.contextLength) throw new Error(`the context of ${this.contextLength} tokens is full`);
+    const { a } = this;
+    const positions = new Uint32Array(passes * 4);
+    for (let i = 0; i < passes; i++) positions[i * 4] = this.length + i;
+    this.gpu.write(a.stepPositions, positions);
+    this.gpu.write(a.stepIds, new Uint32Array(known));
+    this.writeRandoms(randoms, count);
+    const sampler = Engine.usesSampler(this.sampling);
+    const ops: Op[] = [];
+    const copy = (src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number) =>
+      ops.push({ kind: 'copy', src, srcOffset, dst, dstOffset, size });
+    for (let i = 0; i < passes; i++) {
+      const c = i - (known.length - 1); // index of this step's choice, negative while catching up
+      copy(a.stepPositions, i * 16, a.position, 0, 16);
+      if (i < known.length) copy(a.stepIds, i * 4, a.ids, 0, 4);
+      else copy(a.nextId, 0, a.ids, 0, 4);
+      if (sampler && c >= 0) copy(a.stepRandoms, c * 4, a.random, 0, 4);
+      ops.push(...this.decodeOps);
+      if (c >= 0) copy(a.nextId, 0, a.choices, c * 4, 4);
+    }
+    const enc = this.gpu.device.createCommandEncoder({ label: `steps@${this.length}` });
+    encodeOps(enc, ops, 'steps');
+    this.length += passes;
+    return this.readChoices(enc, count);
+  }
+
+  private writeRandoms(randoms: readonly number[], n: number): void {
+    if (!Engine.usesSampler(this.sampling) || !this.sampling.doSample) return;
+    if (randoms.length < n) throw new Error(`sampling needs ${n} random numbers, got ${randoms.length}`);
+    this.gpu.write(this.a.stepRandoms, new Float32Array(randoms.slice(0, n)));
+  }
+
+  /** Finishes `enc` with a copy of the first `n` choices to the staging buffer, submits it, reads them. */
+  private async readChoices(enc: GPUCommandEncoder, n: number): Promise<number[]> {
+    const staging = this.a.stepStaging;
+    enc.copyBufferToBuffer(this.a.choices, 0, staging, 0, n * 4);
+    this.gpu.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ, 0, n * 4);
+    const ids = Array.from(new Uint32Array(staging.getMappedRange(0, n * 4)));
+    staging.unmap();
+    this.gpu.checkErrors();
+    return ids;
+  }
+
   /** The choice of the last pass (prefill or step), read back (4 bytes). */
   async lastChoice(): Promise<number> {
     return (await this.gpu.readU32(this.a.nextId, 1))[0];
@@ -362,6 +493,7 @@ export class Engine {
     if (this.disposed) return;
     this.disposed = true;
     releaseDispatches(this.gpu, [...this.decodeDispatches, this.chooser]);
+    this.dropVerifyPasses();
     for (const b of Object.values(this.a).flat() as GPUBuffer[]) this.gpu.destroyBuffer(b);
     for (const b of [...this.kCache, ...this.vCache]) this.gpu.destroyBuffer(b);
   }

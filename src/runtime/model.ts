@@ -3,7 +3,8 @@
 import type { ModelPlan } from '../config/plan.ts';
 import type { Gpu } from '../gpu/gpu.ts';
 import type { TensorEntry } from '../io/safetensors.ts';
-import { emptyStats, generateTokens, type GeneratedToken, type GenerationStats } from '../generate/generate.ts';
+import { emptyStats, generateTokens, type Drafter, type GeneratedToken, type GenerationStats } from '../generate/generate.ts';
+import { AssistantDrafter, PromptLookupDrafter } from '../generate/drafters.ts';
 import { resolveGeneration, type GenerationConfig } from '../generate/options.ts';
 import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { WEIGHT_FORMATS, type WeightFormat } from '../../kernels/weight.ts';
@@ -24,7 +25,21 @@ export interface ModelOptions extends Omit<EngineOptions, 'gemv'> {
   gemv?: GemvKernel | 'auto';
 }
 
+/** An assistant model to load for speculative decoding: a folder, URL or hub id, and its format. */
+export interface AssistantSpec {
+  source: string;
+  dtype?: DType;
+}
+
+/** Loads another model on the same device (the entry point's loadModel; assistants use it). */
+export type ModelLoader = (source: string, opts: { dtype: DType; gpu: Gpu; contextLength: number }) => Promise<OpenElmModel>;
+
 export interface GenerateOptions extends Partial<GenerationConfig> {
+  /**
+   * Speculative decoding with a draft model of the same vocabulary: a loaded model, or one to
+   * load (once, then kept with this model and disposed with it). Greedy output is unchanged.
+   */
+  assistant?: OpenElmModel | AssistantSpec;
   /** Overrides the config's eos_token_id, as Hugging Face's eos_token_id does. */
   eosTokenId?: number;
   signal?: AbortSignal;
@@ -48,13 +63,17 @@ export class OpenElmModel {
     private readonly ownsGpu: boolean,
     /** What 'auto' measured, when it ran. */
     readonly gemvTuning?: GemvTuning,
+    private readonly loader?: ModelLoader,
   ) {}
+
+  /** Assistants loaded from an AssistantSpec, by source and dtype. */
+  private readonly assistants = new Map<string, Promise<OpenElmModel>>();
 
   static async create(
     gpu: Gpu,
     plan: ModelPlan,
     tensors: Map<string, TensorEntry>,
-    opts: ModelOptions & { ownsGpu?: boolean; tokenizer?: Tokenizer } = {},
+    opts: ModelOptions & { ownsGpu?: boolean; tokenizer?: Tokenizer; loader?: ModelLoader } = {},
   ): Promise<OpenElmModel> {
     const dtype = opts.dtype ?? 'f16';
     if (!DTYPES.includes(dtype)) throw new Error(`dtype must be one of ${DTYPES.join(', ')}, got ${dtype}`);
@@ -68,7 +87,7 @@ export class OpenElmModel {
         tuning = await tuneGemv(gpu, weights.layers[widest.index].proj1);
       }
       const engine = new Engine(gpu, plan, weights, { ...opts, gemv: tuning?.choice ?? (gemvOpt as GemvKernel) });
-      return new OpenElmModel(gpu, plan, engine, dtype, opts.tokenizer, opts.ownsGpu ?? false, tuning);
+      return new OpenElmModel(gpu, plan, engine, dtype, opts.tokenizer, opts.ownsGpu ?? false, tuning, opts.loader);
     } catch (e) {
       destroyWeights(gpu, weights);
       throw e;
@@ -102,7 +121,9 @@ export class OpenElmModel {
   /**
    * Streams new tokens after a prompt (text, encoded with bos) or token ids (fed as they are).
    * Hugging Face generation options: maxNewTokens, doSample, temperature, topK, topP,
-   * repetitionPenalty, seed, stopAtEos, stopStrings.
+   * repetitionPenalty, seed, stopAtEos, stopStrings, maxLength; speculative decoding with
+   * promptLookupNumTokens (and maxMatchingNgramSize) or `assistant` (and numAssistantTokens,
+   * numAssistantTokensSchedule).
    */
   generate(prompt: string | readonly number[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken> {
     const ids = typeof prompt === 'string' ? this.encode(prompt) : prompt;
@@ -111,7 +132,50 @@ export class OpenElmModel {
     const tok = this.tokenizer && this.tokenizer.vocabSize === this.plan.vocabSize ? this.tokenizer : undefined;
     const text = tok ? new StreamDecoder(tok, { stripLeadingSpace: false }) : undefined;
     if (cfg.stopStrings.length > 0 && !text) throw new Error("stop strings need a tokenizer for this model's vocabulary");
-    return generateTokens(this.engine, ids, cfg, { eosTokenId: opts.eosTokenId ?? this.plan.eosTokenId, text, signal: opts.signal, stats: opts.stats });
+    if (cfg.promptLookupNumTokens !== undefined && opts.assistant) throw new Error('give prompt_lookup_num_tokens or an assistant model, not both');
+    if (opts.assistant === this) throw new Error('the assistant must be another model (load the checkpoint again, e.g. in another dtype)');
+    const eosTokenId = opts.eosTokenId ?? this.plan.eosTokenId;
+    return this.generateWith(ids, cfg, opts, { eosTokenId, text, signal: opts.signal, stats: opts.stats });
+  }
+
+  private async *generateWith(
+    ids: readonly number[],
+    cfg: GenerationConfig,
+    opts: GenerateOptions,
+    run: Omit<Parameters<typeof generateTokens>[3], 'drafter'>,
+  ): AsyncGenerator<GeneratedToken> {
+    const eos = cfg.stopAtEos ? run.eosTokenId : undefined;
+    let drafter: Drafter | undefined;
+    if (cfg.promptLookupNumTokens !== undefined) drafter = new PromptLookupDrafter(cfg.promptLookupNumTokens, cfg.maxMatchingNgramSize, eos);
+    else if (opts.assistant) {
+      const assistant = await this.assistantModel(opts.assistant);
+      if (cfg.doSample) throw new Error('do_sample with an assistant model is not supported yet: use prompt_lookup_num_tokens, or greedy decoding');
+      drafter = new AssistantDrafter(assistant.engine, cfg, ids, eos);
+    }
+    yield* generateTokens(this.engine, ids, cfg, { ...run, drafter });
+  }
+
+  /** The assistant model for `a`, loaded on this model's device the first time a spec names it. */
+  private async assistantModel(a: OpenElmModel | AssistantSpec): Promise<OpenElmModel> {
+    let model: OpenElmModel;
+    if (a instanceof OpenElmModel) model = a;
+    else {
+      const dtype = a.dtype ?? this.dtype;
+      if (!DTYPES.includes(dtype)) throw new Error(`assistant dtype must be one of ${DTYPES.join(', ')}, got ${String(dtype)}`);
+      if (!this.loader) throw new Error('this model was created without a loader: pass a loaded model as the assistant');
+      const key = `${dtype}:${a.source}`;
+      let p = this.assistants.get(key);
+      if (!p) {
+        p = this.loader(a.source, { dtype, gpu: this.gpu, contextLength: this.engine.contextLength });
+        this.assistants.set(key, p);
+        p.catch(() => this.assistants.delete(key));
+      }
+      model = await p;
+    }
+    if (model.plan.vocabSize !== this.plan.vocabSize) {
+      throw new Error(`the assistant model's vocabulary has ${model.plan.vocabSize} tokens but this model's has ${this.plan.vocabSize}: an assistant must share the vocabulary`);
+    }
+    return model;
   }
 
   /** Generates to the end and returns the new ids, their text and the statistics. */
@@ -127,6 +191,8 @@ export class OpenElmModel {
   }
 
   dispose(): void {
+    for (const p of this.assistants.values()) p.then((m) => m.dispose(), () => {});
+    this.assistants.clear();
     this.engine.dispose();
     destroyWeights(this.gpu, this.engine.weights);
     if (this.ownsGpu) this.gpu.destroy();
