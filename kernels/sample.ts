@@ -64,6 +64,12 @@ export interface SampleOptions {
   /** u32; the chosen id (relative to offset) is written at element 0 */
   out: GPUBuffer;
   params: SamplingParams;
+  /**
+   * Sampling only: also write the kept weights (the draw's distribution, unnormalised: 0 for
+   * tokens top-k/top-p dropped) as f32 [n] at element `offset` of `buffer`, and leave `seen`
+   * unmarked (speculative sampling manages it).
+   */
+  dist?: { buffer: GPUBuffer; offset: number };
   label?: string;
 }
 
@@ -84,9 +90,14 @@ export function sampleDispatch(gpu: Gpu, o: SampleOptions): Dispatch {
   need('seen', o.seen, o.n * 4);
   need('out', o.out, 4);
   if (o.params.doSample) need('random', o.random, 4);
-  const bound = o.params.doSample ? [o.logits, o.seen, o.out, o.random] : [o.logits, o.seen, o.out];
+  if (o.dist && !o.params.doSample) throw new Error(`${label}: a distribution output needs do_sample`);
+  if (o.dist) {
+    if (!(Number.isInteger(o.dist.offset) && o.dist.offset >= 0 && o.dist.offset < 2 ** 32)) throw new Error(`${label}: dist offset ${o.dist.offset} is not a u32`);
+    need('dist', o.dist.buffer, (o.dist.offset + o.n) * 4);
+  }
+  const bound = [o.logits, o.seen, o.out, ...(o.params.doSample ? [o.random] : []), ...(o.dist ? [o.dist.buffer] : [])];
   if (new Set(bound).size < bound.length) {
-    throw new Error(`${label}: logits, seen, out${o.params.doSample ? ' and random' : ''} must be different buffers`);
+    throw new Error(`${label}: logits, seen, out${o.params.doSample ? ', random' : ''}${o.dist ? ' and dist' : ''} must be different buffers`);
   }
 
   const p = o.params;
@@ -95,16 +106,17 @@ export function sampleDispatch(gpu: Gpu, o: SampleOptions): Dispatch {
   const topK = sample && p.topK > 0 && p.topK < o.n ? p.topK : 0;
   const topP = sample && Math.fround(p.topP) < 1;
   const flags = (penalty ? 1 : 0) | (topK ? 2 : 0) | (topP ? 4 : 0);
-  const words = [o.n, o.offset, topK, flags, { f: sample ? p.temperature : 1 }, { f: p.topP }, { f: p.repetitionPenalty }, 0];
+  const words = [o.n, o.offset, topK, flags, { f: sample ? p.temperature : 1 }, { f: p.topP }, { f: p.repetitionPenalty }, o.dist?.offset ?? 0];
 
+  const dist = !!o.dist;
   const pipeline = gpu.pipeline({
-    label: sample ? 'sample' : 'sample.greedy',
-    code: preprocess(shaderSource('sample', builtIn), { SAMPLE: sample }),
-    bindings: sample ? ['uniform', 'read', 'write', 'write', 'read', 'write'] : ['uniform', 'read', 'write', 'write'],
+    label: sample ? (dist ? 'sample.dist' : 'sample') : 'sample.greedy',
+    code: preprocess(shaderSource('sample', builtIn), { SAMPLE: sample, DIST: dist }),
+    bindings: sample ? ['uniform', 'read', 'write', 'write', 'read', 'write', ...(dist ? (['write'] as const) : [])] : ['uniform', 'read', 'write', 'write'],
   });
   if (!sample) return makeDispatch(gpu, pipeline, label, words, [o.logits, o.seen, o.out], [1, 1, 1]);
   const scratch = gpu.createBuffer(`${label}.scratch`, 8 * o.n, GPUBufferUsage.STORAGE);
-  const d = makeDispatch(gpu, pipeline, label, words, [o.logits, o.seen, o.out, o.random, scratch], [1, 1, 1]);
+  const d = makeDispatch(gpu, pipeline, label, words, [o.logits, o.seen, o.out, o.random, scratch, ...(o.dist ? [o.dist.buffer] : [])], [1, 1, 1]);
   d.owned.push(scratch);
   return d;
 }
@@ -183,12 +195,24 @@ export function sampleRef(logits: Float32Array, seen: Uint8Array | Uint32Array, 
   validateSampling(p);
   const n = logits.length;
   if (n < 1 || seen.length < n) throw new Error(`sampleRef: ${n} logits, ${seen.length} seen flags`);
-  const x = penalise(logits, seen, p.repetitionPenalty);
   if (!p.doSample) {
+    const x = penalise(logits, seen, p.repetitionPenalty);
     let best = -1;
     for (let i = 0; i < n; i++) if (!Number.isNaN(x[i]) && (best < 0 || x[i] > x[best])) best = i;
     return Math.max(best, 0);
   }
+  return drawRef(keptWeightsRef(logits, seen, p), u);
+}
+
+/**
+ * The kept weights the sampling kernel draws from (its DIST output): e = exp(y - max) for tokens
+ * top-k and top-p keep, 0 for the rest; unnormalised.
+ */
+export function keptWeightsRef(logits: Float32Array, seen: Uint8Array | Uint32Array, p: SamplingParams): Float32Array {
+  validateSampling(p);
+  if (!p.doSample) throw new Error('keptWeightsRef: the distribution is defined for sampling only');
+  const n = logits.length;
+  const x = penalise(logits, seen, p.repetitionPenalty);
   const T = f32(p.temperature);
   const keys = new Uint32Array(n);
   const y = new Float32Array(n);
@@ -223,13 +247,22 @@ export function sampleRef(logits: Float32Array, seen: Uint8Array | Uint32Array, 
     }
   }
   const kp = lo;
+  for (let i = 0; i < n; i++) if (keys[i] < kp) w[i] = 0;
+  return w;
+}
 
-  // Inverse CDF in increasing id order over contiguous chunks (one per kernel thread).
+/**
+ * Inverse CDF of non-negative weights `w` at u in [0, 1), in increasing id order over contiguous
+ * chunks (one per kernel thread), with the kernels' float32 roundings: the sampler's draw, and
+ * speculative sampling's (kernels/spec_accept.ts).
+ */
+export function drawRef(w: Float32Array, u: number): number {
+  const n = w.length;
   const chunk = Math.ceil(n / SAMPLE_WG);
   const cs = new Float32Array(SAMPLE_WG);
   for (let t = 0; t < SAMPLE_WG; t++) {
     let acc = 0;
-    for (let i = t * chunk; i < Math.min(t * chunk + chunk, n); i++) if (keys[i] >= kp) acc = f32(acc + w[i]);
+    for (let i = t * chunk; i < Math.min(t * chunk + chunk, n); i++) acc = f32(acc + w[i]);
     cs[t] = acc;
   }
   let total = 0;
@@ -251,7 +284,7 @@ export function sampleRef(logits: Float32Array, seen: Uint8Array | Uint32Array, 
   let acc = base;
   let last = -1;
   for (let i = chosen * chunk; i < Math.min(chosen * chunk + chunk, n); i++) {
-    if (keys[i] >= kp && w[i] > 0) {
+    if (w[i] > 0) {
       acc = f32(acc + w[i]);
       last = i;
       if (acc > r) return i;

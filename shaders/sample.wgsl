@@ -1,5 +1,8 @@
 // Next-token choice with Hugging Face generation semantics, in one workgroup, so a decode step
-// reads back a 4-byte id. Variants: greedy (SAMPLE off) and sampling (SAMPLE on).
+// reads back a 4-byte id. Variants: greedy (SAMPLE off) and sampling (SAMPLE on); DIST (with
+// SAMPLE) also writes the kept weights (e for kept tokens, 0 elsewhere: the distribution the draw
+// used, unnormalised) to `dist` at params.distOffset, and leaves `seen` to the caller (speculative
+// sampling compares these distributions; its rows must not see their own draws).
 //
 // Every step is defined down to the float32 rounding so that kernels/sample.ts `sampleRef` can
 // reproduce the chosen id on the CPU:
@@ -28,7 +31,7 @@ struct Params {
   temperature: f32,
   topP: f32,
   penalty: f32,
-  pad: u32,
+  distOffset: u32,  // DIST: element index of this row in `dist`
 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
@@ -38,6 +41,9 @@ struct Params {
 @group(0) @binding(4) var<storage, read> random: array<f32>;
 // keys at [0, n), the bits of e at [n, 2n)
 @group(0) @binding(5) var<storage, read_write> scratch: array<u32>;
+#if DIST
+@group(0) @binding(6) var<storage, read_write> dist: array<f32>;
+#endif
 #endif
 
 // Fixed, not an override: the summation order (and so the exact result) depends on it.
@@ -287,6 +293,9 @@ fn main(@builtin(local_invocation_index) li: u32) {
     if (scratch[i] >= kp) {
       cs += weight(i);
     }
+#if DIST
+    dist[params.distOffset + i] = select(0.0, weight(i), scratch[i] >= kp);
+#endif
   }
   chunkSum[li] = cs;
   workgroupBarrier();
@@ -344,12 +353,18 @@ fn main(@builtin(local_invocation_index) li: u32) {
       id = last;
     }
     result[0] = id;
+#if DIST
+#else
     seen[id] = 1u;
+#endif
   }
   if (pick == NONE && li == 0u) {
     // Unreachable (the max always has weight 1); keep the output defined anyway.
     result[0] = 0u;
+#if DIST
+#else
     seen[0] = 1u;
+#endif
   }
 }
 
