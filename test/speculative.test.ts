@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { argmaxRef } from '../kernels/argmax.ts';
+import { keptWeightsRef, type SamplingParams } from '../kernels/sample.ts';
 import { emptyStats, generateTokens, type Drafter, type GenerationStats } from '../src/generate/generate.ts';
 import { resolveGeneration } from '../src/generate/options.ts';
 import { promptLookupCandidates } from '../src/generate/prompt-lookup.ts';
@@ -200,6 +201,64 @@ describe('speculative decoding on the GPU (tiny-elm)', () => {
         }
       }
     }
+  });
+
+  test('speculative sampling with an assistant keeps the main model\'s distribution (exact probabilities from the CPU)', async () => {
+    const prompt = [1, 17, 42, 99];
+    const params: SamplingParams = { doSample: true, temperature: 1.3, topK: 3, topP: 1, repetitionPenalty: 1 };
+    // Exact marginal of the second new token (the first is sampled after the prefill, the second
+    // is the first speculative one): sum over t0 of P(t0) P(t1 | t0), with the sampler's weights.
+    const marginal = async (m: OpenElmModel) => {
+      const dist = new Map<number, number>();
+      const norm = (w: Float32Array) => {
+        const z = w.reduce((a, b) => a + b, 0);
+        return [...w].map((v) => v / z);
+      };
+      const none = new Uint32Array(V());
+      const p0 = norm(keptWeightsRef((await m.logits(prompt))[0], none, params));
+      for (let t0 = 0; t0 < V(); t0++) {
+        if (p0[t0] === 0) continue;
+        const p1 = norm(keptWeightsRef((await m.logits([...prompt, t0]))[0], none, params));
+        p1.forEach((v, t1) => v > 0 && dist.set(t1, (dist.get(t1) ?? 0) + p0[t0] * v));
+      }
+      return dist;
+    };
+    const want = await marginal(model);
+    const draft = await marginal(other);
+    let tv = 0;
+    for (const t of new Set([...want.keys(), ...draft.keys()])) tv += Math.abs((want.get(t) ?? 0) - (draft.get(t) ?? 0)) / 2;
+    assert.ok(tv > 0.3, `the draft model's distribution differs from the main model's (total variation ${tv.toFixed(2)})`);
+    const trials = 300;
+    const counts = new Map<number, number>();
+    let rejected = 0;
+    for (let seed = 0; seed < trials; seed++) {
+      const { ids, stats } = await run(model, prompt, { ...params, seed, maxNewTokens: 3, assistant: other, numAssistantTokens: 2 });
+      counts.set(ids[1], (counts.get(ids[1]) ?? 0) + 1);
+      rejected += stats.speculative!.drafted - stats.speculative!.accepted;
+    }
+    assert.ok(rejected > trials / 4, `drafts were rejected (${rejected}) and the residual drawn from`);
+    // Pearson's chi-square over the tokens expected at least 5 times, the rest pooled.
+    let x2 = 0;
+    let df = -1;
+    let restP = 0;
+    let restC = 0;
+    for (const [t, pr] of want) {
+      const c = counts.get(t) ?? 0;
+      if (pr * trials >= 5) {
+        x2 += (c - pr * trials) ** 2 / (pr * trials);
+        df++;
+      } else {
+        restP += pr;
+        restC += c;
+      }
+    }
+    for (const [t, c] of counts) if (!want.has(t)) assert.fail(`token ${t} (drawn ${c} times) has probability 0`);
+    if (restP * trials >= 5) {
+      x2 += (restC - restP * trials) ** 2 / (restP * trials);
+      df++;
+    }
+    // The 0.999 quantile of chi-square is below 3.3 * df + 8 for df <= 30.
+    assert.ok(df >= 2 && x2 < 3.3 * df + 8, `chi-square ${x2.toFixed(1)} with ${df} degrees of freedom`);
   });
 
   test('bad combinations fail with one clear message', async () => {

@@ -1,6 +1,6 @@
 // The two drafters of speculative decoding: prompt lookup (n-grams of the text so far) and an
 // assistant model (a smaller, or more quantized, OpenELM with the same vocabulary).
-import type { Drafter } from './generate.ts';
+import { seededRandom, type Drafter } from './generate.ts';
 import type { GenerationConfig } from './options.ts';
 import { promptLookupCandidates } from './prompt-lookup.ts';
 import type { TokenEngine } from './token-engine.ts';
@@ -22,9 +22,11 @@ export class PromptLookupDrafter implements Drafter {
 }
 
 /**
- * Drafts with another engine: catches its KV cache up with the sequence, then runs k greedy decode
- * steps in one submission (each step's choice fed to the next on the GPU) and reads the k ids
- * back at once. After verification its cache is rolled back to the accepted prefix.
+ * Drafts with another engine: catches its KV cache up with the sequence, then runs k decode steps
+ * in one submission (each step's choice fed to the next on the GPU) and reads the k ids back at
+ * once. Greedy generation drafts greedily; sampling drafts by sampling with the same options and
+ * keeps the weights each draft was drawn from on the GPU (`distributions`) for the acceptance
+ * rule. After verification its cache is rolled back to the accepted prefix.
  */
 export class AssistantDrafter implements Drafter {
   readonly method = 'assistant';
@@ -33,6 +35,7 @@ export class AssistantDrafter implements Drafter {
   private k: number;
   private proposedAt = 0; // sequence length at the last proposal
   private fedDrafts = 0; // drafts of the last proposal the assistant itself consumed
+  private readonly random?: () => number;
 
   constructor(
     private readonly engine: TokenEngine,
@@ -42,9 +45,17 @@ export class AssistantDrafter implements Drafter {
   ) {
     this.k = cfg.numAssistantTokens;
     engine.reset();
-    // Greedy drafts under the same repetition penalty make the likeliest agreeing proposals.
-    const penalty = cfg.repetitionPenalty !== 1;
-    engine.configureChooser(penalty ? { ...cfg, doSample: false } : null, promptIds);
+    if (cfg.doSample) {
+      engine.configureChooser(cfg, promptIds, { distributions: true });
+      this.random = seededRandom(cfg.seed ^ 0x27d4eb2f);
+    } else {
+      // Greedy drafts under the same repetition penalty make the likeliest agreeing proposals.
+      engine.configureChooser(cfg.repetitionPenalty !== 1 ? { ...cfg, doSample: false } : null, promptIds);
+    }
+  }
+
+  get distributions(): GPUBuffer | undefined {
+    return this.random ? this.engine.draftDistributions : undefined;
   }
 
   async propose(seq: readonly number[], max: number): Promise<number[]> {
@@ -59,7 +70,8 @@ export class AssistantDrafter implements Drafter {
     }
     // Catch-up passes chose (and marked seen) tokens that are not in the sequence.
     if (this.cfg.repetitionPenalty !== 1) e.setSeen(seq);
-    const drafts = await e.steps(known, k);
+    const random = this.random;
+    const drafts = await e.steps(known, k, random ? Array.from({ length: k }, () => random()) : []);
     this.passes += known.length + k - 1;
     this.proposedAt = seq.length;
     this.fedDrafts = k - 1;

@@ -46,6 +46,11 @@ export interface Drafter {
   readonly method: DraftMethod;
   /** Forward passes the drafter has run so far. */
   readonly passes: number;
+  /**
+   * Present when the drafts are sampled: the weights each was drawn from, [drafts, vocab] on the
+   * main model's device, for speculative sampling's acceptance rule.
+   */
+  readonly distributions?: GPUBuffer;
   /** Up to `max` tokens to follow `seq` (the prompt and every token generated so far). */
   propose(seq: readonly number[], max: number): Promise<number[]>;
   /** How many of the last proposal the main model accepted. */
@@ -151,6 +156,10 @@ async function* speculativeIds(
   let cur = await prefillPrompt(engine, promptIds, randomAt, stats);
   const seq = [...promptIds, cur];
   let produced = 1;
+  const penalty = cfg.repetitionPenalty !== 1;
+  // Sampled drafts go through speculative sampling's rule, with their own stream of uniforms.
+  const sampled = cfg.doSample && drafter.distributions !== undefined;
+  const acceptRandom = seededRandom(cfg.seed ^ 0x5bd1e995);
   yield cur;
   for (;;) {
     const s = performance.now();
@@ -158,17 +167,32 @@ async function* speculativeIds(
     const room = Math.min(maxNew - produced - 1, engine.maxSteps - 1);
     const drafts = room > 0 ? await drafter.propose(seq, room) : [];
     const base = engine.length;
-    const randoms = Array.from({ length: drafts.length + 1 }, (_, j) => randomAt(produced + j));
-    const choices = await engine.verify([cur, ...drafts], randoms);
-    let m = 0;
-    while (m < drafts.length && choices[m] === drafts[m]) m++;
+    let m: number;
+    if (sampled) {
+      // The sampler in this mode leaves `seen` to us: the sequence so far, then each draft.
+      if (penalty) engine.setSeen(seq);
+      if (drafts.length > 0) {
+        const randoms = Array.from({ length: drafts.length + 1 }, () => acceptRandom());
+        const r = await engine.verifySampled([cur, ...drafts], drafter.distributions!, randoms);
+        m = r.accepted;
+        cur = r.next;
+      } else {
+        m = 0;
+        cur = (await engine.verify([cur], [acceptRandom()]))[0];
+      }
+    } else {
+      const randoms = Array.from({ length: drafts.length + 1 }, (_, j) => randomAt(produced + j));
+      const choices = await engine.verify([cur, ...drafts], randoms);
+      m = 0;
+      while (m < drafts.length && choices[m] === drafts[m]) m++;
+      cur = choices[m];
+    }
     engine.rollback(base + 1 + m);
-    const fresh = [...drafts.slice(0, m), choices[m]];
+    const fresh = [...drafts.slice(0, m), cur];
     seq.push(...fresh);
     // Rows after the first rejection marked their (discarded) choices as seen.
-    if (cfg.repetitionPenalty !== 1 && m < drafts.length) engine.setSeen(seq);
+    if (penalty && !sampled && m < drafts.length) engine.setSeen(seq);
     if (drafts.length > 0) drafter.feedback(m);
-    cur = choices[m];
     produced += fresh.length;
     spec.drafted += drafts.length;
     spec.accepted += m;
@@ -207,7 +231,7 @@ export async function* generateTokens(
   }
   opts.signal?.throwIfAborted();
   engine.reset();
-  engine.configureChooser(cfg, promptIds);
+  engine.configureChooser(cfg, promptIds, { distributions: cfg.doSample && opts.drafter?.distributions !== undefined });
   const randomAt = indexedRandom(cfg.seed);
   stats.prompt_tokens = promptIds.length;
   stats.dispatches_per_token = engine.dispatchesPerToken;

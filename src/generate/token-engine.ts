@@ -14,8 +14,14 @@ export interface TokenEngine {
   reset(): void;
   /** Forgets every token after the first `length`. */
   rollback(length: number): void;
-  /** How the next token is chosen (null: greedy argmax); `history` seeds the repetition penalty. */
-  configureChooser(p: SamplingParams | null, history?: readonly number[]): void;
+  /**
+   * How the next token is chosen (null: greedy argmax); `history` seeds the repetition penalty.
+   * `distributions`: when sampling, choosers also keep the weights they drew from and leave the
+   * seen set to the caller (speculative sampling; see draftDistributions and verifySampled).
+   */
+  configureChooser(p: SamplingParams | null, history?: readonly number[], opts?: { distributions?: boolean }): void;
+  /** The kept weights behind the last `steps` call's choices, f32 [count, vocab]. */
+  readonly draftDistributions: GPUBuffer;
   /** Rewrites the repetition penalty's seen set. */
   setSeen(history: readonly number[]): void;
   /** The sampler's random number for the next prefill or decode step. */
@@ -27,6 +33,12 @@ export interface TokenEngine {
   decodeStep(): Promise<number>;
   /** Appends `tokens` in one pass; returns the choice after each of them. */
   verify(tokens: readonly number[], randoms?: readonly number[]): Promise<number[]>;
+  /**
+   * Speculative sampling: appends the last token and k drafts in one pass and applies the
+   * acceptance rule against the draft model's weights; returns how many drafts were accepted and
+   * the token after them.
+   */
+  verifySampled(tokens: readonly number[], draftDists: GPUBuffer, randoms: readonly number[]): Promise<{ accepted: number; next: number }>;
   /** Feeds `known`, then `count - 1` of its own choices, in one submission; returns the `count` choices. */
   steps(known: readonly number[], count: number, randoms?: readonly number[]): Promise<number[]>;
 }

@@ -11,6 +11,7 @@ import { releaseDispatches, type Dispatch } from '../../kernels/kernel.ts';
 import { matmulDispatches, type GemvKernel } from '../../kernels/matmul.ts';
 import { qkvPrepareDispatch, ropeTable } from '../../kernels/qkv_prepare.ts';
 import { sampleDispatch, validateSampling, type SamplingParams } from '../../kernels/sample.ts';
+import { specAcceptDispatch } from '../../kernels/spec_accept.ts';
 import { countDispatches, dispatchOps, encodeOps, type Op } from './ops.ts';
 import type { ModelWeights } from './weights.ts';
 
@@ -24,8 +25,28 @@ export interface EngineOptions {
 }
 
 export type LogitsMode = 'none' | 'last' | 'all';
-/** What a pass ends with: a LogitsMode, or 'choose-each' (all logits, then the chooser at every row). */
-type PassEnd = LogitsMode | 'choose-each';
+/** What a pass ends with: a LogitsMode, or 'rows' (every row's logits, no chooser: verify adds them). */
+type PassEnd = LogitsMode | 'rows';
+
+/** A verify pass over T tokens: the forward pass, then a chooser per row; prepared once per T. */
+interface VerifyPass {
+  body: Op[];
+  rows: Dispatch[];
+  made: Dispatch[];
+  /** Speculative sampling's acceptance over these rows, for one draft model's weights buffer. */
+  accept?: { q: GPUBuffer; d: Dispatch };
+}
+
+/** Buffers of speculative sampling (allocated the first time distributions are asked for). */
+interface SamplingBuffers {
+  dist: GPUBuffer; // f32 [vocab]: the decode chooser's kept weights
+  dists: GPUBuffer; // f32 [steps, vocab]: kept weights per verify row or per draft step
+  drafts: GPUBuffer; // u32 [steps]: the drafts being verified
+  acceptRandoms: GPUBuffer; // f32 [steps + 1]
+  accept: GPUBuffer; // u32 [2]: drafts accepted, next token
+  scratch: GPUBuffer; // f32 [vocab]
+  one: GPUBuffer; // u32 1, copied into `seen` to mark a draft
+}
 
 interface Activations {
   ids: GPUBuffer; // u32 [chunk]
@@ -68,7 +89,10 @@ export class Engine {
   private chooser: Dispatch;
   private sampling: SamplingParams | null = null;
   /** Verify passes by token count, prepared once per count and per chooser configuration. */
-  private readonly verifyPasses = new Map<number, { ops: Op[]; made: Dispatch[] }>();
+  private readonly verifyPasses = new Map<number, VerifyPass>();
+  /** Choosers also write their kept weights (speculative sampling with a draft model). */
+  private distributions = false;
+  private sb?: SamplingBuffers;
   private stagingIndex = 0;
   private disposed = false;
 
@@ -137,13 +161,45 @@ export class Engine {
     return !!p && (p.doSample || p.repetitionPenalty !== 1);
   }
 
-  /** The chooser over the logits row at element `offset`, writing its id to nextId. */
-  private makeChooser(p: SamplingParams | null, offset = 0): Dispatch {
+  /**
+   * The chooser over the logits row at element `offset`, writing its id to nextId (and, with
+   * distributions, its kept weights to `dist` at element `distAt`).
+   */
+  private makeChooser(p: SamplingParams | null, offset = 0, dist?: { buffer: GPUBuffer; offset: number }): Dispatch {
     const { gpu, a } = this;
     const n = this.plan.vocabSize;
     // Plain greedy needs no sampler state: the argmax kernel is the cheapest chooser.
     if (!Engine.usesSampler(p)) return argmaxDispatch(gpu, { n, offset, logits: a.logits, out: a.nextId, label: 'argmax' });
-    return sampleDispatch(gpu, { n, offset, logits: a.logits, seen: a.seen, random: a.random, out: a.nextId, params: p, label: 'sample' });
+    const withDist = this.distributions && p.doSample ? dist : undefined;
+    return sampleDispatch(gpu, { n, offset, logits: a.logits, seen: a.seen, random: a.random, out: a.nextId, params: p, dist: withDist, label: 'sample' });
+  }
+
+  private samplingBuffers(): SamplingBuffers {
+    if (!this.sb) {
+      const { gpu } = this;
+      const V = this.plan.vocabSize;
+      const T = this.maxSteps;
+      const S = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+      this.sb = {
+        dist: gpu.createBuffer('dist', V * 4, S),
+        dists: gpu.createBuffer('dists', T * V * 4, S),
+        drafts: gpu.createBuffer('drafts', T * 4, S),
+        acceptRandoms: gpu.createBuffer('accept_randoms', (T + 1) * 4, S),
+        accept: gpu.createBuffer('accept', 16, S),
+        scratch: gpu.createBuffer('accept_scratch', V * 4, S),
+        one: gpu.upload('one', new Uint32Array([1])),
+      };
+    }
+    return this.sb;
+  }
+
+  /**
+   * The kept weights behind the last `steps` call's choices, f32 [count, vocab] (configured with
+   * distributions): a draft model's Q for another engine's `verifySampled`.
+   */
+  get draftDistributions(): GPUBuffer {
+    if (!this.distributions) throw new Error('draftDistributions: configure the chooser with distributions first');
+    return this.samplingBuffers().dists;
   }
 
   get vocabSize(): number {
@@ -154,9 +210,10 @@ export class Engine {
    * Sets how the next token is chosen for the following passes: greedy, repetition penalty over
    * `history` (the prompt; chosen tokens are added on the GPU), and sampling.
    */
-  configureChooser(p: SamplingParams | null, history: readonly number[] = []): void {
+  configureChooser(p: SamplingParams | null, history: readonly number[] = [], opts: { distributions?: boolean } = {}): void {
     if (p) validateSampling(p);
-    const next = this.makeChooser(p);
+    this.distributions = !!opts.distributions && !!p?.doSample;
+    const next = this.makeChooser(p, 0, this.distributions ? { buffer: this.samplingBuffers().dist, offset: 0 } : undefined);
     releaseDispatches(this.gpu, [this.chooser]);
     this.chooser = next;
     this.sampling = p;
@@ -174,8 +231,22 @@ export class Engine {
   }
 
   private dropVerifyPasses(): void {
-    for (const p of this.verifyPasses.values()) releaseDispatches(this.gpu, p.made);
+    for (const p of this.verifyPasses.values()) releaseDispatches(this.gpu, [...p.made, ...p.rows, ...(p.accept ? [p.accept.d] : [])]);
     this.verifyPasses.clear();
+  }
+
+  private verifyPass(T: number): VerifyPass {
+    let pass = this.verifyPasses.get(T);
+    if (!pass) {
+      const made: Dispatch[] = [];
+      const body = this.buildPass(T, 'rows', false, made);
+      const V = this.plan.vocabSize;
+      const dists = this.distributions ? this.samplingBuffers().dists : undefined;
+      const rows = Array.from({ length: T }, (_, j) => this.makeChooser(this.sampling, j * V, dists && { buffer: dists, offset: j * V }));
+      pass = { body, rows, made };
+      this.verifyPasses.set(T, pass);
+    }
+    return pass;
   }
 
   /** The uniform random number in [0, 1) the sampler uses in the next pass. */
@@ -277,17 +348,8 @@ export class Engine {
     if (logits === 'all') {
       add(...matmulDispatches(gpu, w.lmHead, { tokens: T, gemv, x: a.x, y: a.logits, norm: finalNorm, label: 'lm_head' }));
       add(argmaxDispatch(gpu, { n: V, offset: (T - 1) * V, logits: a.logits, out: a.nextId, label: 'argmax' }));
-    } else if (logits === 'choose-each') {
-      // Row j's choice is what a decode step after token j would choose: the same chooser over the
-      // same logits (the multi-token matmul sums in the one-token kernel's order), with row j's
-      // random number; the sampler marks each choice seen, so row j + 1 sees it when it was right.
+    } else if (logits === 'rows') {
       add(...matmulDispatches(gpu, w.lmHead, { tokens: T, gemv, x: a.x, y: a.logits, norm: finalNorm, label: 'lm_head' }));
-      const sampler = Engine.usesSampler(this.sampling);
-      for (let j = 0; j < T; j++) {
-        if (sampler) ops.push({ kind: 'copy', src: a.stepRandoms, srcOffset: j * 4, dst: a.random, dstOffset: 0, size: 4 });
-        add(this.makeChooser(this.sampling, j * V));
-        ops.push({ kind: 'copy', src: a.nextId, srcOffset: 0, dst: a.choices, dstOffset: j * 4, size: 4 });
-      }
     } else if (logits === 'last') {
       let src = a.x;
       if (T > 1) {
@@ -400,19 +462,66 @@ export class Engine {
     this.checkIds(tokens);
     const T = tokens.length;
     if (T > this.maxSteps) throw new Error(`verify: at most ${this.maxSteps} tokens a pass, got ${T}`);
-    let pass = this.verifyPasses.get(T);
-    if (!pass) {
-      const made: Dispatch[] = [];
-      pass = { ops: this.buildPass(T, 'choose-each', false, made), made };
-      this.verifyPasses.set(T, pass);
-    }
+    const pass = this.verifyPass(T);
+    const { a } = this;
+    // Row j's choice is what a decode step after token j would choose: the same chooser over the
+    // same logits (the multi-token matmul sums in the one-token kernel's order), with row j's
+    // random number; the sampler marks each choice seen, so row j + 1 sees it when it was right.
+    const sampler = Engine.usesSampler(this.sampling);
+    const ops: Op[] = [...pass.body];
+    pass.rows.forEach((d, j) => {
+      if (sampler) ops.push({ kind: 'copy', src: a.stepRandoms, srcOffset: j * 4, dst: a.random, dstOffset: 0, size: 4 });
+      ops.push({ kind: 'dispatch', d }, { kind: 'copy', src: a.nextId, srcOffset: 0, dst: a.choices, dstOffset: j * 4, size: 4 });
+    });
     this.writePosition(this.length);
-    this.gpu.write(this.a.ids, new Uint32Array(tokens));
+    this.gpu.write(a.ids, new Uint32Array(tokens));
     this.writeRandoms(randoms, T);
     const enc = this.gpu.device.createCommandEncoder({ label: `verify@${this.length}` });
-    encodeOps(enc, pass.ops, 'verify');
+    encodeOps(enc, ops, 'verify');
     this.length += T;
     return this.readChoices(enc, T);
+  }
+
+  /**
+   * Speculative sampling's verification: appends `tokens` (the last token, then k drafts) in one
+   * pass, takes the main model's kept weights P at every row (row j sees the drafts before it as
+   * seen tokens), and applies the acceptance rule on the GPU against the draft model's weights Q
+   * (`draftDists`, [k, vocab], on this device). `randoms`: k + 1 uniforms. Reads back 8 bytes.
+   */
+  async verifySampled(tokens: readonly number[], draftDists: GPUBuffer, randoms: readonly number[]): Promise<{ accepted: number; next: number }> {
+    this.checkLive();
+    if (!this.distributions) throw new Error('verifySampled: configure the chooser for sampling with distributions first');
+    this.checkIds(tokens);
+    const T = tokens.length;
+    const k = T - 1;
+    if (k < 1 || T > this.maxSteps) throw new Error(`verifySampled: 2 to ${this.maxSteps} tokens a pass, got ${T}`);
+    if (randoms.length < T) throw new Error(`verifySampled: ${T} random numbers needed, got ${randoms.length}`);
+    const pass = this.verifyPass(T);
+    const sb = this.samplingBuffers();
+    const V = this.plan.vocabSize;
+    if (pass.accept?.q !== draftDists) {
+      if (pass.accept) releaseDispatches(this.gpu, [pass.accept.d]);
+      const d = specAcceptDispatch(this.gpu, { n: V, k, p: sb.dists, q: draftDists, drafts: sb.drafts, random: sb.acceptRandoms, out: sb.accept, scratch: sb.scratch });
+      pass.accept = { q: draftDists, d };
+    }
+    const penalty = this.sampling!.repetitionPenalty !== 1;
+    const ops: Op[] = [...pass.body];
+    pass.rows.forEach((d, j) => {
+      // The DIST sampler leaves `seen` alone: mark draft j before the row after it.
+      if (penalty && j > 0) ops.push({ kind: 'copy', src: sb.one, srcOffset: 0, dst: this.a.seen, dstOffset: tokens[j] * 4, size: 4 });
+      ops.push({ kind: 'dispatch', d });
+    });
+    ops.push({ kind: 'dispatch', d: pass.accept.d });
+    this.writePosition(this.length);
+    this.gpu.write(this.a.ids, new Uint32Array(tokens));
+    this.gpu.write(sb.drafts, new Uint32Array(tokens.slice(1)));
+    this.gpu.write(sb.acceptRandoms, new Float32Array(randoms.slice(0, T)));
+    const enc = this.gpu.device.createCommandEncoder({ label: `verify-sampled@${this.length}` });
+    encodeOps(enc, ops, 'verify');
+    enc.copyBufferToBuffer(sb.accept, 0, this.a.choices, 0, 8);
+    this.length += T;
+    const [accepted, next] = await this.readChoices(enc, 2);
+    return { accepted, next };
   }
 
   /**
@@ -429,6 +538,7 @@ export class Engine {
     this.checkIds(known);
     if (this.length + passes > this.contextLength) throw new Error(`the context of ${this.contextLength} tokens is full`);
     const { a } = this;
+    const V = this.plan.vocabSize;
     const positions = new Uint32Array(passes * 4);
     for (let i = 0; i < passes; i++) positions[i * 4] = this.length + i;
     this.gpu.write(a.stepPositions, positions);
@@ -446,6 +556,7 @@ export class Engine {
       if (sampler && c >= 0) copy(a.stepRandoms, c * 4, a.random, 0, 4);
       ops.push(...this.decodeOps);
       if (c >= 0) copy(a.nextId, 0, a.choices, c * 4, 4);
+      if (c >= 0 && this.distributions) copy(this.samplingBuffers().dist, 0, this.samplingBuffers().dists, c * V * 4, V * 4);
     }
     const enc = this.gpu.device.createCommandEncoder({ label: `steps@${this.length}` });
     encodeOps(enc, ops, 'steps');
@@ -494,6 +605,7 @@ export class Engine {
     this.disposed = true;
     releaseDispatches(this.gpu, [...this.decodeDispatches, this.chooser]);
     this.dropVerifyPasses();
+    for (const b of Object.values(this.sb ?? {})) this.gpu.destroyBuffer(b);
     for (const b of Object.values(this.a).flat() as GPUBuffer[]) this.gpu.destroyBuffer(b);
     for (const b of [...this.kCache, ...this.vCache]) this.gpu.destroyBuffer(b);
   }

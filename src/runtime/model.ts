@@ -149,7 +149,7 @@ export class OpenElmModel {
     if (cfg.promptLookupNumTokens !== undefined) drafter = new PromptLookupDrafter(cfg.promptLookupNumTokens, cfg.maxMatchingNgramSize, eos);
     else if (opts.assistant) {
       const assistant = await this.assistantModel(opts.assistant);
-      if (cfg.doSample) throw new Error('do_sample with an assistant model is not supported yet: use prompt_lookup_num_tokens, or greedy decoding');
+      if (cfg.doSample && assistant.gpu.device !== this.gpu.device) throw new Error('sampling with an assistant model needs both models on one GPU device (load the assistant with the gpu option)');
       drafter = new AssistantDrafter(assistant.engine, cfg, ids, eos);
     }
     yield* generateTokens(this.engine, ids, cfg, { ...run, drafter });
