@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { loadFixture, repoRoot } from './helpers.ts';
+import type { GenerationStats } from '../src/generate/generate.ts';
 
 const CHROMIUM = process.env.OPENELM_CHROMIUM ?? '/usr/bin/chromium';
 const BUNDLE_DIR = join(repoRoot, 'dist/browser');
@@ -93,7 +94,7 @@ describe('demo pages in headless Chromium', { skip, timeout: 240_000 }, () => {
     return path;
   }
 
-  type DemoState = { runs: number; pageToFirstTokenMs?: number; loadMs?: number; error?: string; lastRun?: { ids: number[]; stopped: boolean; text: string; gpuBytes: number; stats: Record<string, number> } };
+  type DemoState = { runs: number; pageToFirstTokenMs?: number; loadMs?: number; error?: string; lastRun?: { ids: number[]; stopped: boolean; text: string; gpuBytes: number; stats: GenerationStats } };
   const demoState = (page: Page) => page.evaluate(() => {
     const s = (globalThis as unknown as { openelmDemo: { state: Record<string, unknown> } }).openelmDemo.state;
     return { runs: s.runs, pageToFirstTokenMs: s.pageToFirstTokenMs, loadMs: s.loadMs, error: s.error, lastRun: s.lastRun } as DemoState;
@@ -171,6 +172,20 @@ describe('demo pages in headless Chromium', { skip, timeout: 240_000 }, () => {
     for (const f of ['config.json', 'tokenizer.json', 'tokenizer.model']) assert.equal(warm[`/models/tiny-elm/${f}`] ?? 0, 0, `no request for ${f}`);
     t.diagnostic(`fixture, cached: page load to first token ${s.pageToFirstTokenMs?.toFixed(0)} ms (model load ${s.loadMs?.toFixed(0)} ms)`);
     await page.waitForFunction(() => /Cache: 2 files/.test(document.getElementById('cache-info')?.textContent ?? ''));
+    await page.close();
+  });
+
+  test('speculative decoding on the page: prompt lookup and the same model in q8 as assistant give the greedy tokens', async () => {
+    const page = await newPage();
+    for (const [query, method] of [['spec=lookup&lookup_tokens=4', 'prompt_lookup'], ['spec=assistant&assistant_dtype=q8&assistant_tokens=3', 'assistant']]) {
+      await page.goto(`${base}demo/?model=/models/tiny-elm/&ids=${p1.input_ids.join(',')}&max_new_tokens=16&${query}&autorun=1`);
+      await waitRuns(page, 1);
+      const s = await demoState(page);
+      assert.equal(s.error, undefined, s.error);
+      assert.deepEqual(s.lastRun!.ids, p1.greedy.tokens, `${method}: the greedy tokens`);
+      assert.equal(s.lastRun!.stats.speculative?.method, method);
+      assert.match((await page.locator('#stat-spec').textContent()) ?? '', /drafts accepted .* tokens per main pass/);
+    }
     await page.close();
   });
 

@@ -5,6 +5,7 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { synthesizeCheckpoint } from '../src/io/synth.ts';
 import { assertClose, loadFixture, repoRoot } from './helpers.ts';
 
 const fx = loadFixture('tiny-elm');
@@ -110,4 +111,37 @@ test('a checkpoint whose tensor has the wrong shape is named in the error', () =
 test('--help documents every option', () => {
   const out = ok('generate', '--help');
   for (const o of ['--model', '--input-ids', '--max-new-tokens', '--dtype', '--json', '--generate_kwargs']) assert.match(out, new RegExp(o));
+});
+
+test('generate with prompt lookup or an assistant model: plain greedy tokens, stats.speculative, --max_length', () => {
+  const ids = '1,7,9,7,9,7';
+  const base = ['generate', '--model', fx.dir, '--input-ids', ids, '--json'];
+  const plain = JSON.parse(ok(...base, '--max-new-tokens', '20'));
+  const lookup = JSON.parse(ok(...base, '--max-new-tokens', '20', '--generate_kwargs', 'prompt_lookup_num_tokens=10', 'max_matching_ngram_size=3'));
+  const assisted = JSON.parse(ok(...base, '--max-new-tokens', '20', '--assistant_model', fx.dir, '--assistant_dtype', 'q8', '--generate_kwargs', 'num_assistant_tokens=3'));
+  for (const [name, out] of [['prompt_lookup', lookup], ['assistant', assisted]] as const) {
+    assert.deepEqual(out.output_ids, plain.output_ids, name);
+    const s = out.stats.speculative;
+    assert.equal(s.method, name);
+    for (const k of ['drafted', 'accepted', 'acceptance_rate', 'main_passes', 'draft_passes', 'tokens_per_main_pass']) assert.equal(typeof s[k], 'number', `${name}: ${k}`);
+    assert.ok(s.accepted <= s.drafted && s.main_passes <= 20, name);
+  }
+  assert.equal(plain.stats.speculative, undefined);
+  assert.equal(JSON.parse(ok(...base, '--max_length', '10', '--device', 'cuda:0')).output_ids.length, 4);
+});
+
+test('speculative decoding: bad combinations exit non-zero with one line', async () => {
+  const base = ['generate', '--model', fx.dir, '--input-ids', '1,2,3'];
+  fails(/prompt_lookup_num_tokens must be an integer >= 1/, ...base, '--generate_kwargs', 'prompt_lookup_num_tokens=0');
+  fails(/--assistant_model or --generate_kwargs prompt_lookup_num_tokens=N, not both/, ...base, '--assistant_model', fx.dir, '--generate_kwargs', 'prompt_lookup_num_tokens=4');
+  fails(/--assistant_dtype needs --assistant_model/, ...base, '--assistant_dtype', 'q4');
+  fails(/--assistant_dtype must be one of/, ...base, '--assistant_model', fx.dir, '--assistant_dtype', 'q3');
+  fails(/--device cpu: this engine runs only on the GPU/, ...base, '--device', 'cpu');
+  fails(/give max_length or max_new_tokens, not both/, ...base, '--max_length', '9', '--max-new-tokens', '3');
+  fails(/max_length \(3\) must be greater than the prompt's length/, ...base, '--max_length', '3');
+  // An assistant with another vocabulary.
+  const other = join(tmp, 'other-vocab');
+  const cfg = JSON.parse(readFileSync(join(fx.dir, 'config.json'), 'utf8'));
+  await synthesizeCheckpoint(other, { ...cfg, vocab_size: 256 }, { dtype: 'F16', seed: 1 });
+  fails(/assistant model's vocabulary has 256 tokens but this model's has 512/, ...base, '--assistant_model', other);
 });

@@ -1,7 +1,9 @@
 // The generation page (demo/index.html). Query parameters fill the form (model, dtype, ids or
-// prompt, max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty, seed, cache=0)
-// and autorun=1 starts generating at once; window.openelmDemo exposes the last run and timings.
-import { emptyStats, fmtBytes, loadModel, type GenerateOptions, type GenerationStats, type OpenElmModel } from '../../src/browser.ts';
+// prompt, max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty, seed, cache=0;
+// speculative decoding: spec=lookup|assistant, lookup_tokens, assistant, assistant_dtype,
+// assistant_tokens) and autorun=1 starts generating at once; window.openelmDemo exposes the last
+// run and timings.
+import { emptyStats, fmtBytes, loadModel, type DType, type GenerateOptions, type GenerationStats, type OpenElmModel } from '../../src/browser.ts';
 import { $, clearError, fmt, loadPresets, loadProgressText, params, refreshCache, setupCacheButton, setupPicker, showError, showSupport, type Preset } from './common.ts';
 
 interface RunRecord {
@@ -43,14 +45,30 @@ function setBusy(busy: boolean): void {
   $<HTMLButtonElement>('stop').disabled = !busy;
 }
 
-function readOptions(): GenerateOptions {
+function readOptions(picker: ReturnType<typeof setupPicker>): GenerateOptions {
   const num = (id: string, what: string, int = false): number => {
     const el = $<HTMLInputElement>(id);
     const v = Number(el.value);
     if (el.value.trim() === '' || !Number.isFinite(v) || (int && !Number.isInteger(v))) throw new Error(`${what} must be ${int ? 'an integer' : 'a number'}, got "${el.value}"`);
     return v;
   };
+  const spec = $<HTMLSelectElement>('spec').value;
+  let speculative: GenerateOptions = {};
+  if (spec === 'lookup') speculative = { promptLookupNumTokens: num('lookup-tokens', 'prompt_lookup_num_tokens', true) };
+  else if (spec === 'assistant') {
+    let source = $<HTMLInputElement>('assistant').value.trim();
+    if (!source) {
+      const main = picker.source();
+      if (typeof main !== 'string') throw new Error('picked files load once: give the assistant a folder URL or hub id');
+      source = main;
+    }
+    speculative = {
+      assistant: { source, dtype: $<HTMLSelectElement>('assistant-dtype').value as DType },
+      numAssistantTokens: num('assistant-tokens', 'num_assistant_tokens', true),
+    };
+  }
   return {
+    ...speculative,
     maxNewTokens: num('max-new-tokens', 'max_new_tokens', true),
     doSample: $<HTMLInputElement>('do-sample').checked,
     temperature: num('temperature', 'temperature'),
@@ -141,7 +159,7 @@ async function generate(picker: ReturnType<typeof setupPicker>): Promise<void> {
   const t0 = performance.now();
   const rec: RunRecord = { ids: [], text: '', stats: emptyStats(), stopped: false, gpuBytes: 0 };
   try {
-    const opts = readOptions();
+    const opts = readOptions(picker);
     const input = readInput();
     const model = await ensureModel(picker, ctrl.signal);
     rec.loadMs = state.loadMs;
@@ -164,6 +182,13 @@ async function generate(picker: ReturnType<typeof setupPicker>): Promise<void> {
         setStat('stat-prefill', `${fmt(stats.prefill_tokens_per_s)} tokens/s (${fmt(stats.prefill_ms)} ms)`);
         setStat('stat-decode', rec.ids.length > 1 ? `${fmt(stats.decode_tokens_per_s, 2)} tokens/s` : '–');
         setStat('stat-gpu-mem', fmtBytes(model.gpu.allocatedBytes));
+        const sp = stats.speculative;
+        setStat(
+          'stat-spec',
+          sp
+            ? `${sp.method.replace('_', ' ')}: ${sp.accepted}/${sp.drafted} drafts accepted (${fmt(sp.acceptance_rate * 100)}%), ${fmt(sp.tokens_per_main_pass, 2)} tokens per main pass`
+            : 'off',
+        );
       }
     } catch (e) {
       if (!ctrl.signal.aborted) throw e;
@@ -209,6 +234,16 @@ async function main(): Promise<void> {
     if (v !== null) $<HTMLInputElement>(id).value = v;
   }
   if (params.get('do_sample') === 'true' || params.get('do_sample') === '1') $<HTMLInputElement>('do-sample').checked = true;
+  for (const [name, id] of [
+    ['spec', 'spec'],
+    ['lookup_tokens', 'lookup-tokens'],
+    ['assistant', 'assistant'],
+    ['assistant_dtype', 'assistant-dtype'],
+    ['assistant_tokens', 'assistant-tokens'],
+  ]) {
+    const v = params.get(name);
+    if (v !== null) $<HTMLInputElement | HTMLSelectElement>(id).value = v;
+  }
   if (params.get('ids')) setMode('ids', params.get('ids')!);
   else if (params.get('prompt')) setMode('text', params.get('prompt')!);
   $('mode-ids').addEventListener('change', () => setMode('ids'));

@@ -7,6 +7,7 @@ import { GGML_TYPE_NAMES, type GgmlTypeName } from './gguf.ts';
 import { benchLlama, LLAMA_INSTALL_HINT } from './llama.ts';
 import { BENCH_DTYPES, LAB_KERNELS, PEERS, runBench, type LabKernel, type PeerName } from './run.ts';
 import { renderTable } from './table.ts';
+import { benchSpeculative, speculativeTable } from './speculative.ts';
 
 const FULL_RUN = 'openelm bench --dtype f32,f16,q8,q4 --prompt-lengths 128,512 --decode-tokens 32 --runs 5 --peers tfjs,llama-cpu';
 
@@ -26,6 +27,7 @@ const spec: Spec = {
   out: { kind: 'string', value: 'DIR', help: 'folder for bench-<timestamp>.json and .svg (default bench/results)' },
   json: { kind: 'flag', help: 'print the result as one JSON object on stdout (the table goes to stderr)' },
   'vulkan-prompt-lengths': { kind: 'string', value: 'LIST', help: 'prompt lengths for llama-vulkan only (lavapipe takes seconds a token; default: --prompt-lengths)' },
+  speculative: { kind: 'flag', help: 'only the speculative-decoding figures: plain, prompt lookup (10 tokens) and the checkpoint drafting for itself in q4 and q8, on a prompt the output quotes and on a fresh one (the first --dtype is the main model; --decode-tokens new tokens, default 32)' },
   'llama-child': { kind: 'string', value: 'JSON', help: 'internal: run the llama.cpp peer with these options and print its result (used for llama-vulkan)' },
   help: { kind: 'flag', help: 'show this help' },
 };
@@ -67,6 +69,7 @@ async function runBenchCommand(p: Parsed): Promise<void> {
     return;
   }
   const json = p.flags.has('json');
+  if (p.flags.has('speculative')) return runSpeculative(p, json);
   const dtypes = oneOf((list(p, 'dtype') ?? ['f16']).map((d) => d.toLowerCase()), BENCH_DTYPES, 'dtype');
   const lengths = (name: string, given: string[]) =>
     given.map((s) => {
@@ -110,6 +113,25 @@ async function runBenchCommand(p: Parsed): Promise<void> {
   } else {
     process.stdout.write(`${table}\n`);
   }
+}
+
+async function runSpeculative(p: Parsed, json: boolean): Promise<void> {
+  const given = p.values.get('model');
+  const [dtype] = oneOf((list(p, 'dtype') ?? ['f16']).map((d) => d.toLowerCase()), BENCH_DTYPES, 'dtype');
+  const result = await benchSpeculative({
+    modelDir: given ?? (await defaultModel(json)),
+    dtype,
+    newTokens: intOption(p, 'decode-tokens', 1, 32),
+    assistantDtypes: ['q4', 'q8'],
+    promptLookupNumTokens: 10,
+    log: (s) => process.stderr.write(`${s}\n`),
+  });
+  const table = speculativeTable(result.rows);
+  const out = { command: ['openelm', 'bench', ...process.argv.slice(3)].join(' '), ...result };
+  if (json) {
+    process.stderr.write(`${table}\n`);
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+  } else process.stdout.write(`${table}\n`);
 }
 
 export const benchCommand = {

@@ -150,6 +150,7 @@ async function runGenerate(p: Parsed): Promise<void> {
     if (kw.maxLength !== undefined) throw new UsageError('give max_length once: --max_length or --generate_kwargs max_length=N');
     kw.maxLength = intOption(p, 'max_length', 1, 0);
   }
+  if (kw.maxLength !== undefined && kw.maxNewTokens !== undefined) throw new UsageError('give max_length or max_new_tokens, not both');
   deviceOption(p);
   const assistantSource = p.values.get('assistant_model');
   if (p.values.has('assistant_dtype') && assistantSource === undefined) throw new UsageError('--assistant_dtype needs --assistant_model');

@@ -13,7 +13,7 @@ export interface GenerationConfig {
   stopAtEos: boolean;
   /** Stop once the generated text contains one of these (the text is cut before it). */
   stopStrings: string[];
-  /** Total length, prompt included (generate_openelm.py's --max_length); instead of maxNewTokens. */
+  /** Total length, prompt included (generate_openelm.py's --max_length); when given, maxNewTokens is ignored. */
   maxLength?: number;
   /** Prompt lookup decoding: draft up to this many tokens from earlier text (off when undefined). */
   promptLookupNumTokens?: number;
@@ -115,7 +115,6 @@ export function applyKwargs(base: Partial<GenerationConfig>, items: Iterable<str
 
 /** Fills defaults and checks every value; errors name the option and the accepted range. */
 export function resolveGeneration(o: Partial<GenerationConfig>): GenerationConfig {
-  if (o.maxLength !== undefined && o.maxNewTokens !== undefined) throw new Error('give max_length or max_new_tokens, not both');
   const c: GenerationConfig = { ...GENERATION_DEFAULTS, ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) };
   if (c.maxLength !== undefined && (!Number.isSafeInteger(c.maxLength) || c.maxLength < 1)) throw new Error(`max_length must be an integer >= 1, got ${c.maxLength}`);
   const pl = c.promptLookupNumTokens;
