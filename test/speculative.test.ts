@@ -261,6 +261,19 @@ describe('speculative decoding on the GPU (tiny-elm)', () => {
     assert.ok(df >= 2 && x2 < 3.3 * df + 8, `chi-square ${x2.toFixed(1)} with ${df} degrees of freedom`);
   });
 
+  test('decode ahead (several steps a submission, one readback) gives plain decoding\'s tokens', async () => {
+    for (const prompt of prompts.slice(1, 5)) {
+      for (const opts of [{ maxNewTokens: 13 }, { maxNewTokens: 13, doSample: true, topK: 6, repetitionPenalty: 1.4, seed: 4 }]) {
+        const plain = await run(model, prompt, opts);
+        for (const decodeAhead of [2, 5, 40]) assert.deepEqual((await run(model, prompt, { ...opts, decodeAhead })).ids, plain.ids, `ahead ${decodeAhead}`);
+      }
+      const eosTokenId = (await run(model, prompt, { maxNewTokens: 6 })).ids[3];
+      const stop = { maxNewTokens: 13, stopAtEos: true, eosTokenId };
+      assert.deepEqual((await run(model, prompt, { ...stop, decodeAhead: 4 })).ids, (await run(model, prompt, stop)).ids, 'eos');
+    }
+    assert.throws(() => model.generate([1], { decodeAhead: 0 }), /decode_ahead must be an integer >= 1/);
+  });
+
   test('bad combinations fail with one clear message', async () => {
     assert.throws(() => model.generate([1, 2], { promptLookupNumTokens: 0 }), /prompt_lookup_num_tokens must be an integer >= 1/);
     assert.throws(() => model.generate([1, 2], { promptLookupNumTokens: 3, assistant: q4 }), /not both/);

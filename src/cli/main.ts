@@ -44,6 +44,7 @@ const commands: Record<string, { summary: string; spec: Spec; run: (p: Parsed) =
       max_length: { kind: 'string', value: 'N', help: 'total length, prompt included (generate_openelm.py\'s option), instead of --max-new-tokens' },
       assistant_model: { kind: 'string', value: 'DIR|ID', help: 'speculative decoding with a draft model of the same vocabulary (a smaller OpenELM, or this one in q4); greedy output is unchanged. See num_assistant_tokens, num_assistant_tokens_schedule' },
       assistant_dtype: { kind: 'string', value: 'FORMAT', help: `the assistant's weight format: ${DTYPES.join(' | ')} (default: --dtype)` },
+      'decode-ahead': { kind: 'string', value: 'N', help: 'submit N decode steps at once and read their ids back together (no CPU round trip per token; same tokens; text streams in groups of N). Default 1' },
       device: { kind: 'string', value: 'DEVICE', help: 'accepted for generate_openelm.py compatibility: this engine always runs on the GPU through WebGPU (gpu, cuda, cuda:N, mps and auto all mean that)' },
     },
     run: runGenerate,
@@ -150,6 +151,7 @@ async function runGenerate(p: Parsed): Promise<void> {
     if (kw.maxLength !== undefined) throw new UsageError('give max_length once: --max_length or --generate_kwargs max_length=N');
     kw.maxLength = intOption(p, 'max_length', 1, 0);
   }
+  if (p.values.has('decode-ahead')) kw.decodeAhead = intOption(p, 'decode-ahead', 1, 1);
   if (kw.maxLength !== undefined && kw.maxNewTokens !== undefined) throw new UsageError('give max_length or max_new_tokens, not both');
   deviceOption(p);
   const assistantSource = p.values.get('assistant_model');

@@ -112,16 +112,35 @@ function heldBack(text: string, stops: readonly string[]): number {
   return keep;
 }
 
-/** Prefills the prompt, yields its choice, then one decode step per token. */
-async function* plainIds(engine: TokenEngine, promptIds: readonly number[], randomAt: (n: number) => number, stats: GenerationStats): AsyncGenerator<number> {
+/**
+ * Prefills the prompt, yields its choice, then one decode step per token; with `ahead` > 1, that
+ * many steps are submitted together (each choice fed to the next on the GPU) and their ids read
+ * back at once, never past max_new_tokens. The tokens are the same either way.
+ */
+async function* plainIds(
+  engine: TokenEngine,
+  promptIds: readonly number[],
+  maxNew: number,
+  ahead: number,
+  randomAt: (n: number) => number,
+  stats: GenerationStats,
+): AsyncGenerator<number> {
   let id = await prefillPrompt(engine, promptIds, randomAt, stats);
-  for (let n = 1; ; n++) {
-    yield id;
+  yield id;
+  for (let n = 1; n < maxNew; ) {
     const s = performance.now();
-    engine.setRandom(randomAt(n));
-    id = await engine.decodeStep();
+    const count = Math.min(ahead, maxNew - n, engine.maxSteps);
+    let ids: number[];
+    if (count === 1) {
+      engine.setRandom(randomAt(n));
+      ids = [await engine.decodeStep()];
+    } else {
+      ids = await engine.steps([id], count, Array.from({ length: count }, (_, c) => randomAt(n + c)));
+    }
+    n += ids.length;
     stats.decode_ms += performance.now() - s;
-    stats.decode_tokens_per_s = n / (stats.decode_ms / 1000);
+    stats.decode_tokens_per_s = (n - 1) / (stats.decode_ms / 1000);
+    for (const t of ids) yield (id = t);
   }
 }
 
@@ -239,7 +258,7 @@ export async function* generateTokens(
 
   const source = opts.drafter
     ? speculativeIds(engine, promptIds, cfg, maxNew, opts.drafter, randomAt, stats)
-    : plainIds(engine, promptIds, randomAt, stats);
+    : plainIds(engine, promptIds, maxNew, cfg.decodeAhead, randomAt, stats);
   let pending = ''; // text not yet yielded because it may begin a stop string
   let emitted = 0;
   try {

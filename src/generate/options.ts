@@ -23,6 +23,11 @@ export interface GenerationConfig {
   numAssistantTokens: number;
   /** 'heuristic': +2 after a fully accepted draft, else -1 (minimum 1); 'constant': fixed. */
   numAssistantTokensSchedule: AssistantSchedule;
+  /**
+   * Plain decoding: decode steps submitted together, the ids read back in one copy (no CPU round
+   * trip per token; tokens then stream in groups of this size). 1: a readback per token.
+   */
+  decodeAhead: number;
 }
 
 export const ASSISTANT_SCHEDULES = ['heuristic', 'constant'] as const;
@@ -42,6 +47,7 @@ export const GENERATION_DEFAULTS: GenerationConfig = {
   maxMatchingNgramSize: 2,
   numAssistantTokens: 5,
   numAssistantTokensSchedule: 'heuristic',
+  decodeAhead: 1,
 };
 
 /** The kwargs `--generate_kwargs` accepts, with Hugging Face's names. */
@@ -121,6 +127,7 @@ export function resolveGeneration(o: Partial<GenerationConfig>): GenerationConfi
   if (pl !== undefined && (!Number.isSafeInteger(pl) || pl < 1)) throw new Error(`prompt_lookup_num_tokens must be an integer >= 1 (leave it out to turn prompt lookup off), got ${pl}`);
   if (!Number.isSafeInteger(c.maxMatchingNgramSize) || c.maxMatchingNgramSize < 1) throw new Error(`max_matching_ngram_size must be an integer >= 1, got ${c.maxMatchingNgramSize}`);
   if (!Number.isSafeInteger(c.numAssistantTokens) || c.numAssistantTokens < 1) throw new Error(`num_assistant_tokens must be an integer >= 1, got ${c.numAssistantTokens}`);
+  if (!Number.isSafeInteger(c.decodeAhead) || c.decodeAhead < 1) throw new Error(`decode_ahead must be an integer >= 1, got ${c.decodeAhead}`);
   if (!(ASSISTANT_SCHEDULES as readonly string[]).includes(c.numAssistantTokensSchedule)) {
     throw new Error(`num_assistant_tokens_schedule must be ${ASSISTANT_SCHEDULES.join(' or ')}, got "${c.numAssistantTokensSchedule}"`);
   }
