@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TASKS, TASK_NAMES, hellaswagPreprocess, pyCapitalize, type TaskName } from '../src/eval/tasks.ts';
-import { evaluate, itemResult, loadItems, meanStderr, summarize, type EvalScorer } from '../src/eval/eval.ts';
+import { evaluate, itemResult, loadItems, meanStderr, summarizeEval, type EvalScorer } from '../src/eval/eval.ts';
 import type { ScoreResult, TokenRequest } from '../src/generate/score.ts';
 
 const line = (o: unknown) => JSON.stringify(o);
@@ -104,14 +104,14 @@ test('summary: means and the harness stderr (sample stddev / sqrt(n)); no NaN fo
     { gold: 0, loglikelihoods: [-1, -2], pred: 0, pred_norm: 1 },
     { gold: 1, loglikelihoods: [-1, -2], pred: 0, pred_norm: 1 },
   ];
-  const s = summarize('piqa', items);
+  const s = summarizeEval('piqa', items);
   assert.equal(s.acc, 0.5);
   assert.equal(s.acc_norm, 0.5);
   assert.ok(Math.abs(s.acc_stderr! - 0.5) < 1e-12);
-  const b = summarize('winogrande', items);
+  const b = summarizeEval('winogrande', items);
   assert.equal(b.acc_norm, null);
   assert.equal(b.acc_norm_stderr, null);
-  assert.doesNotMatch(JSON.stringify(summarize('arc_easy', [items[0]])), /NaN|Infinity/);
+  assert.doesNotMatch(JSON.stringify(summarizeEval('arc_easy', [items[0]])), /NaN|Infinity/);
 });
 
 test('evaluate: items in order, each choice scored once, a shared-prefix call per item; abort keeps finished items', async () => {

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { OpenElmModel } from '../runtime/model.ts';
 import type { ScoreResult } from '../generate/score.ts';
-import { evaluate, loadItems, summarize } from '../eval/eval.ts';
+import { evaluate, loadItems, summarizeEval } from '../eval/eval.ts';
 import { perplexity } from '../eval/perplexity.ts';
 import { countProgress } from '../eval/progress.ts';
 import { isTaskName, TASK_NAMES, TASKS } from '../eval/tasks.ts';
@@ -175,7 +175,7 @@ function evalCommand(common: Spec, openModel: OpenModel): Command {
         const done = await evaluate(model, task, items, { reuseContext, signal: stop.signal, onItem: (d, n) => bar.update(d, n) });
         bar.end();
         const s = (performance.now() - t0) / 1000;
-        const report = summarize(task, done);
+        const report = summarizeEval(task, done);
         const interrupted = stop.signal.aborted && done.length < items.length;
         if (p.flags.has('json')) process.stdout.write(`${safeJson({ ...report, ...(interrupted ? { interrupted: true } : {}) })}\n`);
         else {

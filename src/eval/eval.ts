@@ -48,7 +48,7 @@ export function meanStderr(xs: readonly number[]): { mean: number | null; stderr
   return { mean, stderr: Math.sqrt(variance) / Math.sqrt(n) };
 }
 
-export function summarize(task: TaskName, items: EvalItem[]): EvalReport {
+export function summarizeEval(task: TaskName, items: EvalItem[]): EvalReport {
   const acc = meanStderr(items.map((it) => (it.pred === it.gold ? 1 : 0)));
   const norm = TASKS[task].accNorm ? meanStderr(items.map((it) => (it.pred_norm === it.gold ? 1 : 0))) : { mean: null, stderr: null };
   return { task, n: items.length, acc: acc.mean, acc_stderr: acc.stderr, acc_norm: norm.mean, acc_norm_stderr: norm.stderr, items };
