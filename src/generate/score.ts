@@ -4,7 +4,6 @@
 // only its own tokens. The log-softmax and the gather run on the GPU (Engine.scoreTokens).
 
 export interface ScoringEngine {
-  readonly length: number;
   readonly contextLength: number;
   reset(): void;
   rollback(length: number): void;
@@ -63,14 +62,14 @@ function sharedPrefix(a: readonly number[], b: readonly number[], max: number): 
 export async function scoreRequests(engine: ScoringEngine, requests: readonly TokenRequest[], opts: ScoreOptions = {}): Promise<ScoreResult[]> {
   const reqs = requests.map((r) => fitRequest(r, engine.contextLength));
   const inputs = reqs.map((r) => [...r.context, ...r.continuation.slice(0, -1)]);
+  const reuse = opts.reuseContext ?? true;
   let prefix = 0;
-  if ((opts.reuseContext ?? true) && reqs.length > 0) {
+  if (reuse && reqs.length > 0) {
     prefix = Math.min(...reqs.map((r) => r.context.length - 1));
     for (const inp of inputs.slice(1)) prefix = sharedPrefix(inputs[0], inp, prefix);
     engine.reset();
     if (prefix > 0) await engine.prefill(inputs[0].slice(0, prefix), 'none');
   }
-  const reuse = opts.reuseContext ?? true;
   const out: ScoreResult[] = [];
   for (let k = 0; k < reqs.length; k++) {
     const { context, continuation } = reqs[k];
