@@ -102,7 +102,7 @@ const results = await Promise.all([
   })(),
   build({
     ...browserCommon,
-    entryPoints: { app: join(root, 'demo/src/app.ts'), bench: join(root, 'demo/src/bench.ts') },
+    entryPoints: { app: join(root, 'demo/src/app.ts'), bench: join(root, 'demo/src/bench.ts'), eval: join(root, 'demo/src/eval.ts') },
     outdir: join(root, 'demo/dist'),
     plugins: [useBrowserBundle],
   }),

@@ -15,6 +15,9 @@ import { tokenizerFromJson, tokenizerFromModelProto } from './tokenizer/load.ts'
 import type { Tokenizer } from './tokenizer/tokenizer.ts';
 
 export { OpenElmModel, DTYPES, type DType, type ModelOptions, type GenerateOptions, type GenerateResult, type AssistantSpec } from './runtime/model.ts';
+export { encodePair, type ScoreResult, type ScoreOptions, type TokenRequest } from './generate/score.ts';
+export { TASKS, TASK_NAMES, isTaskName, type TaskName, type McItem } from './eval/tasks.ts';
+export { evaluate, loadItems, summarizeEval, type EvalItem, type EvalReport } from './eval/eval.ts';
 export { emptyStats, type GenerationStats, type GeneratedToken, type SpeculativeStats } from './generate/generate.ts';
 export type { GenerationConfig } from './generate/options.ts';
 export { tokenizerFromJson, tokenizerFromModelProto } from './tokenizer/load.ts';

@@ -13,6 +13,7 @@ import { helpText, intOption, parseArgs, parseIdList, UsageError, type Parsed, t
 import { benchCommand } from '../bench/command.ts';
 import { defaultModel } from './default-model.ts';
 import { progressBar } from '../io/progress.ts';
+import { evalCommands } from './eval-commands.ts';
 
 const common: Spec = {
   model: { kind: 'string', value: 'DIR|ID', help: 'model folder in the Hugging Face layout (config.json + safetensors), or a hub id like apple/OpenELM-270M (downloaded once into the cache). Default: a synthetic OpenELM-270M-shaped checkpoint with random weights' },
@@ -61,6 +62,7 @@ const commands: Record<string, { summary: string; spec: Spec; run: (p: Parsed) =
     run: runSynth,
   },
   bench: benchCommand,
+  ...evalCommands(common, openModel),
 };
 
 function usage(): string {

@@ -7,6 +7,7 @@ import { fmtBytes, type Gpu } from '../gpu/gpu.ts';
 import { argmaxDispatch } from '../../kernels/argmax.ts';
 import { attentionDispatch } from '../../kernels/attention.ts';
 import { embeddingDispatches } from '../../kernels/embedding.ts';
+import { logprobDispatch } from '../../kernels/logprob.ts';
 import { releaseDispatches, type Dispatch } from '../../kernels/kernel.ts';
 import { matmulDispatches, type GemvKernel } from '../../kernels/matmul.ts';
 import { qkvPrepareDispatch, ropeTable } from '../../kernels/qkv_prepare.ts';
@@ -95,6 +96,8 @@ export class Engine {
   private sb?: SamplingBuffers;
   private stagingIndex = 0;
   private disposed = false;
+  /** Targets (u32 [chunk]) and results (f32 [chunk, 2]) of scoreTokens, made on first use. */
+  private scoreBuffers?: { targets: GPUBuffer; out: GPUBuffer };
 
   constructor(
     readonly gpu: Gpu,
@@ -417,6 +420,54 @@ export class Engine {
     return out;
   }
 
+  /**
+   * Appends `ids` like prefill and scores them: entry i is the log-probability of `targets[i]`
+   * under the logits after `ids[i]`, and whether it is the greedy choice (argmax, lowest id on
+   * ties). Log-softmax and the gather run on the GPU; a chunk reads back 8 bytes a position.
+   */
+  async scoreTokens(ids: readonly number[], targets: readonly number[]): Promise<{ logprobs: number[]; greedy: boolean[] }> {
+    this.checkLive();
+    this.checkIds(ids);
+    const V = this.plan.vocabSize;
+    if (targets.length !== ids.length) throw new Error(`scoreTokens: ${targets.length} targets for ${ids.length} tokens; give one target per token`);
+    targets.forEach((t, i) => {
+      if (!Number.isInteger(t) || t < 0 || t >= V) throw new Error(`target id ${t} at index ${i} is outside the vocabulary [0, ${V})`);
+    });
+    const S = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    this.scoreBuffers ??= { targets: this.gpu.createBuffer('score_targets', this.chunk * 4, S), out: this.gpu.createBuffer('score_out', this.chunk * 8, S) };
+    const sb = this.scoreBuffers;
+    const logprobs: number[] = [];
+    const greedy: boolean[] = [];
+    for (let start = 0; start < ids.length; start += this.chunk) {
+      const part = ids.slice(start, start + this.chunk);
+      const T = part.length;
+      const made: Dispatch[] = [];
+      try {
+        const ops = this.buildPass(T, 'all', false, made);
+        const lp = logprobDispatch(this.gpu, { n: V, rows: T, offset: 0, logits: this.a.logits, targets: sb.targets, out: sb.out, label: 'logprob' });
+        made.push(lp);
+        ops.push({ kind: 'dispatch', d: lp });
+        this.writePosition(this.length);
+        this.gpu.write(this.a.ids, new Uint32Array(part));
+        this.gpu.write(sb.targets, new Uint32Array(targets.slice(start, start + T)));
+        const enc = this.gpu.device.createCommandEncoder({ label: `score@${this.length}` });
+        encodeOps(enc, ops, 'score');
+        // As after prefill: the greedy choice after the last token is the next decode step's input.
+        if (start + T === ids.length) enc.copyBufferToBuffer(this.a.nextId, 0, this.a.ids, 0, 4);
+        this.gpu.device.queue.submit([enc.finish()]);
+        this.length += T;
+        const out = await this.gpu.readF32(sb.out, T * 2);
+        for (let i = 0; i < T; i++) {
+          logprobs.push(out[2 * i]);
+          greedy.push(out[2 * i + 1] === 1);
+        }
+      } finally {
+        releaseDispatches(this.gpu, made);
+      }
+    }
+    return { logprobs, greedy };
+  }
+
   /** The last-position residual stream captured by the last `prefill(..., { residuals: true })`. */
   async residuals(): Promise<Float32Array> {
     return this.gpu.readF32(this.a.residuals, (this.plan.numLayers + 1) * this.plan.modelDim);
@@ -608,5 +659,6 @@ export class Engine {
     for (const b of Object.values(this.sb ?? {})) this.gpu.destroyBuffer(b);
     for (const b of Object.values(this.a).flat() as GPUBuffer[]) this.gpu.destroyBuffer(b);
     for (const b of [...this.kCache, ...this.vCache]) this.gpu.destroyBuffer(b);
+    if (this.scoreBuffers) for (const b of Object.values(this.scoreBuffers)) this.gpu.destroyBuffer(b);
   }
 }

@@ -7,6 +7,7 @@ import { emptyStats, generateTokens, type Drafter, type GeneratedToken, type Gen
 import { AssistantDrafter, PromptLookupDrafter } from '../generate/drafters.ts';
 import { resolveGeneration, type GenerationConfig } from '../generate/options.ts';
 import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.ts';
+import { encodePair, scoreRequests, type ScoreOptions, type ScoreResult, type TokenRequest } from '../generate/score.ts';
 import { WEIGHT_FORMATS, type WeightFormat } from '../../kernels/weight.ts';
 import { GEMV_KERNELS, tuneGemv, type GemvKernel, type GemvTuning } from '../../kernels/matmul.ts';
 import { Engine, type EngineOptions } from './engine.ts';
@@ -116,6 +117,38 @@ export class OpenElmModel {
     const rows: Float32Array[] = [];
     for (let i = 0; i < flat.length / V; i++) rows.push(flat.subarray(i * V, (i + 1) * V));
     return rows;
+  }
+
+  /**
+   * Log-probability of `continuation` after `context`: the sum, each token's, and whether every
+   * token was the greedy choice. Token ids are fed as they are (include BOS yourself); text is
+   * tokenized as lm-evaluation-harness does (encodePair: BOS added, the continuation's tokens are
+   * those of context+continuation after the context's). Starts a new sequence.
+   */
+  async score(context: string | readonly number[], continuation: string | readonly number[], opts: ScoreOptions = {}): Promise<ScoreResult> {
+    const [r] = await this.scoreRequests([this.request(context, continuation)], opts);
+    return r;
+  }
+
+  /** Token ids of a (context, continuation) pair, text encoded as `score` describes. */
+  request(context: string | readonly number[], continuation: string | readonly number[]): TokenRequest {
+    if (typeof context === 'string' && typeof continuation === 'string') {
+      const tok = this.tokenizer;
+      if (!tok) throw new Error('this model has no tokenizer: pass token ids, or load one with the tokenizer option');
+      const r = encodePair(tok, context, continuation);
+      const bad = [...r.context, ...r.continuation].find((id) => id >= this.plan.vocabSize);
+      if (bad !== undefined) {
+        throw new Error(`the tokenizer (${tok.source}) produced token id ${bad}, outside this model's vocabulary of ${this.plan.vocabSize}; use the model's own tokenizer`);
+      }
+      return r;
+    }
+    if (typeof context === 'string' || typeof continuation === 'string') throw new Error('score: give the context and the continuation both as text or both as token ids');
+    return { context, continuation };
+  }
+
+  /** Scores several requests; a token prefix they share runs once (see scoreRequests). */
+  scoreRequests(requests: readonly TokenRequest[], opts: ScoreOptions = {}): Promise<ScoreResult[]> {
+    return scoreRequests(this.engine, requests, opts);
   }
 
   /**
