@@ -66,9 +66,9 @@ import { fileURLToPath } from 'node:url';
 /** The project root (tests run from build/test/). */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** The shared reference fixtures: ../shared/fixtures beside the checkout, or $OPENELM_FIXTURES. */
+/** The reference fixtures: test/fixtures in the repository, or $OPENELM_FIXTURES (another folder of fixtures). */
 export function fixtureDir(name: string): string {
-  return join(process.env.OPENELM_FIXTURES ?? resolve(repoRoot, '../shared/fixtures'), name);
+  return join(process.env.OPENELM_FIXTURES ?? resolve(repoRoot, 'test/fixtures'), name);
 }
 
 export interface FixturePrompt {

@@ -19,8 +19,9 @@ import {
   type TensorEntry,
 } from '../src/io/safetensors.ts';
 import { fileSource, openCheckpoint, writeCheckpointWeights, writeSafetensors } from '../src/io/node-source.ts';
+import { fixtureDir } from './helpers.ts';
 
-const TINY = '/work/shared/fixtures/tiny-elm';
+const TINY = fixtureDir('tiny-elm');
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'openelm-st-'));
