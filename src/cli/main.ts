@@ -13,6 +13,11 @@ import { helpText, intOption, parseArgs, parseIdList, UsageError, type Parsed, t
 import { benchCommand } from '../bench/command.ts';
 import { defaultModel } from './default-model.ts';
 import { progressBar } from '../io/progress.ts';
+import { disposeWhenIdle, startLifecycle } from './lifecycle.ts';
+import { checkFiniteRows } from './finite.ts';
+
+// Exit codes, signals and a closed stdout (see lifecycle.ts); commands stop when life.signal aborts.
+const life = startLifecycle();
 
 const common: Spec = {
   model: { kind: 'string', value: 'DIR|ID', help: 'model folder in the Hugging Face layout (config.json + safetensors), or a hub id like apple/OpenELM-270M (downloaded once into the cache). Default: a synthetic OpenELM-270M-shaped checkpoint with random weights' },
@@ -106,9 +111,12 @@ async function runLogits(p: Parsed): Promise<void> {
   const ids = inputIds(p);
   const { model } = await openModel(p);
   try {
+    life.signal.throwIfAborted();
     const rows = await model.logits(ids, { allPositions: p.flags.has('all-positions') });
+    life.signal.throwIfAborted();
+    checkFiniteRows(rows, (i) => (p.flags.has('all-positions') ? i : ids.length - 1));
     if (p.flags.has('json')) {
-      process.stdout.write(`{"logits":[${rows.map((r) => `[${Array.from(r).join(',')}]`).join(',')}]}\n`);
+      await life.write(`{"logits":[${rows.map((r) => `[${Array.from(r).join(',')}]`).join(',')}]}\n`);
     } else {
       rows.forEach((r, i) => {
         const pos = p.flags.has('all-positions') ? i : ids.length - 1;
@@ -117,7 +125,7 @@ async function runLogits(p: Parsed): Promise<void> {
       });
     }
   } finally {
-    model.dispose();
+    await disposeWhenIdle(model);
   }
 }
 
@@ -153,23 +161,24 @@ async function runGenerate(p: Parsed): Promise<void> {
     const stats: GenerationStats = emptyStats();
     const out: number[] = [];
     let text = '';
-    if (!json && prompt !== undefined) process.stdout.write(prompt);
-    for await (const t of model.generate(input, { ...cfg, stats })) {
+    life.signal.throwIfAborted();
+    if (!json && prompt !== undefined) await life.write(prompt);
+    for await (const t of model.generate(input, { ...cfg, stats, signal: life.signal })) {
       out.push(t.id);
       text += t.text;
-      if (!json) process.stdout.write(model.tokenizer && prompt !== undefined ? t.text : `${out.length === 1 ? '' : ' '}${t.id}`);
+      if (!json) await life.write(model.tokenizer && prompt !== undefined ? t.text : `${out.length === 1 ? '' : ' '}${t.id}`);
     }
     if (json) {
-      process.stdout.write(`${JSON.stringify({ output_ids: out, text, stats: { ...stats, load_ms: loadMs, gemv: model.engine.gemv } })}\n`);
+      await life.write(`${JSON.stringify({ output_ids: out, text, stats: { ...stats, load_ms: loadMs, gemv: model.engine.gemv } })}\n`);
     } else {
-      process.stdout.write('\n');
+      await life.write('\n');
       console.error(
         `[prompt ${stats.prompt_tokens} tokens, ${stats.new_tokens} new; prefill ${stats.prefill_tokens_per_s.toFixed(2)} tok/s, ` +
           `decode ${stats.decode_tokens_per_s.toFixed(2)} tok/s, ${stats.dispatches_per_token} dispatches/token; load ${(loadMs / 1000).toFixed(1)} s]`,
       );
     }
   } finally {
-    model.dispose();
+    await disposeWhenIdle(model);
   }
 }
 
@@ -204,11 +213,6 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).then(
-  () => process.exit(0),
-  (e: unknown) => {
-    const msg = e instanceof Error ? e.message : String(e);
-    process.stderr.write(`openelm: ${msg.split('\n')[0]}\n`);
-    if (process.env.OPENELM_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
-    process.exit(e instanceof UsageError ? 2 : 1);
-  },
+  () => life.settle({ ok: true }),
+  (error: unknown) => life.settle({ ok: false, error }),
 );
