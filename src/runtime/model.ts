@@ -9,6 +9,7 @@ import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { WEIGHT_FORMATS, type WeightFormat } from '../../kernels/weight.ts';
 import { GEMV_KERNELS, tuneGemv, type GemvKernel, type GemvTuning } from '../../kernels/matmul.ts';
 import { Engine, type EngineOptions } from './engine.ts';
+import { checkModelFits } from './fits.ts';
 import { destroyWeights, loadWeights, type LoadProgress } from './weights.ts';
 
 export type DType = WeightFormat;
@@ -60,6 +61,9 @@ export class OpenElmModel {
     if (!DTYPES.includes(dtype)) throw new Error(`dtype must be one of ${DTYPES.join(', ')}, got ${dtype}`);
     const gemvOpt = opts.gemv ?? 'auto';
     if (gemvOpt !== 'auto' && !GEMV_KERNELS.includes(gemvOpt)) throw new Error(`gemv must be auto, ${GEMV_KERNELS.join(' or ')}, got ${String(gemvOpt)}`);
+    // Sizes first: nothing is allocated for a config or context the device cannot hold.
+    const contextFrom = opts.contextLength === undefined ? 'max_context_length in config.json' : 'the context length (--context-length)';
+    checkModelFits(plan, opts.contextLength ?? plan.maxContext, gpu.limits, contextFrom, opts.prefillChunk);
     const weights = await loadWeights(gpu, plan, tensors, dtype, opts.onProgress);
     try {
       let tuning: GemvTuning | undefined;
