@@ -9,7 +9,7 @@ import { encodeChat, renderChat } from '../tokenizer/chat.ts';
 import { loadChatTemplate } from '../tokenizer/node-load.ts';
 import { emptyStats } from '../generate/generate.ts';
 import { applyKwargs, KWARGS, resolveGeneration, type GenerationConfig } from '../generate/options.ts';
-import { helpText, intOption, parseArgs, parseIdList, UsageError, type Parsed, type Spec } from './args.ts';
+import { asUsage, checkIdsInVocab, helpText, intOption, parseArgs, parseIdList, UsageError, type Parsed, type Spec } from './args.ts';
 import { benchCommand } from '../bench/command.ts';
 import { defaultModel } from './default-model.ts';
 import { progressBar } from '../io/progress.ts';
@@ -111,6 +111,7 @@ async function runLogits(p: Parsed): Promise<void> {
   const ids = inputIds(p);
   const { model } = await openModel(p);
   try {
+    checkIdsInVocab(ids, model.plan.vocabSize, '--input-ids');
     life.signal.throwIfAborted();
     const rows = await model.logits(ids, { allPositions: p.flags.has('all-positions') });
     life.signal.throwIfAborted();
@@ -135,21 +136,18 @@ async function runGenerate(p: Parsed): Promise<void> {
   if (prompt !== undefined && p.values.has('input-ids')) throw new UsageError('give either --prompt or --input-ids, not both');
   let kw: Partial<GenerationConfig> = {};
   if (p.values.has('max-new-tokens')) kw.maxNewTokens = intOption(p, 'max-new-tokens', 0, 32);
-  try {
-    kw = applyKwargs(kw, p.lists.get('generate_kwargs') ?? []);
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  kw = asUsage(() => applyKwargs(kw, p.lists.get('generate_kwargs') ?? []));
   if (p.values.has('max-new-tokens') && (p.lists.get('generate_kwargs') ?? []).some((k) => k.startsWith('max_new_tokens='))) {
     throw new UsageError('give max_new_tokens once: --max-new-tokens or --generate_kwargs max_new_tokens=N');
   }
   // Text prompts stop at eos as Hugging Face does; raw ids generate exactly the tokens asked for.
   kw.stopAtEos = prompt !== undefined || p.flags.has('stop-at-eos');
-  const cfg = resolveGeneration(kw);
+  const cfg = asUsage(() => resolveGeneration(kw));
   const ids = prompt === undefined ? inputIds(p, p.values.has('model') ? undefined : [1]) : undefined;
   if (p.flags.has('chat') && prompt === undefined) throw new UsageError('--chat needs --prompt');
   const { model, dir, loadMs } = await openModel(p);
   try {
+    if (ids) checkIdsInVocab(ids, model.plan.vocabSize, '--input-ids');
     let input: string | readonly number[] = prompt ?? ids!;
     if (p.flags.has('chat')) {
       const tok = p.values.get('tokenizer');

@@ -671,14 +671,18 @@ export async function downloadModel(repoId: string, opts: DownloadOptions = {}):
 
   const dir = snapshotDir(repoId, revision, opts.cacheDir);
   if (await cachedComplete(dir, repoId, revision, optional)) return dir;
-  await mkdir(dir, { recursive: true });
+  // The first folder this call creates (the cache root itself, on a first run), or undefined.
+  const created = await mkdir(dir, { recursive: true });
   try {
     return await download(repoId, revision, endpoint, origin, token, tokenFrom, optional, dir, opts);
   } catch (e) {
-    // Leave no empty folders behind (a mistyped id, a refused token); rmdir fails on non-empty ones.
-    await rmdir(dir)
-      .then(() => rmdir(dirname(dir)))
-      .catch(() => {});
+    // Leave no empty folders behind (a mistyped id, a refused token): the snapshot folder, its
+    // repository folder, and every parent this call created (hub/, the cache root). rmdir fails
+    // on non-empty ones, which keeps partial downloads for resuming and other repositories' files.
+    const stop = dirname(created ?? dirname(dir));
+    for (let d = dir; d !== stop && d !== dirname(d); d = dirname(d)) {
+      if (!(await rmdir(d).then(() => true, () => false))) break;
+    }
     throw e;
   }
 }
