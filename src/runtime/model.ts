@@ -10,6 +10,7 @@ import { WEIGHT_FORMATS, type WeightFormat } from '../../kernels/weight.ts';
 import { GEMV_KERNELS, tuneGemv, type GemvKernel, type GemvTuning } from '../../kernels/matmul.ts';
 import { Engine, type EngineOptions } from './engine.ts';
 import { checkModelFits } from './fits.ts';
+import { FifoLock } from './fifo-lock.ts';
 import { destroyWeights, loadWeights, type LoadProgress } from './weights.ts';
 
 export type DType = WeightFormat;
@@ -40,6 +41,9 @@ export interface GenerateResult {
 }
 
 export class OpenElmModel {
+  /** Serialises logits() and generate() on this model in call order (see README, Concurrency). */
+  private readonly lock = new FifoLock();
+
   private constructor(
     readonly gpu: Gpu,
     readonly plan: ModelPlan,
@@ -94,13 +98,15 @@ export class OpenElmModel {
   }
 
   /** Logits after the last id ([vocab]), or after every id ([ids.length][vocab]). Starts a new sequence. */
-  async logits(ids: readonly number[], opts: { allPositions?: boolean } = {}): Promise<Float32Array[]> {
-    this.engine.reset();
-    const V = this.plan.vocabSize;
-    const flat = await this.engine.prefill(ids, opts.allPositions ? 'all' : 'last');
-    const rows: Float32Array[] = [];
-    for (let i = 0; i < flat.length / V; i++) rows.push(flat.subarray(i * V, (i + 1) * V));
-    return rows;
+  logits(ids: readonly number[], opts: { allPositions?: boolean } = {}): Promise<Float32Array[]> {
+    return this.lock.run(async () => {
+      this.engine.reset();
+      const V = this.plan.vocabSize;
+      const flat = await this.engine.prefill(ids, opts.allPositions ? 'all' : 'last');
+      const rows: Float32Array[] = [];
+      for (let i = 0; i < flat.length / V; i++) rows.push(flat.subarray(i * V, (i + 1) * V));
+      return rows;
+    });
   }
 
   /**
@@ -115,7 +121,8 @@ export class OpenElmModel {
     const tok = this.tokenizer && this.tokenizer.vocabSize === this.plan.vocabSize ? this.tokenizer : undefined;
     const text = tok ? new StreamDecoder(tok, { stripLeadingSpace: false }) : undefined;
     if (cfg.stopStrings.length > 0 && !text) throw new Error("stop strings need a tokenizer for this model's vocabulary");
-    return generateTokens(this.engine, ids, cfg, { eosTokenId: opts.eosTokenId ?? this.plan.eosTokenId, text, signal: opts.signal, stats: opts.stats });
+    // Holds the model from the first next() to the end: a started generator blocks later calls.
+    return this.lock.hold(() => generateTokens(this.engine, ids, cfg, { eosTokenId: opts.eosTokenId ?? this.plan.eosTokenId, text, signal: opts.signal, stats: opts.stats }));
   }
 
   /** Generates to the end and returns the new ids, their text and the statistics. */
