@@ -101,3 +101,14 @@ export function loadFixture(name: string): Fixture {
     },
   };
 }
+
+/** A safetensors file from a header (object or raw text) and data bytes; `len` overrides N. */
+export function rawFile(header: unknown, data: Uint8Array | number = 0, len?: bigint): Uint8Array {
+  const json = new TextEncoder().encode(typeof header === 'string' ? header : JSON.stringify(header));
+  const d = typeof data === 'number' ? new Uint8Array(data) : data;
+  const out = new Uint8Array(8 + json.length + d.length);
+  new DataView(out.buffer).setBigUint64(0, len ?? BigInt(json.length), true);
+  out.set(json, 8);
+  out.set(d, 8 + json.length);
+  return out;
+}

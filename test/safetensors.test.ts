@@ -19,7 +19,7 @@ import {
   type TensorEntry,
 } from '../src/io/safetensors.ts';
 import { fileSource, openCheckpoint, writeCheckpointWeights, writeSafetensors } from '../src/io/node-source.ts';
-import { fixtureDir } from './helpers.ts';
+import { fixtureDir, rawFile } from './helpers.ts';
 
 const TINY = fixtureDir('tiny-elm');
 
@@ -39,16 +39,6 @@ function rand(seed: number, n: number, scale = 1): Float32Array {
   return out;
 }
 
-/** A safetensors file from a header (object or raw text) and data bytes; `len` overrides N. */
-function rawFile(header: unknown, data: Uint8Array | number = 0, len?: bigint): Uint8Array {
-  const json = new TextEncoder().encode(typeof header === 'string' ? header : JSON.stringify(header));
-  const d = typeof data === 'number' ? new Uint8Array(data) : data;
-  const out = new Uint8Array(8 + json.length + d.length);
-  new DataView(out.buffer).setBigUint64(0, len ?? BigInt(json.length), true);
-  out.set(json, 8);
-  out.set(d, 8 + json.length);
-  return out;
-}
 
 async function parseRaw(bytes: Uint8Array) {
   return parseSafetensors(memorySource('model.safetensors', bytes));

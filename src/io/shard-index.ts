@@ -45,28 +45,30 @@ export function parseShardIndex(text: string, where: string): Map<string, string
  * shards both hold, is an ambiguous checkpoint and an error naming the files and the tensor.
  */
 export function assembleShards(byShard: ReadonlyMap<string, readonly string[]>, shards: ReadonlyMap<string, Map<string, TensorEntry>>, where: string): Map<string, TensorEntry> {
-  const shardOf = new Map<string, string>();
-  for (const [file, names] of byShard) for (const n of names) shardOf.set(n, file);
-  const out = new Map<string, TensorEntry>();
-  for (const [file, names] of byShard) {
-    const entries = shards.get(file);
-    if (!entries) throw new Error(`${where}: shard "${file}" was not opened`);
-    for (const name of names) {
-      const e = entries.get(name);
-      if (!e) throw new Error(`${where}: tensor "${name}" is mapped to shard "${file}", but that shard does not hold it`);
-      out.set(name, e);
-    }
-  }
+  // Which shard holds each tensor, by the shards' own headers.
   const heldBy = new Map<string, string>();
   for (const [file, entries] of shards) {
     for (const name of entries.keys()) {
       const other = heldBy.get(name);
       if (other !== undefined) throw new Error(`${where}: tensor "${name}" is in two shards, "${other}" and "${file}"`);
       heldBy.set(name, file);
-      const mapped = shardOf.get(name);
-      if (mapped === undefined) throw new Error(`${where}: shard "${file}" holds tensor "${name}", which the index does not list`);
-      if (mapped !== file) throw new Error(`${where}: tensor "${name}" is in shard "${file}", but the index maps it to shard "${mapped}"`);
     }
+  }
+  const out = new Map<string, TensorEntry>();
+  for (const [file, names] of byShard) {
+    for (const name of names) {
+      const e = shards.get(file)?.get(name);
+      if (e) {
+        out.set(name, e);
+        continue;
+      }
+      const actual = heldBy.get(name);
+      if (actual !== undefined) throw new Error(`${where}: tensor "${name}" is in shard "${actual}", but the index maps it to shard "${file}"`);
+      throw new Error(`${where}: tensor "${name}" is mapped to shard "${file}", but that shard does not hold it`);
+    }
+  }
+  for (const [name, file] of heldBy) {
+    if (!out.has(name)) throw new Error(`${where}: shard "${file}" holds tensor "${name}", which the index does not list`);
   }
   return out;
 }

@@ -26,6 +26,9 @@ export interface ModelWeights {
   layers: LayerWeights[];
 }
 
+/** The dtypes weights are read from (converted to the chosen format while loading). */
+const FLOAT_DTYPES: readonly string[] = ['F32', 'F16', 'BF16'];
+
 export type LoadProgress = (done: number, total: number, tensor: string) => void;
 
 /** Checks names and shapes of every tensor before any is read, so a bad checkpoint fails fast. */
@@ -36,6 +39,7 @@ export function checkCheckpoint(plan: ModelPlan, tensors: Map<string, TensorEntr
     const e = tensors.get(spec.name);
     if (!e) throw new Error(`${anyFile}: missing tensor "${spec.name}" (expected shape [${spec.shape.join(', ')}])`);
     checkTensorShape(e, spec.shape, e.source.name);
+    if (!FLOAT_DTYPES.includes(e.dtype)) throw new Error(`${e.source.name}: tensor "${e.name}" has dtype ${e.dtype}, expected one of ${FLOAT_DTYPES.join(', ')}`);
   }
   const extra = [...tensors.keys()].filter((n) => !expected.has(n));
   if (extra.length > 0) {
