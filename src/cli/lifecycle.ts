@@ -7,7 +7,8 @@
 //   aborted and ends quietly with exit code 0.
 // - SIGINT / SIGTERM abort the run through `signal`; commands stop at their next checkpoint, wait
 //   for submitted GPU work and free the model, and the process exits 130 / 143. A second signal
-//   ends the process at once.
+//   ends the process at once. Commands opt in with trapSignals() once they watch `signal`; the
+//   others keep Node's default (the signal ends the process).
 import { UsageError } from './args.ts';
 
 /** Exit codes: 2 for every usage error (bad option, bad value, bad generate_kwargs), 1 for the rest. */
@@ -18,6 +19,8 @@ const SIGNAL_EXIT: Record<'SIGINT' | 'SIGTERM', number> = { SIGINT: 130, SIGTERM
 export interface RunLifecycle {
   /** Aborted on SIGINT, SIGTERM or a closed stdout. */
   readonly signal: AbortSignal;
+  /** From now on SIGINT / SIGTERM abort `signal` instead of ending the process. */
+  trapSignals(): void;
   /** Writes to stdout and resolves once the text is handed to the OS (or stdout is gone). */
   write(text: string): Promise<void>;
   /** Records how the run ended: exit code and at most one stderr line. */
@@ -40,16 +43,21 @@ export function startLifecycle(): RunLifecycle {
     stdoutClosed = true;
     controller.abort(new Error('stdout was closed'));
   });
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(sig, () => {
-      if (caught) process.exit(SIGNAL_EXIT[sig]); // a second signal: the user means it, stop now
-      caught = sig;
-      controller.abort(new Error(`interrupted (${sig})`));
-    });
-  }
+  let trapped = false;
 
   return {
     signal: controller.signal,
+    trapSignals(): void {
+      if (trapped) return;
+      trapped = true;
+      for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+        process.on(sig, () => {
+          if (caught) process.exit(SIGNAL_EXIT[sig]); // a second signal: the user means it, stop now
+          caught = sig;
+          controller.abort(new Error(`interrupted (${sig})`));
+        });
+      }
+    },
     write(text: string): Promise<void> {
       if (stdoutClosed || process.stdout.destroyed) return Promise.resolve();
       return new Promise((resolve) => {

@@ -108,6 +108,7 @@ function inputIds(p: Parsed, fallback?: number[]): number[] {
 }
 
 async function runLogits(p: Parsed): Promise<void> {
+  life.trapSignals();
   const ids = inputIds(p);
   const { model } = await openModel(p);
   try {
@@ -131,6 +132,7 @@ async function runLogits(p: Parsed): Promise<void> {
 }
 
 async function runGenerate(p: Parsed): Promise<void> {
+  life.trapSignals();
   const json = p.flags.has('json');
   const prompt = p.values.get('prompt');
   if (prompt !== undefined && p.values.has('input-ids')) throw new UsageError('give either --prompt or --input-ids, not both');
