@@ -8,7 +8,7 @@ import { grid, makeDispatch, type Dispatch } from './kernel.ts';
 
 /** Bytes of workgroup memory for merging the per-thread accumulators. */
 const MERGE_BYTES = 4096;
-const MAX_HEAD_DIM = 256;
+export const MAX_HEAD_DIM = 256;
 /** With MERGE_BYTES, keeps workgroup memory at most 4 KiB + 8 bytes per thread (6 KiB). */
 const MAX_WORKGROUP = 256;
 

@@ -1,6 +1,6 @@
 // `npm run demo`: serves the browser demo (demo/), the browser bundle (dist/browser/) and model
 // folders on 127.0.0.1, with HTTP Range support, and prints the URL. Needs no download: the
-// models are the tiny-elm reference fixture (../shared/fixtures/tiny-elm) and a small synthetic
+// models are the tiny-elm reference fixture (test/fixtures/tiny-elm) and a small synthetic
 // model with random weights written on first use (Llama-2's 32000-token vocabulary, so text
 // prompts work with the built-in tokenizer).
 //
@@ -247,7 +247,7 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
 /** The default model folders: the tiny-elm fixture and the small synthetic model. */
 export async function defaultModels() {
   const models = {};
-  const fixtures = process.env.OPENELM_FIXTURES ?? resolve(root, '../shared/fixtures');
+  const fixtures = process.env.OPENELM_FIXTURES ?? resolve(root, 'test/fixtures');
   const tiny = join(fixtures, 'tiny-elm');
   if (existsSync(join(tiny, 'config.json'))) models['tiny-elm'] = tiny;
   else console.error(`note: the tiny-elm fixture is not at ${tiny} (set OPENELM_FIXTURES); serving without it`);

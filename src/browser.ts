@@ -9,6 +9,7 @@ import { acquireDevice, type AcquiredDevice } from './gpu/device.ts';
 import { fmtBytes, Gpu } from './gpu/gpu.ts';
 import { DEFAULT_CACHE_NAME, ModelCache, cacheUnavailableReason, quotaError, type CacheOptions } from './io/browser-cache.ts';
 import { parseSafetensors, type ByteSource, type TensorEntry } from './io/safetensors.ts';
+import { assembleShards, INDEX_FILE, parseShardIndex } from './io/shard-index.ts';
 import { blobSource, fetchOptional, httpSource, HttpError } from './io/web-source.ts';
 import { OpenElmModel, type ModelOptions } from './runtime/model.ts';
 import { tokenizerFromJson, tokenizerFromModelProto } from './tokenizer/load.ts';
@@ -40,7 +41,6 @@ export { summarize, type Stat } from './bench/stats.ts';
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 const CONFIG_FILE = 'config.json';
 const SINGLE_FILE = 'model.safetensors';
-const INDEX_FILE = 'model.safetensors.index.json';
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer.model'];
 
 /** A model folder's URL, a Hugging Face hub id (`owner/name`, optionally `@revision`), or the files of a model folder. */
@@ -274,52 +274,23 @@ function isFileList(s: unknown): s is FileList | Iterable<File> {
 
 // ---- Loading ----
 
-async function readShardIndex(folder: Folder, text: Uint8Array): Promise<Map<string, string[]>> {
-  const where = `${folder.name} ${INDEX_FILE}`;
-  let index: unknown;
-  try {
-    index = JSON.parse(new TextDecoder().decode(text));
-  } catch (e) {
-    throw new Error(`${where}: not valid JSON (${(e as Error).message})`);
-  }
-  const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
-  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
-    throw new Error(`${where}: expected an object with "weight_map": {tensor name: shard file}`);
-  }
-  const byShard = new Map<string, string[]>();
-  for (const [name, f] of Object.entries(weightMap as Record<string, unknown>)) {
-    if (typeof f !== 'string' || f.length === 0 || f.includes('/') || f.includes('\\') || f === '.' || f === '..') {
-      throw new Error(`${where}: weight_map["${name}"] must be a plain shard file name, got ${JSON.stringify(f)}`);
-    }
-    let list = byShard.get(f);
-    if (!list) byShard.set(f, (list = []));
-    list.push(name);
-  }
-  if (byShard.size === 0) throw new Error(`${where}: weight_map is empty`);
-  return byShard;
-}
-
 /** Opens the weight files: model.safetensors, else the index and its shards. Reads headers only. */
 async function openWeights(folder: Folder): Promise<{ tensors: Map<string, TensorEntry>; sources: ByteSource[] }> {
   const single = await folder.source(SINGLE_FILE);
   if (single) return { tensors: await parseSafetensors(single), sources: [single] };
   const index = await folder.bytes(INDEX_FILE);
   if (!index) throw new Error(`${folder.name}: no weights found: looked for ${SINGLE_FILE} and ${INDEX_FILE}`);
-  const byShard = await readShardIndex(folder, index);
-  const out = new Map<string, TensorEntry>();
+  const where = `${folder.name} ${INDEX_FILE}`;
+  const byShard = parseShardIndex(new TextDecoder().decode(index), where);
+  const shards = new Map<string, Map<string, TensorEntry>>();
   const sources: ByteSource[] = [];
   for (const [file, names] of byShard) {
     const src = await folder.source(file);
     if (!src) throw new Error(`${folder.name}: shard "${file}" (holding "${names[0]}"${names.length > 1 ? ` and ${names.length - 1} more` : ''}) is missing`);
     sources.push(src);
-    const entries = await parseSafetensors(src);
-    for (const name of names) {
-      const e = entries.get(name);
-      if (!e) throw new Error(`${folder.name} ${INDEX_FILE}: tensor "${name}" is mapped to shard "${file}", but that shard does not hold it`);
-      out.set(name, e);
-    }
+    shards.set(file, await parseSafetensors(src));
   }
-  return { tensors: out, sources };
+  return { tensors: assembleShards(byShard, shards, where), sources };
 }
 
 let defaultTok: Promise<Tokenizer> | undefined;

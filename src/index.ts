@@ -9,6 +9,7 @@ import { nodeGpu } from './gpu/node-gpu.ts';
 import { openCheckpoint } from './io/node-source.ts';
 import { downloadModel, isHubId, type DownloadOptions } from './io/hub.ts';
 import { OpenElmModel, type ModelLoader, type ModelOptions } from './runtime/model.ts';
+import { checkCheckpoint } from './runtime/weights.ts';
 import { loadTokenizer } from './tokenizer/node-load.ts';
 import type { Tokenizer } from './tokenizer/tokenizer.ts';
 
@@ -71,6 +72,7 @@ export async function loadModel(source: string, opts: LoadOptions = {}): Promise
   const dir = await resolveModelSource(source, opts.hub);
   const plan = await loadPlan(dir);
   const tensors = await openCheckpoint(dir);
+  checkCheckpoint(plan, tensors); // names and shapes against the config, before any device exists
   const tokenizer = typeof opts.tokenizer === 'object' ? opts.tokenizer : await loadTokenizer(opts.tokenizer ?? dir);
   const gpu = opts.gpu ?? (await createGpu());
   try {

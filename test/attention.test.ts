@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import { attentionDispatch, attentionRef } from '../kernels/attention.ts';
-import { releaseDispatches, runDispatches, type Dispatch } from '../kernels/kernel.ts';
+import { releaseDispatches, runDispatches } from '../kernels/kernel.ts';
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { assertClose, randn, rng, testGpu } from './helpers.ts';
 
@@ -93,45 +93,4 @@ test('attention: a prepared decode dispatch follows the position buffer', async 
   }
   releaseDispatches(gpu, [d]);
   for (const b of Object.values(bufs)) gpu.destroyBuffer(b);
-});
-
-async function medianMs(gpu: Gpu, d: Dispatch, runs: number): Promise<number> {
-  runDispatches(gpu, [d]);
-  await gpu.device.queue.onSubmittedWorkDone();
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    runDispatches(gpu, [d]);
-    await gpu.device.queue.onSubmittedWorkDone();
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(runs / 2)];
-}
-
-test('attention timings (logged, not asserted)', async () => {
-  const gpu = await testGpu();
-  const r = rng(17);
-  const shapes = [
-    { name: 'decode T=1 nq=20 nkv=5 hd=64 pos0=1000 ctx=2048', T: 1, nq: 20, nkv: 5, hd: 64, maxCtx: 2048, pos0: 1000 },
-    { name: 'prefill T=100 nq=12 nkv=3 hd=64 pos0=0 ctx=2048', T: 100, nq: 12, nkv: 3, hd: 64, maxCtx: 2048, pos0: 0 },
-  ];
-  const sizes = process.env.ATTN_WG ? process.env.ATTN_WG.split(',').map(Number) : [undefined];
-  for (const s of shapes) {
-    const bufs = {
-      q: gpu.upload('q', randn(r, s.T * s.nq * s.hd)),
-      kCache: gpu.upload('k', randn(r, s.nkv * s.maxCtx * s.hd)),
-      vCache: gpu.upload('v', randn(r, s.nkv * s.maxCtx * s.hd)),
-      position: gpu.uniform('pos', [s.pos0]),
-      out: gpu.upload('out', new Float32Array(s.T * s.nq * s.hd)),
-    };
-    for (const wg of sizes) {
-      const d = attentionDispatch(gpu, { tokens: s.T, numQ: s.nq, numKv: s.nkv, headDim: s.hd, maxContext: s.maxCtx, ...bufs, workgroupSize: wg });
-      const ms = await medianMs(gpu, d, 9);
-      console.log(`# attention ${s.name}${wg ? ` wg=${wg}` : ''}: median ${ms.toFixed(2)} ms`);
-      releaseDispatches(gpu, [d]);
-    }
-    gpu.checkErrors();
-    for (const b of Object.values(bufs)) gpu.destroyBuffer(b);
-  }
 });

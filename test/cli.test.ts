@@ -82,7 +82,7 @@ test('a sharded F32 copy of the checkpoint is read the same way', async () => {
 });
 
 test('bad input gives one clear line and a non-zero exit', () => {
-  fails(/token id 512 at index 1 is outside the vocabulary \[0, 512\)/, 'logits', '--model', fx.dir, '--input-ids', '1,512');
+  fails(/--input-ids: token id 512 \(position 1\) is outside the model's vocabulary of 512/, 'logits', '--model', fx.dir, '--input-ids', '1,512');
   fails(/unknown option --temprature/, 'generate', '--model', fx.dir, '--input-ids', '1', '--temprature', '1');
   fails(/--input-ids.*"x"/, 'logits', '--model', fx.dir, '--input-ids', '1,x');
   fails(/--dtype must be one of/, 'logits', '--model', fx.dir, '--input-ids', '1', '--dtype', 'f8');

@@ -5,8 +5,9 @@ import { readFileSync } from 'node:fs';
 import { parseConfig, parseConfigText, type OpenElmConfig } from '../src/config/config.ts';
 import { derivePlan, layerMultipliers, linspace, makeDivisible, roundTo2 } from '../src/config/plan.ts';
 import { RELEASED_SIZES, releasedConfig, releasedRepoName } from '../src/config/released.ts';
+import { fixtureDir } from './helpers.ts';
 
-const TINY = '/work/shared/fixtures/tiny-elm';
+const TINY = fixtureDir('tiny-elm');
 const tinyJson = (): Record<string, unknown> => JSON.parse(readFileSync(`${TINY}/config.json`, 'utf8'));
 
 /** A minimal valid config (only the required keys). */

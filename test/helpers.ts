@@ -66,9 +66,9 @@ import { fileURLToPath } from 'node:url';
 /** The project root (tests run from build/test/). */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** The shared reference fixtures: ../shared/fixtures beside the checkout, or $OPENELM_FIXTURES. */
+/** The reference fixtures: test/fixtures in the repository, or $OPENELM_FIXTURES (another folder of fixtures). */
 export function fixtureDir(name: string): string {
-  return join(process.env.OPENELM_FIXTURES ?? resolve(repoRoot, '../shared/fixtures'), name);
+  return join(process.env.OPENELM_FIXTURES ?? resolve(repoRoot, 'test/fixtures'), name);
 }
 
 export interface FixturePrompt {
@@ -100,4 +100,15 @@ export function loadFixture(name: string): Fixture {
       return new Float32Array(bin.buffer.slice(start, start + 4 * a.count));
     },
   };
+}
+
+/** A safetensors file from a header (object or raw text) and data bytes; `len` overrides N. */
+export function rawFile(header: unknown, data: Uint8Array | number = 0, len?: bigint): Uint8Array {
+  const json = new TextEncoder().encode(typeof header === 'string' ? header : JSON.stringify(header));
+  const d = typeof data === 'number' ? new Uint8Array(data) : data;
+  const out = new Uint8Array(8 + json.length + d.length);
+  new DataView(out.buffer).setBigUint64(0, len ?? BigInt(json.length), true);
+  out.set(json, 8);
+  out.set(d, 8 + json.length);
+  return out;
 }

@@ -419,6 +419,18 @@ test('unknown models, revisions and missing weights give one clear line', { time
   assert.deepEqual(log.map((l) => l.path), []);
 });
 
+test('a failed download into a fresh cache leaves no empty folders (cache root, hub/, repository)', { timeout: 30_000 }, async () => {
+  resetModes();
+  const parent = tempDir();
+  const cache = join(parent, 'fresh', 'cache'); // nothing of it exists yet
+  await assert.rejects(dl('nobody/nothing', cache), /model not found/);
+  assert.deepEqual(readdirSync(parent), [], 'every folder the download created is gone');
+  // An existing cache keeps its root and other repositories; only the new, empty folders go.
+  mkdirSync(join(cache, 'hub', 'other--repo'), { recursive: true });
+  await assert.rejects(dl('nobody/nothing', cache), /model not found/);
+  assert.deepEqual(readdirSync(join(cache, 'hub')), ['other--repo']);
+});
+
 test('a network error names the URL and the cause', { timeout: 30_000 }, async () => {
   const s = await listen((_req, res) => res.end());
   const port = (s.address() as AddressInfo).port;

@@ -288,36 +288,3 @@ test('coalesced GEMV (subgroups and the workgroup-memory fallback) matches the C
           i++;
         }
 });
-
-test('GEMV timing at OpenELM-270M decode shapes: a thread a row against coalesced, with and without subgroups', async () => {
-  const gpu = await testGpu();
-  const shapes: { name: string; N: number; K: number; o: Partial<MatmulOptions> }[] = [
-    { name: 'qkv_proj (norm)', N: 1536, K: 1280, o: { norm: undefined } },
-    { name: 'proj_1 (norm + gate)', N: 6144, K: 1280, o: { activation: 'silu-gate' } },
-    { name: 'proj_2 (acc)', N: 1280, K: 3072, o: { accumulate: true } },
-  ];
-  for (const format of ['f16', 'q8', 'q4'] as WeightFormat[])
-    for (const sh of shapes) {
-      const r = rng(sh.N);
-      const gate = sh.o.activation === 'silu-gate';
-      const weight = uploadWeight(gpu, 'w', randn(r, sh.N * sh.K, 0.05), sh.N, sh.K, format, undefined, gate ? 2 : 1);
-      const xb = gpu.upload('x', randn(r, sh.K));
-      const gb = gpu.upload('g', randn(r, sh.K, 0.1).map((v) => 1 + v));
-      const yb = gpu.createBuffer('y', sh.N * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
-      const base: MatmulOptions = { tokens: 1, x: xb, y: yb, ...sh.o, norm: sh.name.includes('norm') ? { weight: gb, eps: 1e-6 } : undefined };
-      const kinds: [string, MatmulOptions][] = [
-        ['rows', { ...base, gemv: 'rows' }],
-        ['coalesced+subgroups', { ...base, gemv: 'coalesced', subgroups: true }],
-        ['coalesced', { ...base, gemv: 'coalesced', subgroups: false }],
-      ];
-      const out: string[] = [];
-      for (const [k, o] of kinds) {
-        const ds = matmulDispatches(gpu, weight, o);
-        out.push(`${k} ${(await timeDispatches(gpu, ds, 7)).toFixed(2)} ms`);
-        releaseDispatches(gpu, ds);
-      }
-      console.log(`${format} ${sh.name} N=${sh.N} K=${sh.K}: ${out.join(', ')}`);
-      destroyWeight(gpu, weight);
-      for (const b of [xb, gb, yb]) gpu.destroyBuffer(b);
-    }
-});

@@ -1,4 +1,4 @@
-// The engine against the independent PyTorch reference (../shared/fixtures/tiny-elm): logits at
+// The engine against the independent PyTorch reference (test/fixtures/tiny-elm): logits at
 // every stored position, teacher-forced decode steps, and free-running greedy tokens.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';

@@ -19,8 +19,10 @@ import {
   type TensorEntry,
 } from '../src/io/safetensors.ts';
 import { fileSource, openCheckpoint, writeCheckpointWeights, writeSafetensors } from '../src/io/node-source.ts';
+import { assembleShards, parseShardIndex } from '../src/io/shard-index.ts';
+import { fixtureDir, rawFile } from './helpers.ts';
 
-const TINY = '/work/shared/fixtures/tiny-elm';
+const TINY = fixtureDir('tiny-elm');
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'openelm-st-'));
@@ -38,16 +40,6 @@ function rand(seed: number, n: number, scale = 1): Float32Array {
   return out;
 }
 
-/** A safetensors file from a header (object or raw text) and data bytes; `len` overrides N. */
-function rawFile(header: unknown, data: Uint8Array | number = 0, len?: bigint): Uint8Array {
-  const json = new TextEncoder().encode(typeof header === 'string' ? header : JSON.stringify(header));
-  const d = typeof data === 'number' ? new Uint8Array(data) : data;
-  const out = new Uint8Array(8 + json.length + d.length);
-  new DataView(out.buffer).setBigUint64(0, len ?? BigInt(json.length), true);
-  out.set(json, 8);
-  out.set(d, 8 + json.length);
-  return out;
-}
 
 async function parseRaw(bytes: Uint8Array) {
   return parseSafetensors(memorySource('model.safetensors', bytes));
@@ -322,4 +314,32 @@ test('tiny-elm fixture: every planned tensor present with its shape, values read
   assert.ok(std > 0.08 && std < 0.1, `embedding std ${std}`);
   const norm = await readTensorF32(m.get('transformer.norm.weight')!);
   assert.ok(Math.abs(norm.reduce((a, b) => a + b, 0) / norm.length - 1) < 0.05);
+});
+
+test('shard index: one parser; a tensor in two shards, in the wrong shard, or unlisted is an error', async () => {
+  const where = 'm/model.safetensors.index.json';
+  const shard = async (name: string, tensors: string[]) => {
+    const header = Object.fromEntries(tensors.map((t, i) => [t, { dtype: 'F32', shape: [1], data_offsets: [4 * i, 4 * i + 4] }]));
+    return parseSafetensors(memorySource(name, rawFile(header, 4 * tensors.length)));
+  };
+  const index = (wm: Record<string, string>) => parseShardIndex(JSON.stringify({ metadata: {}, weight_map: wm }), where);
+  const a = await shard('a.safetensors', ['x', 'y']);
+  const b = await shard('b.safetensors', ['z']);
+  const shards = new Map([['a.safetensors', a], ['b.safetensors', b]]);
+  const ok = assembleShards(index({ x: 'a.safetensors', y: 'a.safetensors', z: 'b.safetensors' }), shards, where);
+  assert.deepEqual([...ok.keys()].sort(), ['x', 'y', 'z']);
+  assert.equal(ok.get('z')!.source.name, 'b.safetensors');
+  assert.throws(() => assembleShards(index({ x: 'a.safetensors', y: 'a.safetensors', z: 'a.safetensors' }), shards, where), {
+    message: `${where}: tensor "z" is in shard "b.safetensors", but the index maps it to shard "a.safetensors"`,
+  });
+  assert.throws(() => assembleShards(index({ x: 'a.safetensors', z: 'b.safetensors' }), shards, where), {
+    message: `${where}: shard "a.safetensors" holds tensor "y", which the index does not list`,
+  });
+  const twice = await shard('b.safetensors', ['z', 'y']);
+  assert.throws(() => assembleShards(index({ x: 'a.safetensors', y: 'a.safetensors', z: 'b.safetensors' }), new Map([['a.safetensors', a], ['b.safetensors', twice]]), where), {
+    message: `${where}: tensor "y" is in two shards, "a.safetensors" and "b.safetensors"`,
+  });
+  assert.throws(() => parseShardIndex('{"weight_map": {"x": "a/b.safetensors"}}', where), { message: `${where}: weight_map["x"] is "a/b.safetensors", but shard names must be plain file names inside the model folder` });
+  assert.throws(() => parseShardIndex('{"weight_map": {}}', where), { message: `${where}: weight_map is empty` });
+  assert.deepEqual([...parseShardIndex('{"weight_map": {"x": "a", "y": "b", "z": "a"}}', where)], [['a', ['x', 'z']], ['b', ['y']]]);
 });

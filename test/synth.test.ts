@@ -9,8 +9,9 @@ import { derivePlan } from '../src/config/plan.ts';
 import { checkCheckpointTensors, parseSafetensors, readTensorF32 } from '../src/io/safetensors.ts';
 import { fileSource, openCheckpoint } from '../src/io/node-source.ts';
 import { normalChunks, normalTable16, synthesizeCheckpoint, SYNTHETIC_NOTE } from '../src/io/synth.ts';
+import { fixtureDir } from './helpers.ts';
 
-const TINY = '/work/shared/fixtures/tiny-elm';
+const TINY = fixtureDir('tiny-elm');
 const tinyConfig = () => JSON.parse(readFileSync(`${TINY}/config.json`, 'utf8'));
 
 function stats(a: Float32Array): { mean: number; std: number } {

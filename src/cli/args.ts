@@ -11,6 +11,21 @@ export type Parsed = { flags: Set<string>; values: Map<string, string>; lists: M
 
 export class UsageError extends Error {}
 
+/** Runs `f`, turning any error it throws into a UsageError (exit code 2): for validators shared with the library. */
+export function asUsage<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw e instanceof UsageError ? e : new UsageError((e as Error).message);
+  }
+}
+
+/** Token ids given on the command line must exist in the model's vocabulary. */
+export function checkIdsInVocab(ids: readonly number[], vocabSize: number, what: string): void {
+  const i = ids.findIndex((id) => id >= vocabSize);
+  if (i >= 0) throw new UsageError(`${what}: token id ${ids[i]} (position ${i}) is outside the model's vocabulary of ${vocabSize} (ids 0..${vocabSize - 1})`);
+}
+
 export function parseArgs(argv: readonly string[], spec: Spec, command: string): Parsed {
   const out: Parsed = { flags: new Set(), values: new Map(), lists: new Map() };
   for (let i = 0; i < argv.length; i++) {

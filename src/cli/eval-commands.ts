@@ -5,7 +5,6 @@ import { readFileSync } from 'node:fs';
 import type { OpenElmModel } from '../runtime/model.ts';
 import type { ScoreResult } from '../generate/score.ts';
 import { evaluate, loadItems, summarizeEval } from '../eval/eval.ts';
-import { perplexity } from '../eval/perplexity.ts';
 import { countProgress } from '../eval/progress.ts';
 import { isTaskName, TASK_NAMES, TASKS } from '../eval/tasks.ts';
 import { helpText, intOption, parseIdList, UsageError, type Parsed, type Spec } from './args.ts';
@@ -123,7 +122,7 @@ function perplexityCommand(common: Spec, openModel: OpenModel): Command {
         if (window > model.engine.contextLength) throw new UsageError(`--window ${window} exceeds the model's context of ${model.engine.contextLength} tokens (see --context-length)`);
         const ids = model.encode(text);
         if (ids.length < 2) throw new Error(`${file} is ${ids.length} token long; perplexity needs at least 2`);
-        const r = await perplexity(model.engine, ids, { window, stride: strideOpt ?? window, signal: stop.signal, onWindow: (_t, d, n) => bar.update(d, n) });
+        const r = await model.perplexity(ids, { window, stride: strideOpt ?? window, signal: stop.signal, onWindow: (_t, d, n) => bar.update(d, n) });
         bar.end();
         const interrupted = stop.signal.aborted;
         if (p.flags.has('json')) process.stdout.write(`${safeJson({ ...r, ...(interrupted ? { interrupted: true } : {}) })}\n`);

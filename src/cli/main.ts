@@ -9,11 +9,16 @@ import { encodeChat, renderChat } from '../tokenizer/chat.ts';
 import { loadChatTemplate } from '../tokenizer/node-load.ts';
 import { emptyStats } from '../generate/generate.ts';
 import { applyKwargs, KWARGS, resolveGeneration, type GenerationConfig } from '../generate/options.ts';
-import { helpText, intOption, parseArgs, parseIdList, UsageError, type Parsed, type Spec } from './args.ts';
+import { asUsage, checkIdsInVocab, helpText, intOption, parseArgs, parseIdList, UsageError, type Parsed, type Spec } from './args.ts';
 import { benchCommand } from '../bench/command.ts';
 import { defaultModel } from './default-model.ts';
 import { progressBar } from '../io/progress.ts';
 import { evalCommands } from './eval-commands.ts';
+import { disposeWhenIdle, startLifecycle } from './lifecycle.ts';
+import { checkFiniteRows } from './finite.ts';
+
+// Exit codes, signals and a closed stdout (see lifecycle.ts); commands stop when life.signal aborts.
+const life = startLifecycle();
 
 const common: Spec = {
   model: { kind: 'string', value: 'DIR|ID', help: 'model folder in the Hugging Face layout (config.json + safetensors), or a hub id like apple/OpenELM-270M (downloaded once into the cache). Default: a synthetic OpenELM-270M-shaped checkpoint with random weights' },
@@ -117,12 +122,17 @@ function inputIds(p: Parsed, fallback?: number[]): number[] {
 }
 
 async function runLogits(p: Parsed): Promise<void> {
+  life.trapSignals();
   const ids = inputIds(p);
   const { model } = await openModel(p);
   try {
+    checkIdsInVocab(ids, model.plan.vocabSize, '--input-ids');
+    life.signal.throwIfAborted();
     const rows = await model.logits(ids, { allPositions: p.flags.has('all-positions') });
+    life.signal.throwIfAborted();
+    checkFiniteRows(rows, (i) => (p.flags.has('all-positions') ? i : ids.length - 1));
     if (p.flags.has('json')) {
-      process.stdout.write(`{"logits":[${rows.map((r) => `[${Array.from(r).join(',')}]`).join(',')}]}\n`);
+      await life.write(`{"logits":[${rows.map((r) => `[${Array.from(r).join(',')}]`).join(',')}]}\n`);
     } else {
       rows.forEach((r, i) => {
         const pos = p.flags.has('all-positions') ? i : ids.length - 1;
@@ -131,21 +141,18 @@ async function runLogits(p: Parsed): Promise<void> {
       });
     }
   } finally {
-    model.dispose();
+    await disposeWhenIdle(model);
   }
 }
 
 async function runGenerate(p: Parsed): Promise<void> {
+  life.trapSignals();
   const json = p.flags.has('json');
   const prompt = p.values.get('prompt');
   if (prompt !== undefined && p.values.has('input-ids')) throw new UsageError('give either --prompt or --input-ids, not both');
   let kw: Partial<GenerationConfig> = {};
   if (p.values.has('max-new-tokens')) kw.maxNewTokens = intOption(p, 'max-new-tokens', 0, 32);
-  try {
-    kw = applyKwargs(kw, p.lists.get('generate_kwargs') ?? []);
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  kw = asUsage(() => applyKwargs(kw, p.lists.get('generate_kwargs') ?? []));
   if (p.values.has('max-new-tokens') && (p.lists.get('generate_kwargs') ?? []).some((k) => k.startsWith('max_new_tokens='))) {
     throw new UsageError('give max_new_tokens once: --max-new-tokens or --generate_kwargs max_new_tokens=N');
   }
@@ -164,16 +171,12 @@ async function runGenerate(p: Parsed): Promise<void> {
   }
   // Text prompts stop at eos as Hugging Face does; raw ids generate exactly the tokens asked for.
   kw.stopAtEos = prompt !== undefined || p.flags.has('stop-at-eos');
-  let cfg: GenerationConfig;
-  try {
-    cfg = resolveGeneration(kw);
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const cfg = asUsage(() => resolveGeneration(kw));
   const ids = prompt === undefined ? inputIds(p, p.values.has('model') ? undefined : [1]) : undefined;
   if (p.flags.has('chat') && prompt === undefined) throw new UsageError('--chat needs --prompt');
   const { model, dir, loadMs } = await openModel(p);
   try {
+    if (ids) checkIdsInVocab(ids, model.plan.vocabSize, '--input-ids');
     let input: string | readonly number[] = prompt ?? ids!;
     if (p.flags.has('chat')) {
       const tok = p.values.get('tokenizer');
@@ -185,17 +188,18 @@ async function runGenerate(p: Parsed): Promise<void> {
     const stats: GenerationStats = emptyStats();
     const out: number[] = [];
     let text = '';
-    if (!json && prompt !== undefined) process.stdout.write(prompt);
+    life.signal.throwIfAborted();
+    if (!json && prompt !== undefined) await life.write(prompt);
     const assistant = assistantSource === undefined ? undefined : { source: await resolveModelSource(assistantSource, { token: p.values.get('hf_access_token') }), dtype: assistantDtype };
-    for await (const t of model.generate(input, { ...cfg, stats, assistant })) {
+    for await (const t of model.generate(input, { ...cfg, stats, assistant, signal: life.signal })) {
       out.push(t.id);
       text += t.text;
-      if (!json) process.stdout.write(model.tokenizer && prompt !== undefined ? t.text : `${out.length === 1 ? '' : ' '}${t.id}`);
+      if (!json) await life.write(model.tokenizer && prompt !== undefined ? t.text : `${out.length === 1 ? '' : ' '}${t.id}`);
     }
     if (json) {
-      process.stdout.write(`${JSON.stringify({ output_ids: out, text, stats: { ...stats, load_ms: loadMs, gemv: model.engine.gemv } })}\n`);
+      await life.write(`${JSON.stringify({ output_ids: out, text, stats: { ...stats, load_ms: loadMs, gemv: model.engine.gemv } })}\n`);
     } else {
-      process.stdout.write('\n');
+      await life.write('\n');
       console.error(
         `[prompt ${stats.prompt_tokens} tokens, ${stats.new_tokens} new; prefill ${stats.prefill_tokens_per_s.toFixed(2)} tok/s, ` +
           `decode ${stats.decode_tokens_per_s.toFixed(2)} tok/s, ${stats.dispatches_per_token} dispatches/token; load ${(loadMs / 1000).toFixed(1)} s]`,
@@ -209,7 +213,7 @@ async function runGenerate(p: Parsed): Promise<void> {
       }
     }
   } finally {
-    model.dispose();
+    await disposeWhenIdle(model);
   }
 }
 
@@ -244,11 +248,6 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).then(
-  () => process.exit(0),
-  (e: unknown) => {
-    const msg = e instanceof Error ? e.message : String(e);
-    process.stderr.write(`openelm: ${msg.split('\n')[0]}\n`);
-    if (process.env.OPENELM_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
-    process.exit(e instanceof UsageError ? 2 : 1);
-  },
+  () => life.settle({ ok: true }),
+  (error: unknown) => life.settle({ ok: false, error }),
 );

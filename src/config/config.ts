@@ -42,6 +42,25 @@ export const CONFIG_DEFAULTS = {
   eos_token_id: 2,
 } as const;
 
+/**
+ * Upper bounds on the sizes a config may ask for, far above every released OpenELM (3B: 36
+ * layers, model_dim 3072, context 2048, vocab 32000) yet low enough that deriving the plan and
+ * the CPU-side tables stays cheap: a corrupt or hostile config.json fails here, by key, before
+ * anything is allocated. Whether a valid size fits the GPU is checked later (runtime/fits.ts).
+ */
+export const CONFIG_BOUNDS = {
+  num_transformer_layers: 1024,
+  model_dim: 65536,
+  head_dim: 4096,
+  num_gqa_groups: 1024,
+  ffn_dim_divisor: 65536,
+  vocab_size: 1 << 24,
+  max_context_length: 1 << 20,
+  rope_max_length: 1 << 24,
+} as const;
+/** Largest qkv / ffn multiplier (released models use at most 4). */
+export const MAX_MULTIPLIER = 64;
+
 /** Short JSON-ish rendering of a bad value for error messages. */
 export function describeValue(v: unknown): string {
   if (v === undefined) return 'undefined';
@@ -92,10 +111,19 @@ export function parseConfig(json: unknown, file: string): OpenElmConfig {
     if (!(key in o) || o[key] === undefined) fail(`missing required key "${key}" (expected ${expected})`);
     return o[key];
   };
+  const bounded = (key: string, v: number): number => {
+    const max = (CONFIG_BOUNDS as Record<string, number>)[key];
+    if (max !== undefined && v > max) fail(`${key} must be at most ${max}, got ${v}`);
+    return v;
+  };
   const posInt = (key: string): number => {
     const v = required(key, 'a positive integer');
     if (!isPosInt(v)) fail(`${key} must be a positive integer, got ${describeValue(v)}`);
-    return v as number;
+    return bounded(key, v as number);
+  };
+  const multiplier = (key: string, v: number): number => {
+    if (v > MAX_MULTIPLIER) fail(`${key} must be at most ${MAX_MULTIPLIER}, got ${v}`);
+    return v;
   };
   const optional = <T>(key: string, def: T, check: (v: unknown) => boolean, expected: string): T => {
     const v = o[key];
@@ -108,15 +136,15 @@ export function parseConfig(json: unknown, file: string): OpenElmConfig {
   const model_dim = posInt('model_dim');
   const headDimRaw = required('head_dim', 'a positive even integer');
   if (!isPosInt(headDimRaw) || headDimRaw % 2 !== 0) fail(`head_dim must be a positive even integer, got ${describeValue(headDimRaw)}`);
-  const head_dim = headDimRaw as number;
+  const head_dim = bounded('head_dim', headDimRaw as number);
   const num_gqa_groups = posInt('num_gqa_groups');
 
   const qkvRaw = required('qkv_multipliers', 'a positive number or a list [lo, hi]');
   let qkv_multipliers: number | [number, number];
   if (isPosFinite(qkvRaw)) {
-    qkv_multipliers = qkvRaw;
+    qkv_multipliers = multiplier('qkv_multipliers', qkvRaw);
   } else if (Array.isArray(qkvRaw) && qkvRaw.length === 2 && qkvRaw.every(isPosFinite)) {
-    qkv_multipliers = [qkvRaw[0] as number, qkvRaw[1] as number];
+    qkv_multipliers = [multiplier('qkv_multipliers[0]', qkvRaw[0] as number), multiplier('qkv_multipliers[1]', qkvRaw[1] as number)];
   } else {
     qkv_multipliers = fail(`qkv_multipliers must be a positive number or a list [lo, hi] of two positive numbers, got ${describeValue(qkvRaw)}`);
   }
@@ -126,11 +154,11 @@ export function parseConfig(json: unknown, file: string): OpenElmConfig {
   const ffnRaw = required('ffn_multipliers', ffnExpected);
   let ffn_multipliers: number | number[];
   if (isPosFinite(ffnRaw)) {
-    ffn_multipliers = ffnRaw;
+    ffn_multipliers = multiplier('ffn_multipliers', ffnRaw);
   } else if (Array.isArray(ffnRaw) && (ffnRaw.length === 2 || ffnRaw.length === L)) {
     const bad = ffnRaw.findIndex((v) => !isPosFinite(v));
     if (bad >= 0) fail(`ffn_multipliers[${bad}] must be a positive number, got ${describeValue(ffnRaw[bad])}`);
-    ffn_multipliers = ffnRaw.slice() as number[];
+    ffn_multipliers = (ffnRaw as number[]).map((v, i) => multiplier(`ffn_multipliers[${i}]`, v));
   } else if (Array.isArray(ffnRaw)) {
     ffn_multipliers = fail(`ffn_multipliers must be ${ffnExpected}, got a list of ${ffnRaw.length} values`);
   } else {
@@ -148,7 +176,7 @@ export function parseConfig(json: unknown, file: string): OpenElmConfig {
   const ffn_with_glu = optional('ffn_with_glu', CONFIG_DEFAULTS.ffn_with_glu as boolean, isBool, 'true or false');
   const normalize_qk_projections = optional('normalize_qk_projections', CONFIG_DEFAULTS.normalize_qk_projections as boolean, isBool, 'true or false');
   const share_input_output_layers = optional('share_input_output_layers', CONFIG_DEFAULTS.share_input_output_layers as boolean, isBool, 'true or false');
-  const rope_max_length = optional('rope_max_length', CONFIG_DEFAULTS.rope_max_length as number, isPosInt, 'a positive integer');
+  const rope_max_length = bounded('rope_max_length', optional('rope_max_length', CONFIG_DEFAULTS.rope_max_length as number, isPosInt, 'a positive integer'));
   const bos_token_id = optional('bos_token_id', CONFIG_DEFAULTS.bos_token_id as number, isNonNegInt, 'a non-negative integer');
   const eos_token_id = optional('eos_token_id', CONFIG_DEFAULTS.eos_token_id as number, isNonNegInt, 'a non-negative integer');
   if (bos_token_id >= vocab_size) fail(`bos_token_id must be below vocab_size (${vocab_size}), got ${bos_token_id}`);

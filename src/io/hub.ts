@@ -23,6 +23,7 @@ import { mkdir, open, readFile, rename, rm, rmdir, stat, writeFile } from 'node:
 import { homedir } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import { INDEX_FILE, SINGLE_FILE } from './node-source.ts';
+import { parseShardIndex } from './shard-index.ts';
 import type { DownloadProgress } from './progress.ts';
 
 export type { DownloadProgress } from './progress.ts';
@@ -603,22 +604,24 @@ async function readJson(ctx: Ctx, file: string): Promise<unknown> {
 
 /** The distinct shard names of an index's weight_map, in order, each checked to be a plain file name. */
 async function shardsOf(ctx: Ctx): Promise<string[]> {
-  const index = await readJson(ctx, INDEX_FILE);
+  const where = `${ctx.repoId}: ${INDEX_FILE}`;
   const bad = async (msg: string): Promise<never> => {
-    await rm(join(ctx.dir, INDEX_FILE), { force: true });
-    throw new HubError(`${ctx.repoId}: ${INDEX_FILE}: ${msg}`);
+    await rm(join(ctx.dir, INDEX_FILE), { force: true }); // do not keep a bad index as if it were the hub's answer
+    throw new HubError(msg);
   };
-  const wm = (index as { weight_map?: unknown } | null)?.weight_map;
-  if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) return bad('expected an object with "weight_map": {tensor name: shard file}');
-  const shards: string[] = [];
-  for (const [tensor, f] of Object.entries(wm as Record<string, unknown>)) {
-    const problem = fileNameProblem(f, true);
-    if (problem !== undefined) return bad(`weight_map["${tensor}"] is ${JSON.stringify(f)}, which ${problem}: shard names must be plain file names inside the model folder`);
-    if (f === CONFIG_FILE || f === INDEX_FILE) return bad(`weight_map["${tensor}"] names ${f}, which is not a shard`);
-    if (!shards.includes(f as string)) shards.push(f as string);
+  let byShard: Map<string, string[]>;
+  try {
+    byShard = parseShardIndex(await readFile(join(ctx.dir, INDEX_FILE), 'utf8'), where);
+  } catch (e) {
+    return bad((e as Error).message);
   }
-  if (shards.length === 0) return bad('weight_map is empty');
-  return shards;
+  // The download cache is stricter than a local folder: its own marker names are reserved too.
+  for (const [f, names] of byShard) {
+    const problem = fileNameProblem(f, true);
+    if (problem !== undefined) return bad(`${where}: weight_map["${names[0]}"] is ${JSON.stringify(f)}, which ${problem}: shard names must be plain file names inside the model folder`);
+    if (f === CONFIG_FILE || f === INDEX_FILE) return bad(`${where}: weight_map["${names[0]}"] names ${f}, which is not a shard`);
+  }
+  return [...byShard.keys()];
 }
 
 /**
@@ -668,14 +671,18 @@ export async function downloadModel(repoId: string, opts: DownloadOptions = {}):
 
   const dir = snapshotDir(repoId, revision, opts.cacheDir);
   if (await cachedComplete(dir, repoId, revision, optional)) return dir;
-  await mkdir(dir, { recursive: true });
+  // The first folder this call creates (the cache root itself, on a first run), or undefined.
+  const created = await mkdir(dir, { recursive: true });
   try {
     return await download(repoId, revision, endpoint, origin, token, tokenFrom, optional, dir, opts);
   } catch (e) {
-    // Leave no empty folders behind (a mistyped id, a refused token); rmdir fails on non-empty ones.
-    await rmdir(dir)
-      .then(() => rmdir(dirname(dir)))
-      .catch(() => {});
+    // Leave no empty folders behind (a mistyped id, a refused token): the snapshot folder, its
+    // repository folder, and every parent this call created (hub/, the cache root). rmdir fails
+    // on non-empty ones, which keeps partial downloads for resuming and other repositories' files.
+    const stop = dirname(created ?? dirname(dir));
+    for (let d = dir; d !== stop && d !== dirname(d); d = dirname(d)) {
+      if (!(await rmdir(d).then(() => true, () => false))) break;
+    }
     throw e;
   }
 }

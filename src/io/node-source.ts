@@ -2,7 +2,10 @@
 // (single file or sharded), and the streaming writer.
 import { open, stat, rename, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { isAbsolute, join } from 'node:path';
+import { join } from 'node:path';
+import { assembleShards, INDEX_FILE, parseShardIndex } from './shard-index.ts';
+
+export { INDEX_FILE };
 import {
   buildHeader,
   DTYPE_SIZES,
@@ -73,13 +76,7 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** A shard name from an index must be a plain file name inside the checkpoint folder. */
-function isPlainFileName(f: string): boolean {
-  return f.length > 0 && f !== '.' && f !== '..' && !f.includes('/') && !f.includes('\\') && !f.includes('\0') && !isAbsolute(f);
-}
-
 export const SINGLE_FILE = 'model.safetensors';
-export const INDEX_FILE = 'model.safetensors.index.json';
 
 /**
  * Opens the weights of a Hugging Face model folder: `model.safetensors`, or else
@@ -95,44 +92,17 @@ export async function openCheckpoint(dir: string): Promise<Map<string, TensorEnt
     throw new Error(`${dir}: no weights found: looked for ${SINGLE_FILE} and ${INDEX_FILE} in this folder`);
   }
 
-  const fail = (msg: string): never => {
-    throw new Error(`${indexPath}: ${msg}`);
-  };
   const src = await fileSource(indexPath);
-  const text = new TextDecoder().decode(await src.read(0, src.size));
-  let index: unknown;
-  try {
-    index = JSON.parse(text);
-  } catch (e) {
-    return fail(`not valid JSON (${(e as Error).message})`);
-  }
-  const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
-  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
-    return fail(`expected an object with "weight_map": {tensor name: shard file}, got ${typeof index === 'object' && index !== null ? 'no weight_map object' : JSON.stringify(index)}`);
-  }
-  const byShard = new Map<string, string[]>();
-  for (const [name, f] of Object.entries(weightMap as Record<string, unknown>)) {
-    if (typeof f !== 'string') fail(`weight_map["${name}"] must be a shard file name, got ${JSON.stringify(f)}`);
-    const file = f as string;
-    if (!isPlainFileName(file)) fail(`weight_map["${name}"] is "${file}", but shard names must be plain file names inside the model folder`);
-    let list = byShard.get(file);
-    if (!list) byShard.set(file, (list = []));
-    list.push(name);
-  }
-  if (byShard.size === 0) fail(`weight_map is empty`);
-
-  const out = new Map<string, TensorEntry>();
+  const byShard = parseShardIndex(new TextDecoder().decode(await src.read(0, src.size)), indexPath);
+  const shards = new Map<string, Map<string, TensorEntry>>();
   for (const [file, names] of byShard) {
     const shardPath = join(dir, file);
-    if (!(await exists(shardPath))) fail(`shard "${file}" (holding "${names[0]}"${names.length > 1 ? ` and ${names.length - 1} more` : ''}) does not exist in ${dir}`);
-    const entries = await parseSafetensors(await fileSource(shardPath));
-    for (const name of names) {
-      const e = entries.get(name);
-      if (!e) fail(`tensor "${name}" is mapped to shard "${file}", but that shard does not hold it`);
-      out.set(name, e as TensorEntry);
+    if (!(await exists(shardPath))) {
+      throw new Error(`${indexPath}: shard "${file}" (holding "${names[0]}"${names.length > 1 ? ` and ${names.length - 1} more` : ''}) does not exist in ${dir}`);
     }
+    shards.set(file, await parseSafetensors(await fileSource(shardPath)));
   }
-  return out;
+  return assembleShards(byShard, shards, indexPath);
 }
 
 // ---- Writing ----

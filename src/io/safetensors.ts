@@ -110,7 +110,11 @@ export async function parseSafetensors(source: ByteSource): Promise<Map<string, 
   const spans: { name: string; begin: number; end: number }[] = [];
   for (const [name, v] of Object.entries(header)) {
     if (name === '__metadata__') {
-      if (v !== null && !isObject(v)) fail(`__metadata__ must be a JSON object, got ${show(v)}`);
+      // The format defines it as a string -> string map (the reference reader rejects anything else).
+      if (v !== null && !isObject(v)) fail(`__metadata__ must be a JSON object of strings, got ${show(v)}`);
+      for (const [k, s] of Object.entries((v ?? {}) as Record<string, unknown>)) {
+        if (typeof s !== 'string') fail(`__metadata__["${k}"] must be a string, got ${show(s)}`);
+      }
       continue;
     }
     const bad = (msg: string): never => fail(`tensor "${name}" ${msg}`);
@@ -210,6 +214,20 @@ export async function readTensorF32(entry: TensorEntry): Promise<Float32Array> {
   }
   const bytes = await readTensorBytes(entry);
   return bytesToF32(bytes, entry.dtype, `${entry.source.name}: tensor "${entry.name}"`);
+}
+
+/**
+ * Reads a tensor of model weights as float32 and checks every value is finite: a NaN or an
+ * infinity in a checkpoint (a broken conversion, a corrupt download) would otherwise spread through
+ * every later position as NaN logits, so it is an error naming the file, tensor and index.
+ */
+export async function readFiniteTensorF32(entry: TensorEntry): Promise<Float32Array> {
+  const values = await readTensorF32(entry);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v - v !== 0) throw new Error(`${entry.source.name}: tensor "${entry.name}" has a non-finite value (${v}) at index ${i}`);
+  }
+  return values;
 }
 
 /** Throws `<file>: tensor "x" has shape [a, b], expected [c, d]` when the shapes differ. */

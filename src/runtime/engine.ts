@@ -10,6 +10,7 @@ import { embeddingDispatches } from '../../kernels/embedding.ts';
 import { logprobDispatch } from '../../kernels/logprob.ts';
 import { releaseDispatches, type Dispatch } from '../../kernels/kernel.ts';
 import { matmulDispatches, type GemvKernel } from '../../kernels/matmul.ts';
+import { prefillChunkSize } from './fits.ts';
 import { qkvPrepareDispatch, ropeTable } from '../../kernels/qkv_prepare.ts';
 import { sampleDispatch, validateSampling, type SamplingParams } from '../../kernels/sample.ts';
 import { specAcceptDispatch } from '../../kernels/spec_accept.ts';
@@ -113,8 +114,7 @@ export class Engine {
     }
     const bindLimit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
     // The all-positions logits of one chunk must fit one binding.
-    const byLogits = Math.floor(bindLimit / (V * 4));
-    this.chunk = Math.max(1, Math.min(opts.prefillChunk ?? 128, this.contextLength, byLogits));
+    this.chunk = prefillChunkSize(V, this.contextLength, gpu.limits, opts.prefillChunk);
     const T = this.chunk;
     this.maxSteps = T;
     const maxQkv = Math.max(...plan.layers.map((l) => l.qkvOut));

@@ -11,6 +11,9 @@ import { encodePair, scoreRequests, type ScoreOptions, type ScoreResult, type To
 import { WEIGHT_FORMATS, type WeightFormat } from '../../kernels/weight.ts';
 import { GEMV_KERNELS, tuneGemv, type GemvKernel, type GemvTuning } from '../../kernels/matmul.ts';
 import { Engine, type EngineOptions } from './engine.ts';
+import { checkModelFits } from './fits.ts';
+import { FifoLock } from './fifo-lock.ts';
+import { perplexity, type PerplexityOptions, type PerplexityResult } from '../eval/perplexity.ts';
 import { destroyWeights, loadWeights, type LoadProgress } from './weights.ts';
 
 export type DType = WeightFormat;
@@ -55,6 +58,9 @@ export interface GenerateResult {
 }
 
 export class OpenElmModel {
+  /** Serialises logits() and generate() on this model in call order (see README, Concurrency). */
+  private readonly lock = new FifoLock();
+
   private constructor(
     readonly gpu: Gpu,
     readonly plan: ModelPlan,
@@ -80,6 +86,9 @@ export class OpenElmModel {
     if (!DTYPES.includes(dtype)) throw new Error(`dtype must be one of ${DTYPES.join(', ')}, got ${dtype}`);
     const gemvOpt = opts.gemv ?? 'auto';
     if (gemvOpt !== 'auto' && !GEMV_KERNELS.includes(gemvOpt)) throw new Error(`gemv must be auto, ${GEMV_KERNELS.join(' or ')}, got ${String(gemvOpt)}`);
+    // Sizes first: nothing is allocated for a config or context the device cannot hold.
+    const contextFrom = opts.contextLength === undefined ? 'max_context_length in config.json' : 'the context length (--context-length)';
+    checkModelFits(plan, opts.contextLength ?? plan.maxContext, gpu.limits, contextFrom, opts.prefillChunk);
     const weights = await loadWeights(gpu, plan, tensors, dtype, opts.onProgress);
     try {
       let tuning: GemvTuning | undefined;
@@ -110,13 +119,15 @@ export class OpenElmModel {
   }
 
   /** Logits after the last id ([vocab]), or after every id ([ids.length][vocab]). Starts a new sequence. */
-  async logits(ids: readonly number[], opts: { allPositions?: boolean } = {}): Promise<Float32Array[]> {
-    this.engine.reset();
-    const V = this.plan.vocabSize;
-    const flat = await this.engine.prefill(ids, opts.allPositions ? 'all' : 'last');
-    const rows: Float32Array[] = [];
-    for (let i = 0; i < flat.length / V; i++) rows.push(flat.subarray(i * V, (i + 1) * V));
-    return rows;
+  logits(ids: readonly number[], opts: { allPositions?: boolean } = {}): Promise<Float32Array[]> {
+    return this.lock.run(async () => {
+      this.engine.reset();
+      const V = this.plan.vocabSize;
+      const flat = await this.engine.prefill(ids, opts.allPositions ? 'all' : 'last');
+      const rows: Float32Array[] = [];
+      for (let i = 0; i < flat.length / V; i++) rows.push(flat.subarray(i * V, (i + 1) * V));
+      return rows;
+    });
   }
 
   /**
@@ -146,9 +157,14 @@ export class OpenElmModel {
     return { context, continuation };
   }
 
+  /** Sliding-window perplexity of `ids` (Hugging Face's rule, see eval/perplexity.ts). */
+  perplexity(ids: readonly number[], opts: PerplexityOptions): Promise<PerplexityResult> {
+    return this.lock.run(() => perplexity(this.engine, ids, opts));
+  }
+
   /** Scores several requests; a token prefix they share runs once (see scoreRequests). */
   scoreRequests(requests: readonly TokenRequest[], opts: ScoreOptions = {}): Promise<ScoreResult[]> {
-    return scoreRequests(this.engine, requests, opts);
+    return this.lock.run(() => scoreRequests(this.engine, requests, opts));
   }
 
   /**
@@ -168,7 +184,8 @@ export class OpenElmModel {
     if (cfg.promptLookupNumTokens !== undefined && opts.assistant) throw new Error('give prompt_lookup_num_tokens or an assistant model, not both');
     if (opts.assistant === this) throw new Error('the assistant must be another model (load the checkpoint again, e.g. in another dtype)');
     const eosTokenId = opts.eosTokenId ?? this.plan.eosTokenId;
-    return this.generateWith(ids, cfg, opts, { eosTokenId, text, signal: opts.signal, stats: opts.stats });
+    // Holds the model from the first next() to the end: a started generator blocks later calls.
+    return this.lock.hold(() => this.generateWith(ids, cfg, opts, { eosTokenId, text, signal: opts.signal, stats: opts.stats }));
   }
 
   private async *generateWith(
@@ -183,7 +200,14 @@ export class OpenElmModel {
     else if (opts.assistant) {
       const assistant = await this.assistantModel(opts.assistant);
       if (cfg.doSample && assistant.gpu.device !== this.gpu.device) throw new Error('sampling with an assistant model needs both models on one GPU device (load the assistant with the gpu option)');
-      drafter = new AssistantDrafter(assistant.engine, cfg, ids, eos);
+      // The assistant's engine is driven directly: hold its lock too, so its own callers wait.
+      const release = await assistant.lock.acquire();
+      try {
+        yield* generateTokens(this.engine, ids, cfg, { ...run, drafter: new AssistantDrafter(assistant.engine, cfg, ids, eos) });
+      } finally {
+        release();
+      }
+      return;
     }
     yield* generateTokens(this.engine, ids, cfg, { ...run, drafter });
   }

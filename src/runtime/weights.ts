@@ -1,7 +1,7 @@
 // Moves a checkpoint onto the GPU in the chosen weight format, one tensor at a time, after checking
 // that the checkpoint holds exactly the tensors the plan expects, with the expected shapes.
 import type { ModelPlan } from '../config/plan.ts';
-import { checkTensorShape, readTensorF32, type TensorEntry } from '../io/safetensors.ts';
+import { checkTensorShape, readFiniteTensorF32, type TensorEntry } from '../io/safetensors.ts';
 import type { Gpu } from '../gpu/gpu.ts';
 import { foldColumnScale, interleaveGateUp } from '../../kernels/matmul.ts';
 import { isQuantFormat } from '../../kernels/quant.ts';
@@ -26,6 +26,9 @@ export interface ModelWeights {
   layers: LayerWeights[];
 }
 
+/** The dtypes weights are read from (converted to the chosen format while loading). */
+const FLOAT_DTYPES: readonly string[] = ['F32', 'F16', 'BF16'];
+
 export type LoadProgress = (done: number, total: number, tensor: string) => void;
 
 /** Checks names and shapes of every tensor before any is read, so a bad checkpoint fails fast. */
@@ -36,6 +39,7 @@ export function checkCheckpoint(plan: ModelPlan, tensors: Map<string, TensorEntr
     const e = tensors.get(spec.name);
     if (!e) throw new Error(`${anyFile}: missing tensor "${spec.name}" (expected shape [${spec.shape.join(', ')}])`);
     checkTensorShape(e, spec.shape, e.source.name);
+    if (!FLOAT_DTYPES.includes(e.dtype)) throw new Error(`${e.source.name}: tensor "${e.name}" has dtype ${e.dtype}, expected one of ${FLOAT_DTYPES.join(', ')}`);
   }
   const extra = [...tensors.keys()].filter((n) => !expected.has(n));
   if (extra.length > 0) {
@@ -60,7 +64,7 @@ export async function loadWeights(
   const step = (name: string) => onProgress?.(++done, total, name);
 
   const vector = async (name: string): Promise<GPUBuffer> => {
-    const data = await readTensorF32(tensors.get(name)!);
+    const data = await readFiniteTensorF32(tensors.get(name)!);
     const b = gpu.upload(name, data);
     uploaded.buffers.push(b);
     step(name);
@@ -71,7 +75,7 @@ export async function loadWeights(
   const matrix = async (name: string, o: { gateUp?: boolean; fold?: Float32Array } = {}): Promise<GpuWeight> => {
     const e = tensors.get(name)!;
     const [rows, cols] = e.shape;
-    let data = await readTensorF32(e);
+    let data = await readFiniteTensorF32(e);
     if (o.fold) data = foldColumnScale(data, rows, cols, o.fold);
     const w = o.gateUp
       ? uploadWeight(gpu, name, interleaveGateUp(data, rows, cols), rows, cols, format, undefined, 2)
@@ -87,7 +91,7 @@ export async function loadWeights(
   const foldNorms = isQuantFormat(format);
   const norm = async (name: string): Promise<{ buffer?: GPUBuffer; fold?: Float32Array }> => {
     if (!foldNorms) return { buffer: await vector(name) };
-    const fold = await readTensorF32(tensors.get(name)!);
+    const fold = await readFiniteTensorF32(tensors.get(name)!);
     step(name);
     return { fold };
   };
