@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { synthesizeCheckpoint } from '../src/io/synth.ts';
 import { loadModel, type OpenElmModel } from '../src/index.ts';
-import { assertClose, loadFixture, repoRoot, testGpu } from './helpers.ts';
+import { assertClose, loadFixture, repoRoot, testGpu, LLAMA_VOCAB_CONFIG } from './helpers.ts';
 
 const fx = loadFixture('tiny-elm');
 const ATOL = fx.manifest.tolerances.f32_engine_logits_atol as number;
@@ -96,12 +96,7 @@ describe('text through the CLI (a small random model with the Llama-2 vocabulary
   before(async () => {
     await synthesizeCheckpoint(
       modelDir,
-      {
-        model_type: 'openelm', num_transformer_layers: 2, model_dim: 64, head_dim: 16, num_gqa_groups: 2,
-        qkv_multipliers: [0.5, 1.0], ffn_multipliers: [0.5, 1.0], ffn_dim_divisor: 16, vocab_size: 32000,
-        max_context_length: 128, rope_freq_constant: 10000, rope_max_length: 256, share_input_output_layers: true,
-        normalize_qk_projections: true, ffn_with_glu: true, bos_token_id: 1, eos_token_id: 2,
-      },
+      LLAMA_VOCAB_CONFIG,
       { dtype: 'F16', seed: 5 },
     );
     model = await loadModel(modelDir, { dtype: 'f32', gemv: 'rows', gpu: await testGpu() });

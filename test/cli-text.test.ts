@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { synthesizeCheckpoint } from '../src/io/synth.ts';
 import { defaultTokenizer } from '../src/tokenizer/default.ts';
 import { encodeChat, renderChat, chatTemplateFromConfig } from '../src/tokenizer/chat.ts';
-import { fixtureDir, repoRoot } from './helpers.ts';
+import { fixtureDir, repoRoot, LLAMA_VOCAB_CONFIG } from './helpers.ts';
 
 interface Run {
   code: number;
@@ -41,12 +41,7 @@ before(async () => {
   // A small random model with Llama-2's 32000-token vocabulary, so real text fits it.
   await synthesizeCheckpoint(
     modelDir,
-    {
-      model_type: 'openelm', num_transformer_layers: 2, model_dim: 64, head_dim: 16, num_gqa_groups: 2,
-      qkv_multipliers: [0.5, 1.0], ffn_multipliers: [0.5, 1.0], ffn_dim_divisor: 16, vocab_size: 32000,
-      max_context_length: 128, rope_freq_constant: 10000, rope_max_length: 256, share_input_output_layers: true,
-      normalize_qk_projections: true, ffn_with_glu: true, bos_token_id: 1, eos_token_id: 2,
-    },
+    LLAMA_VOCAB_CONFIG,
     { dtype: 'F16', seed: 3 },
   );
   writeFileSync(join(modelDir, 'tokenizer_config.json'), JSON.stringify({ chat_template: template, bos_token: '<s>', eos_token: '</s>' }));

@@ -112,3 +112,11 @@ export function rawFile(header: unknown, data: Uint8Array | number = 0, len?: bi
   out.set(d, 8 + json.length);
   return out;
 }
+
+/** A small OpenELM config with Llama-2's 32000-token vocabulary, so real text fits it (random weights). */
+export const LLAMA_VOCAB_CONFIG = {
+  model_type: 'openelm', num_transformer_layers: 2, model_dim: 64, head_dim: 16, num_gqa_groups: 2,
+  qkv_multipliers: [0.5, 1.0], ffn_multipliers: [0.5, 1.0], ffn_dim_divisor: 16, vocab_size: 32000,
+  max_context_length: 128, rope_freq_constant: 10000, rope_max_length: 256, share_input_output_layers: true,
+  normalize_qk_projections: true, ffn_with_glu: true, bos_token_id: 1, eos_token_id: 2,
+};
