@@ -11,6 +11,7 @@ import { emptyStats } from '../generate/generate.ts';
 import { applyKwargs, KWARGS, resolveGeneration, type GenerationConfig } from '../generate/options.ts';
 import { helpText, intOption, parseArgs, parseIdList, UsageError, type Parsed, type Spec } from './args.ts';
 import { benchCommand } from '../bench/command.ts';
+import { doctorCommand } from './doctor-command.ts';
 import { defaultModel } from './default-model.ts';
 import { progressBar } from '../io/progress.ts';
 
@@ -61,6 +62,7 @@ const commands: Record<string, { summary: string; spec: Spec; run: (p: Parsed) =
     run: runSynth,
   },
   bench: benchCommand,
+  doctor: doctorCommand,
 };
 
 function usage(): string {

@@ -1,0 +1,168 @@
+// The doctor's whole-model check: the engine's logits at every position of a short prompt against
+// the float64 CPU forward pass (cpu-forward.ts), for a small synthetic model built in memory (so it
+// runs in a browser too) or a model the caller loaded the tensors of.
+import { parseConfig } from '../config/config.ts';
+import { derivePlan, type ModelPlan } from '../config/plan.ts';
+import type { Gpu } from '../gpu/gpu.ts';
+import { memorySource, readTensorF32, type TensorEntry } from '../io/safetensors.ts';
+import { OpenElmModel, type DType } from '../runtime/model.ts';
+import type { GemvTuning } from '../../kernels/matmul.ts';
+import { cpuForward, type Tensors } from './cpu-forward.ts';
+import { randomFill } from './matmul-check.ts';
+
+/** A model to check: its plan and its tensors (a checkpoint's entries). */
+export interface DoctorModel {
+  /** For the report: a folder, a hub id, or "synthetic". */
+  name: string;
+  plan: ModelPlan;
+  tensors: Map<string, TensorEntry>;
+}
+
+/**
+ * A small config in the OpenELM layout: GQA groups of 2, per-layer head counts and FFN widths that
+ * differ, q/k norm, GLU, a tied output layer and an odd vocabulary (509 rows divide no tile).
+ */
+export const SYNTHETIC_CONFIG = {
+  model_type: 'openelm',
+  num_transformer_layers: 3,
+  model_dim: 96,
+  head_dim: 24,
+  num_gqa_groups: 2,
+  qkv_multipliers: [0.5, 1.0],
+  ffn_multipliers: [0.5, 2.0],
+  ffn_dim_divisor: 32,
+  ffn_with_glu: true,
+  normalize_qk_projections: true,
+  share_input_output_layers: true,
+  rope_freq_constant: 10000,
+  rope_max_length: 256,
+  max_context_length: 64,
+  vocab_size: 509,
+  bos_token_id: 1,
+  eos_token_id: 2,
+};
+
+/**
+ * Random weights for `SYNTHETIC_CONFIG` held in memory as F32 safetensors entries. Uniform values
+ * with the scale of the synthetic checkpoints (std 1/sqrt(fan in), embeddings 1/sqrt(model_dim),
+ * norm gains 1 +- 0.2), so activations and logits stay near unit scale.
+ */
+export function syntheticModel(seed = 1): DoctorModel {
+  const plan = derivePlan(parseConfig(SYNTHETIC_CONFIG, 'doctor synthetic config'), 'doctor synthetic config');
+  const sizes = plan.tensors.map((t) => t.shape.reduce((a, b) => a * b, 1));
+  const bytes = new Uint8Array(sizes.reduce((a, b) => a + b, 0) * 4);
+  const source = memorySource('doctor synthetic model', bytes);
+  const tensors = new Map<string, TensorEntry>();
+  let at = 0;
+  plan.tensors.forEach((spec, i) => {
+    const n = sizes[i];
+    const fanIn = spec.name.includes('token_embeddings') || spec.name === 'lm_head.weight' ? plan.modelDim : spec.shape[spec.shape.length - 1];
+    // Uniform [-a, a) has std a / sqrt(3).
+    const values =
+      spec.shape.length === 1 ? randomFill(n, seed * 7919 + i, 0.2).map((v) => 1 + v) : randomFill(n, seed * 7919 + i, Math.sqrt(3 / fanIn));
+    bytes.set(new Uint8Array(values.buffer), at);
+    tensors.set(spec.name, { name: spec.name, dtype: 'F32', shape: spec.shape, source, offset: at, byteLength: n * 4 });
+    at += n * 4;
+  });
+  return { name: 'synthetic', plan, tensors };
+}
+
+/**
+ * Largest |GPU - float64 CPU| logit tolerated per weight format. f32: the fixture's f32-engine
+ * tolerance (2e-4, which a correct engine meets with 40x to spare). The others compare the GPU over
+ * rounded weights with the CPU over the exact ones, so the bound is the rounding's effect on
+ * near-unit logits: f16 (relative step 2^-11) and q8 (1/254 of a group's largest weight) move them
+ * by a few 1e-3; q4 (1/14 of it) by a few 1e-2. Each bound is about 5x what this check measures
+ * on SwiftShader, and far below what a dropped row or a wrong position does (O(1)).
+ */
+export const MODEL_TOLERANCE: Record<DType, number> = { f32: 2e-4, f16: 2e-2, q8: 5e-2, q4: 0.5 };
+
+/** The prompt: bos, then ids spread over the vocabulary (first and last id included). */
+function promptIds(plan: ModelPlan, length: number): number[] {
+  const V = plan.vocabSize;
+  return Array.from({ length }, (_, i) => (i === 0 ? plan.bosTokenId : i === 1 ? V - 1 : (i * 7919 + 13) % V));
+}
+
+export interface DtypeCheck {
+  dtype: DType;
+  pass: boolean;
+  /** Largest |GPU - CPU| over every logit of every position (null: NaN or infinite). */
+  max_abs: number | null;
+  tolerance: number;
+  /** Positions whose top-1 token equals the CPU's. */
+  top1_agree: number;
+  ms: number;
+  error?: string;
+}
+
+export interface ModelCheck {
+  model: string;
+  pass: boolean;
+  /** Worst over the formats checked. */
+  max_abs: number | null;
+  positions: number;
+  input_ids: number[];
+  dtypes: DtypeCheck[];
+  /** The decode matmul tuning the engine made when loading the model (the last format checked). */
+  gemvTuning?: GemvTuning;
+}
+
+async function cpuTensors(model: DoctorModel): Promise<Tensors> {
+  const t: Tensors = new Map();
+  for (const spec of model.plan.tensors) {
+    const e = model.tensors.get(spec.name);
+    if (!e) throw new Error(`${model.name}: tensor ${spec.name} is missing`);
+    t.set(spec.name, Float64Array.from(await readTensorF32(e)));
+  }
+  return t;
+}
+
+function argmax(a: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i] > a[best]) best = i;
+  return best;
+}
+
+/** Loads the model in each format, runs the prompt, compares every position's logits. */
+export async function checkModel(gpu: Gpu, model: DoctorModel, dtypes: readonly DType[], positions = 6): Promise<ModelCheck> {
+  const plan = model.plan;
+  const ids = promptIds(plan, Math.min(positions, plan.maxContext));
+  const ref = cpuForward(plan, await cpuTensors(model), ids).logits;
+  const out: DtypeCheck[] = [];
+  let gemvTuning: GemvTuning | undefined;
+  for (const dtype of dtypes) {
+    const t0 = performance.now();
+    const tolerance = MODEL_TOLERANCE[dtype];
+    let m: OpenElmModel | undefined;
+    try {
+      m = await OpenElmModel.create(gpu, plan, model.tensors, { dtype, contextLength: ids.length });
+      gemvTuning = m.gemvTuning ?? gemvTuning;
+      const got = await m.logits(ids, { allPositions: true });
+      let maxAbs = 0;
+      let top1 = 0;
+      got.forEach((row, p) => {
+        for (let i = 0; i < row.length; i++) {
+          const d = Math.abs(row[i] - ref[p][i]);
+          maxAbs = Math.max(maxAbs, Number.isNaN(d) ? Infinity : d);
+        }
+        if (argmax(row) === argmax(ref[p])) top1++;
+      });
+      const pass = got.length === ids.length && maxAbs <= tolerance;
+      out.push({ dtype, pass, max_abs: Number.isFinite(maxAbs) ? maxAbs : null, tolerance, top1_agree: top1, ms: Math.round(performance.now() - t0) });
+    } catch (e) {
+      out.push({ dtype, pass: false, max_abs: null, tolerance, top1_agree: 0, ms: Math.round(performance.now() - t0), error: (e as Error).message.split('\n')[0] });
+    } finally {
+      m?.dispose();
+    }
+  }
+  const finite = out.every((d) => d.max_abs !== null);
+  return {
+    model: model.name,
+    pass: out.length > 0 && out.every((d) => d.pass),
+    max_abs: finite ? Math.max(0, ...out.map((d) => d.max_abs ?? 0)) : null,
+    positions: ids.length,
+    input_ids: ids,
+    dtypes: out,
+    gemvTuning,
+  };
+}
