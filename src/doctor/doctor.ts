@@ -184,7 +184,7 @@ export function formatReport(r: DoctorReport): string {
   const m = r.model_check;
   lines.push(`model check (${m.model}, ${m.positions} positions against the float64 CPU forward):`);
   for (const d of m.dtypes) {
-    lines.push(`${d.pass ? 'PASS' : 'FAIL'}  model ${d.dtype.padEnd(4)} max |logit error| ${fmtErr(d.max_abs)} (tol ${d.tolerance}), top-1 agrees at ${d.top1_agree}/${m.positions}, ${d.ms} ms${d.error ? `  ${d.error}` : ''}`);
+    lines.push(`${d.pass ? 'PASS' : 'FAIL'}  model ${d.dtype.padEnd(4)} max |logit error| ${fmtErr(d.max_abs)} (tol ${d.tolerance.toExponential(2)}), top-1 agrees at ${d.top1_agree}/${m.positions}, ${d.ms} ms${d.error ? `  ${d.error}` : ''}`);
   }
   lines.push('', 'choices:');
   for (const [k, c] of Object.entries(r.choices) as [string, Choice<unknown>][]) lines.push(`  ${k} = ${String(c.value)}: ${c.why}`);
