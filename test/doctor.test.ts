@@ -137,3 +137,18 @@ test('openelm doctor: bad options are one stderr line, exit 2', async () => {
     assert.match(r.stderr, pattern);
   }
 });
+
+test('openelm doctor with a variant that does not compile: exit 1, still one JSON object, the WGSL error in the check', async () => {
+  const file = join(tmp, 'garbage.wgsl');
+  writeFileSync(file, 'this is not WGSL\n');
+  const r = await openelm('doctor', '--json', '--only', 'argmax', '--kernel-variant', `argmax=${file}`);
+  assert.equal(r.code, 1, r.stderr);
+  const report = JSON.parse(r.stdout) as DoctorReport;
+  assert.equal(report.checks.length, 1);
+  assert.equal(report.checks[0].pass, false);
+  assert.match(report.checks[0].error ?? '', /^GPU error: .*WGSL/);
+  // Every engine pass ends by choosing the next token, so the whole model fails too, with the error.
+  assert.equal(report.model_check.pass, false);
+  for (const d of report.model_check.dtypes) assert.match(d.error ?? '', /^GPU error: /);
+  assert.match(r.stderr, /first: argmax greedy id/);
+});

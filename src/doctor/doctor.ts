@@ -6,6 +6,7 @@ import type { Gpu } from '../gpu/gpu.ts';
 import type { DType } from '../runtime/model.ts';
 import { kernelOrigin, KERNEL_NAMES, type KernelName } from '../../kernels/variants.ts';
 import { maxWeightChunkBytes } from '../../kernels/weight.ts';
+import type { GemvTuning } from '../../kernels/matmul.ts';
 import { kernelChecks, runCheck, type CheckResult } from './kernel-checks.ts';
 import { checkModel, syntheticModel, type DoctorModel, type ModelCheck } from './model-check.ts';
 
@@ -91,8 +92,7 @@ export function adapterReport(gpu: Gpu): AdapterReport {
   };
 }
 
-function choicesFor(gpu: Gpu, model: ModelCheck, plan: DoctorModel['plan']): Choices {
-  const t = model.gemvTuning;
+function choicesFor(gpu: Gpu, model: ModelCheck, plan: DoctorModel['plan'], t: GemvTuning | undefined): Choices {
   const widest = plan.layers.reduce((a, l) => (l.proj1Out > a.proj1Out ? l : a));
   const sub = gpu.features.subgroups;
   const f16 = gpu.features.shaderF16;
@@ -142,7 +142,7 @@ export async function runDoctor(gpu: Gpu, opts: DoctorOptions = {}): Promise<Doc
   const model = opts.model ?? syntheticModel();
   const dtypes: DType[] = [...new Set<DType>(['f32', opts.dtype ?? 'f16'])];
   log(`model check: ${model.name}, ${dtypes.join(' and ')}`);
-  const model_check = await checkModel(gpu, model, dtypes);
+  const { check: model_check, gemvTuning } = await checkModel(gpu, model, dtypes);
   const kernel_sources = {} as Record<KernelName, string>;
   for (const k of KERNEL_NAMES) kernel_sources[k] = kernelOrigin(k);
   return {
@@ -151,7 +151,7 @@ export async function runDoctor(gpu: Gpu, opts: DoctorOptions = {}): Promise<Doc
     kernel_sources,
     checks,
     model_check,
-    choices: choicesFor(gpu, model_check, model.plan),
+    choices: choicesFor(gpu, model_check, model.plan, gemvTuning),
     pass: checks.every((c) => c.pass) && model_check.pass,
     ms: Math.round(performance.now() - t0),
   };

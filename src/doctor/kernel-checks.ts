@@ -15,6 +15,7 @@ import { keptWeightsRef, sampleDispatch, sampleRef, type SamplingParams } from '
 import { specAcceptDispatch, specAcceptRef } from '../../kernels/spec_accept.ts';
 import type { KernelName } from '../../kernels/variants.ts';
 import { destroyWeight, uploadWeight, weightRowBytes, WEIGHT_FORMATS } from '../../kernels/weight.ts';
+import { withErrorScope } from './error-scope.ts';
 import { checkMatmulForm, MATMUL_FORMS, MATMUL_TOL, randomFill } from './matmul-check.ts';
 
 /** One line of the report. JSON-safe: a non-finite error is null. */
@@ -403,19 +404,11 @@ export function kernelChecks(gpu: Gpu): CheckSpec[] {
 /** Runs one check: times it, turns a throw (a variant that does not compile, a lost device) into a failure. */
 export async function runCheck(gpu: Gpu, spec: CheckSpec): Promise<CheckResult> {
   const t0 = performance.now();
-  let measured: Measured | undefined;
-  let error: string | undefined;
-  try {
-    measured = await spec.run(gpu);
+  const { value: measured, error } = await withErrorScope(gpu, async () => {
+    const m = await spec.run(gpu);
     gpu.checkErrors();
-  } catch (e) {
-    error = (e as Error).message.split('\n')[0];
-    try {
-      gpu.checkErrors(); // clear the recorded error so the next check starts clean
-    } catch {
-      /* already reported */
-    }
-  }
+    return m;
+  });
   const ms = performance.now() - t0;
   const maxAbs = measured?.maxAbs;
   return {

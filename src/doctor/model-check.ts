@@ -10,6 +10,7 @@ import type { GemvTuning } from '../../kernels/matmul.ts';
 import { dequantize } from '../../kernels/quant.ts';
 import { cpuForward, type Tensors } from './cpu-forward.ts';
 import { randomFill } from './matmul-check.ts';
+import { withErrorScope } from './error-scope.ts';
 
 /** A model to check: its plan and its tensors (a checkpoint's entries). */
 export interface DoctorModel {
@@ -108,8 +109,6 @@ export interface ModelCheck {
   positions: number;
   input_ids: number[];
   dtypes: DtypeCheck[];
-  /** The decode matmul tuning the engine made when loading the model (the last format checked). */
-  gemvTuning?: GemvTuning;
 }
 
 async function cpuTensors(model: DoctorModel): Promise<Tensors> {
@@ -145,8 +144,11 @@ function argmax(a: ArrayLike<number>): number {
   return best;
 }
 
-/** Loads the model in each format, runs the prompt, compares every position's logits. */
-export async function checkModel(gpu: Gpu, model: DoctorModel, dtypes: readonly DType[], positions = 6): Promise<ModelCheck> {
+/**
+ * Loads the model in each format, runs the prompt, compares every position's logits. Also returns
+ * the decode matmul tuning the engine made when loading it (the last format that loaded).
+ */
+export async function checkModel(gpu: Gpu, model: DoctorModel, dtypes: readonly DType[], positions = 6): Promise<{ check: ModelCheck; gemvTuning?: GemvTuning }> {
   const plan = model.plan;
   const ids = promptIds(plan, Math.min(positions, plan.maxContext));
   const exact = await cpuTensors(model);
@@ -158,36 +160,46 @@ export async function checkModel(gpu: Gpu, model: DoctorModel, dtypes: readonly 
     const rounding = dtype === 'f32' ? undefined : maxAbsDiff(cpuForward(plan, roundedTensors(plan, exact, dtype), ids).logits, ref);
     const tolerance = F32_TOLERANCE + ROUNDING_SLACK * (rounding ?? 0);
     const measured = rounding !== undefined ? { rounding_max_abs: rounding } : {};
-    let m: OpenElmModel | undefined;
-    try {
-      m = await OpenElmModel.create(gpu, plan, model.tensors, { dtype, contextLength: ids.length });
-      gemvTuning = m.gemvTuning ?? gemvTuning;
-      const got = await m.logits(ids, { allPositions: true });
-      let maxAbs = 0;
-      let top1 = 0;
-      got.forEach((row, p) => {
-        for (let i = 0; i < row.length; i++) {
-          const d = Math.abs(row[i] - ref[p][i]);
-          maxAbs = Math.max(maxAbs, Number.isNaN(d) ? Infinity : d);
-        }
-        if (argmax(row) === argmax(ref[p])) top1++;
-      });
-      const pass = got.length === ids.length && maxAbs <= tolerance;
-      out.push({ dtype, pass, max_abs: Number.isFinite(maxAbs) ? maxAbs : null, tolerance, ...measured, top1_agree: top1, ms: Math.round(performance.now() - t0) });
-    } catch (e) {
-      out.push({ dtype, pass: false, max_abs: null, tolerance, ...measured, top1_agree: 0, ms: Math.round(performance.now() - t0), error: (e as Error).message.split('\n')[0] });
-    } finally {
-      m?.dispose();
-    }
+    const r = await withErrorScope(gpu, async () => {
+      let m: OpenElmModel | undefined;
+      try {
+        m = await OpenElmModel.create(gpu, plan, model.tensors, { dtype, contextLength: ids.length });
+        gemvTuning = m.gemvTuning ?? gemvTuning;
+        return await m.logits(ids, { allPositions: true });
+      } finally {
+        m?.dispose();
+      }
+    });
+    const got = r.value ?? [];
+    let maxAbs = r.error ? Infinity : 0;
+    let top1 = 0;
+    got.forEach((row, p) => {
+      for (let i = 0; i < row.length; i++) {
+        const d = Math.abs(row[i] - ref[p][i]);
+        maxAbs = Math.max(maxAbs, Number.isNaN(d) ? Infinity : d);
+      }
+      if (argmax(row) === argmax(ref[p])) top1++;
+    });
+    const pass = !r.error && got.length === ids.length && maxAbs <= tolerance;
+    out.push({
+      dtype,
+      pass,
+      max_abs: Number.isFinite(maxAbs) ? maxAbs : null,
+      tolerance,
+      ...measured,
+      top1_agree: top1,
+      ms: Math.round(performance.now() - t0),
+      ...(r.error ? { error: r.error } : {}),
+    });
   }
   const finite = out.every((d) => d.max_abs !== null);
-  return {
+  const check: ModelCheck = {
     model: model.name,
     pass: out.length > 0 && out.every((d) => d.pass),
     max_abs: finite ? Math.max(0, ...out.map((d) => d.max_abs ?? 0)) : null,
     positions: ids.length,
     input_ids: ids,
     dtypes: out,
-    gemvTuning,
   };
+  return { check, gemvTuning };
 }
