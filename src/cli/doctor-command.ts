@@ -8,7 +8,7 @@ import { parseKernelVariant } from './kernel-variant.ts';
 import { UsageError, type Parsed, type Spec } from './args.ts';
 
 const spec: Spec = {
-  model: { kind: 'string', value: 'DIR|ID', help: 'also check this model whole (a folder in the Hugging Face layout or a hub id) against the float64 CPU forward; needs RAM for 8 bytes a parameter. Default: a small synthetic model built in memory' },
+  model: { kind: 'string', value: 'DIR|ID', help: 'also check this model whole (a folder in the Hugging Face layout or a hub id) against the float64 CPU forward; needs about 16 bytes of RAM a parameter (float64 copies). Default: a small synthetic model built in memory' },
   hf_access_token: { kind: 'string', value: 'TOKEN', help: 'Hugging Face token for gated models (else $HF_TOKEN)' },
   dtype: { kind: 'string', value: 'FORMAT', help: `weight format the model check runs beside f32: ${DTYPES.join(' | ')} (default f16)` },
   'kernel-variant': { kind: 'list', value: 'KERNEL=FILE...', help: `check your own WGSL in place of a built-in kernel (${KERNEL_NAMES.join(', ')}); same bindings, entry point and defines as shaders/KERNEL.wgsl` },
