@@ -3,7 +3,7 @@
 // same sources serve Node and the browser.
 //
 // Outputs: dist/index.js, dist/cli.js (Node); dist/browser/openelm.js (+ dist/browser/chunks/*: the
-// built-in tokenizer, loaded on first use); demo/dist/{app,bench}.js (the demo pages, importing
+// built-in tokenizer, loaded on first use); demo/dist/{app,bench,gpu}.js (the demo pages, importing
 // the browser bundle); dist/types/{index,browser}.d.ts (declarations); build/test/*.test.js.
 import { build } from 'esbuild';
 import { spawn } from 'node:child_process';
@@ -102,7 +102,7 @@ const results = await Promise.all([
   })(),
   build({
     ...browserCommon,
-    entryPoints: { app: join(root, 'demo/src/app.ts'), bench: join(root, 'demo/src/bench.ts'), eval: join(root, 'demo/src/eval.ts') },
+    entryPoints: { app: join(root, 'demo/src/app.ts'), bench: join(root, 'demo/src/bench.ts'), eval: join(root, 'demo/src/eval.ts'), gpu: join(root, 'demo/src/gpu.ts') },
     outdir: join(root, 'demo/dist'),
     plugins: [useBrowserBundle],
   }),

@@ -85,3 +85,4 @@ export async function loadModel(source: string, opts: LoadOptions = {}): Promise
   }
 }
 export { setKernelVariant, kernelOrigin, KERNEL_NAMES, type KernelName } from '../kernels/variants.ts';
+export { runDoctor, formatReport, reportJson, type DoctorReport, type DoctorOptions, type DoctorModel, type CheckResult } from './doctor/doctor.ts';

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import source from '../shaders/matmul.wgsl';
 import gemvSource from '../shaders/matmul_gemv.wgsl';
-import { checkMatmulFully } from '../src/bench/kernels.ts';
+import { checkMatmulFully } from '../src/doctor/matmul-check.ts';
 import { kernelOrigin, setKernelVariant } from '../kernels/variants.ts';
 import { testGpu } from './helpers.ts';
 

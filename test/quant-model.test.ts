@@ -12,7 +12,7 @@ import { loadModel } from '../src/index.ts';
 import { dequantize } from '../kernels/quant.ts';
 import { foldColumnScale } from '../kernels/matmul.ts';
 import { agreement } from '../src/bench/quality.ts';
-import { cpuForward, type Tensors } from './cpu-forward.ts';
+import { cpuForward, type Tensors } from '../src/doctor/cpu-forward.ts';
 import { assertClose, loadFixture, testGpu } from './helpers.ts';
 
 const fx = loadFixture('tiny-elm');

@@ -11,7 +11,7 @@ import { openCheckpoint } from '../src/io/node-source.ts';
 import { readTensorF32 } from '../src/io/safetensors.ts';
 import { synthesizeCheckpoint } from '../src/io/synth.ts';
 import { loadModel } from '../src/index.ts';
-import { cpuForward, type Tensors } from './cpu-forward.ts';
+import { cpuForward, type Tensors } from '../src/doctor/cpu-forward.ts';
 import { assertClose, fixtureDir, loadFixture, rng, testGpu } from './helpers.ts';
 import { readFileSync } from 'node:fs';
 

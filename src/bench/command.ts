@@ -1,7 +1,7 @@
 // `openelm bench`: the benchmark harness on the command line.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { helpText, intOption, UsageError, type Parsed, type Spec } from '../cli/args.ts';
+import { parseKernelVariant, type KernelVariantFile } from '../cli/kernel-variant.ts';
 import { cacheRoot, defaultModel } from '../cli/default-model.ts';
 import { GGML_TYPE_NAMES, type GgmlTypeName } from './gguf.ts';
 import { benchLlama, LLAMA_INSTALL_HINT } from './llama.ts';
@@ -45,19 +45,9 @@ function oneOf<T extends string>(items: string[], allowed: readonly T[], name: s
   return [...new Set(items)] as T[];
 }
 
-function kernelVariant(spec: string | undefined): { kernel: LabKernel; file: string; code: string } | undefined {
+function kernelVariant(spec: string | undefined): KernelVariantFile<LabKernel> | undefined {
   if (spec === undefined) return undefined;
-  const m = /^([a-z_]+)=(.+)$/.exec(spec);
-  if (!m) throw new UsageError(`--kernel-variant must be KERNEL=FILE, got "${spec}"`);
-  const kernel = m[1];
-  if (!(LAB_KERNELS as readonly string[]).includes(kernel)) {
-    throw new UsageError(`--kernel-variant: the lab times ${LAB_KERNELS.join(' and ')} variants (got "${kernel}"); other kernels can be swapped through the library's setKernelVariant`);
-  }
-  try {
-    return { kernel: kernel as LabKernel, file: m[2], code: readFileSync(m[2], 'utf8') };
-  } catch (e) {
-    throw new UsageError(`--kernel-variant: cannot read ${m[2]} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
+  return parseKernelVariant(spec, LAB_KERNELS, "the bench times only these; other kernels can be swapped through the library's setKernelVariant (and checked with openelm doctor --kernel-variant)");
 }
 
 async function runBenchCommand(p: Parsed): Promise<void> {

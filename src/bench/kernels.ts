@@ -3,11 +3,9 @@
 // is the ceiling a weight-streaming kernel can hope for on this device.
 import type { ModelPlan } from '../config/plan.ts';
 import type { Gpu } from '../gpu/gpu.ts';
-import { releaseDispatches, runDispatches } from '../../kernels/kernel.ts';
-import { foldColumnScale, interleaveGateUp, matmulDispatches, matmulRef, type GemvKernel } from '../../kernels/matmul.ts';
-import { rmsNormRef } from '../../kernels/rmsnorm.ts';
-import { silu } from '../../kernels/silu_gate.ts';
-import { dequantize } from '../../kernels/quant.ts';
+import { releaseDispatches } from '../../kernels/kernel.ts';
+import { matmulDispatches, type GemvKernel } from '../../kernels/matmul.ts';
+import { randomFill } from '../doctor/matmul-check.ts';
 import { destroyWeight, uploadWeight, type WeightFormat } from '../../kernels/weight.ts';
 import { primaryMs, type GpuTime, type GpuTimer, type TimingMethod } from './gpu-timer.ts';
 import { withLoad, type LoadSample } from './machine.ts';
@@ -88,20 +86,6 @@ export interface CopyResult {
   /** Bytes copied per second at the median time (each byte is read once and written once). */
   gb_s: number;
   load: LoadSample;
-}
-
-/** Fills an array with uniform values in [-scale, scale) from a xorshift stream (fast, seeded). */
-export function randomFill(n: number, seed: number, scale: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  const k = (2 * scale) / 4294967296;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = (s >>> 0) * k - scale;
-  }
-  return out;
 }
 
 interface Timed {
@@ -246,73 +230,4 @@ export async function benchOurMatmul(
 /** How a matmul figure is labelled in tables and charts: engine, format, kernel kind, lab variant. */
 export function matmulLabel(m: Pick<MatmulResult, 'engine' | 'dtype' | 'gemv' | 'variant'>): string {
   return `${m.engine} ${m.dtype}${m.gemv === 'coalesced' ? ' coalesced' : ''}${m.variant ? ` [${m.variant.split('/').pop()}]` : ''}`;
-}
-
-/**
- * The kernel lab's gate: runs the matmul as it is now compiled (built-in or variant) on a few
- * random shapes that do not divide any tile, in full, against the CPU product over the weights as
- * stored, in each form the engine uses: plain, accumulating (residual add), with the RMSNorm in
- * front, and with the norm and the gated SiLU (proj_1). Returns the worst |error| / tolerance
- * (< 1 passes).
- */
-export async function checkMatmulFully(gpu: Gpu, format: WeightFormat, gemv: GemvKernel = 'rows'): Promise<number> {
-  let worst = 0;
-  // T = 1 shapes in both kinds of K: the coalesced GEMV takes K in whole 32s, falls back otherwise.
-  const shapes: [number, number, number][] = [
-    [1, 38, 70],
-    [1, 66, 96],
-    [5, 34, 257],
-    [17, 130, 64],
-  ];
-  // folded: the norm weights multiplied into W's columns, the kernel given none (q8/q4 layers).
-  const forms: { accumulate?: boolean; norm?: boolean; folded?: boolean; gate?: boolean }[] = [
-    {},
-    { accumulate: true },
-    { norm: true },
-    { norm: true, gate: true },
-    { norm: true, folded: true, gate: true },
-  ];
-  for (const [T, N, K] of shapes)
-    for (const form of forms) {
-      const seed = 7 * N + K;
-      const raw = randomFill(N * K, seed, 1 / Math.sqrt(K));
-      const xData = randomFill(T * K, 3 * T + 1, 1);
-      const gData = randomFill(K, seed + 1, 0.5).map((v) => 1 + v);
-      const scaled = form.folded ? foldColumnScale(raw, N, K, gData) : raw;
-      const wData = form.gate ? interleaveGateUp(scaled, N, K) : scaled;
-      const y0 = randomFill(T * N, seed + 2, 1);
-      const eps = 1e-6;
-      const outN = form.gate ? N / 2 : N;
-      const w = uploadWeight(gpu, 'lab.w', wData, N, K, format, undefined, form.gate ? 2 : 1);
-      const x = gpu.upload('lab.x', xData);
-      const g = gpu.upload('lab.g', gData);
-      const y = gpu.upload('lab.y', y0.subarray(0, T * outN));
-      const ds = matmulDispatches(gpu, w, {
-        tokens: T,
-        x,
-        y,
-        gemv,
-        accumulate: form.accumulate,
-        norm: form.norm ? (form.folded ? { eps } : { weight: g, eps }) : undefined,
-        activation: form.gate ? 'silu-gate' : undefined,
-        label: 'lab check',
-      });
-      try {
-        runDispatches(gpu, ds, 'lab check');
-        const got = await gpu.readF32(y, T * outN);
-        const input = form.norm ? rmsNormRef(xData, form.folded ? new Float32Array(K).fill(1) : gData, T, K, eps) : xData;
-        const prod = matmulRef(input, dequantize(wData, N, K, format), T, N, K, form.accumulate ? y0 : undefined);
-        const want = form.gate ? prod.filter((_, i) => i % 2 === 0).map((a, i) => silu(a) * prod[2 * i + 1]) : prod;
-        for (let i = 0; i < got.length; i++) {
-          const err = Math.abs(got[i] - want[i]);
-          const tol = 1e-4 * (Math.abs(want[i]) + 1);
-          worst = Math.max(worst, Number.isNaN(err) ? Infinity : err / tol);
-        }
-      } finally {
-        releaseDispatches(gpu, ds);
-        destroyWeight(gpu, w);
-        for (const b of [x, g, y]) gpu.destroyBuffer(b);
-      }
-    }
-  return worst;
 }

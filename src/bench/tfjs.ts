@@ -6,7 +6,8 @@
 // the same run.
 import { nodeGpu } from '../gpu/node-gpu.ts';
 import type { GpuTime } from './gpu-timer.ts';
-import { checkMatmul, matmulFigures, randomFill, type KernelShape, type MatmulResult } from './kernels.ts';
+import { randomFill } from '../doctor/matmul-check.ts';
+import { checkMatmul, matmulFigures, type KernelShape, type MatmulResult } from './kernels.ts';
 import { withLoad } from './machine.ts';
 import { repeat, summarize } from './stats.ts';
 

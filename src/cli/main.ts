@@ -11,6 +11,7 @@ import { emptyStats } from '../generate/generate.ts';
 import { applyKwargs, KWARGS, resolveGeneration, type GenerationConfig } from '../generate/options.ts';
 import { asUsage, checkIdsInVocab, helpText, intOption, parseArgs, parseIdList, UsageError, type Parsed, type Spec } from './args.ts';
 import { benchCommand } from '../bench/command.ts';
+import { doctorCommand } from './doctor-command.ts';
 import { defaultModel } from './default-model.ts';
 import { progressBar } from '../io/progress.ts';
 import { evalCommands } from './eval-commands.ts';
@@ -68,6 +69,7 @@ const commands: Record<string, { summary: string; spec: Spec; run: (p: Parsed) =
   },
   bench: benchCommand,
   ...evalCommands(common, openModel),
+  doctor: doctorCommand,
 };
 
 function usage(): string {

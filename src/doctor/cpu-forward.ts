@@ -2,7 +2,7 @@
 // shared code with the GPU path (beyond the plan). Checked against the PyTorch fixture, it then
 // serves as the reference for shapes the fixture does not cover (untied heads, one KV head per
 // query head, odd head_dim, no q/k norm, no GLU).
-import type { ModelPlan } from '../src/config/plan.ts';
+import type { ModelPlan } from '../config/plan.ts';
 
 export type Tensors = Map<string, Float64Array>;
 

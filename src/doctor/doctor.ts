@@ -1,0 +1,198 @@
+// `openelm doctor`: what this adapter is, whether every kernel the engine can pick here computes
+// what its CPU reference computes, whether a whole model matches the float64 forward pass, and
+// which variants the engine would choose and why. The report is plain JSON (what a user attaches
+// to a bug report). Browser-safe: no Node imports.
+import type { Gpu } from '../gpu/gpu.ts';
+import type { DType } from '../runtime/model.ts';
+import { kernelOrigin, KERNEL_NAMES, type KernelName } from '../../kernels/variants.ts';
+import { maxWeightChunkBytes } from '../../kernels/weight.ts';
+import type { GemvTuning } from '../../kernels/matmul.ts';
+import { kernelChecks, runCheck, type CheckResult } from './kernel-checks.ts';
+import { checkModel, syntheticModel, type DoctorModel, type ModelCheck } from './model-check.ts';
+
+export type { CheckResult } from './kernel-checks.ts';
+export type { DoctorModel, ModelCheck, DtypeCheck } from './model-check.ts';
+
+/** The limits the engine reads (weight splitting, workgroup sizes, dispatch grids). */
+export const ENGINE_LIMITS = [
+  'maxBufferSize',
+  'maxStorageBufferBindingSize',
+  'maxStorageBuffersPerShaderStage',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupsPerDimension',
+  'maxUniformBufferBindingSize',
+] as const;
+
+export interface AdapterReport {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  is_fallback: boolean;
+  features: string[];
+  limits: Record<(typeof ENGINE_LIMITS)[number], number>;
+}
+
+/** A choice and one line on why. */
+export interface Choice<T> {
+  value: T;
+  why: string;
+}
+
+export interface Choices {
+  /** The decode (one-token) matmul kernel, timed on the checked model's widest proj_1. */
+  gemv: Choice<'rows' | 'coalesced' | null> & { ms?: Record<string, number>; weight?: string };
+  subgroups: Choice<boolean>;
+  shader_f16: Choice<boolean>;
+  timestamp_query: Choice<boolean>;
+  /** Largest weight chunk one storage binding holds here; bigger weights are split by rows. */
+  weight_chunk_bytes: Choice<number>;
+}
+
+export interface DoctorReport {
+  /** Report format version (bump on incompatible changes). */
+  version: 1;
+  adapter: AdapterReport;
+  /** Where each kernel's WGSL comes from: 'built-in' or a kernel-lab variant. */
+  kernel_sources: Record<KernelName, string>;
+  checks: CheckResult[];
+  model_check: ModelCheck;
+  choices: Choices;
+  /** Every check and the model check passed. */
+  pass: boolean;
+  ms: number;
+}
+
+export interface DoctorOptions {
+  /** The model to check whole (default: a small synthetic model built in memory). */
+  model?: DoctorModel;
+  /** Weight format checked beside f32 in the model check (default f16). */
+  dtype?: DType;
+  /** Only kernel checks whose name is listed (default all; the model check always runs). */
+  only?: readonly string[];
+  /** Called after each kernel check (progress). */
+  onCheck?: (c: CheckResult, index: number, total: number) => void;
+  /** One line for people, as stages start. */
+  log?: (line: string) => void;
+}
+
+export function adapterReport(gpu: Gpu): AdapterReport {
+  const limits = {} as AdapterReport['limits'];
+  for (const k of ENGINE_LIMITS) limits[k] = gpu.limits[k];
+  return {
+    vendor: gpu.info.vendor,
+    architecture: gpu.info.architecture,
+    device: gpu.info.device,
+    description: gpu.info.description,
+    is_fallback: gpu.info.isFallback,
+    features: [...gpu.device.features].map(String).sort(),
+    limits,
+  };
+}
+
+function choicesFor(gpu: Gpu, model: ModelCheck, plan: DoctorModel['plan'], t: GemvTuning | undefined): Choices {
+  const widest = plan.layers.reduce((a, l) => (l.proj1Out > a.proj1Out ? l : a));
+  const sub = gpu.features.subgroups;
+  const f16 = gpu.features.shaderF16;
+  const chunk = maxWeightChunkBytes(gpu);
+  return {
+    gemv: t
+      ? {
+          value: t.choice,
+          ms: t.ms,
+          weight: `layer ${widest.index} ffn.proj_1 [${widest.proj1Out}, ${plan.modelDim}] ${model.dtypes[model.dtypes.length - 1]?.dtype ?? ''}`.trim(),
+          why: `${t.choice} was faster (rows ${t.ms.rows.toFixed(3)} ms, coalesced ${t.ms.coalesced.toFixed(3)} ms per product); a load times both on its own model and keeps the faster`,
+        }
+      : { value: null, why: 'not measured: the model did not load' },
+    subgroups: {
+      value: sub,
+      why: sub ? 'the coalesced GEMV reduces each row with subgroup operations' : 'no subgroups: the coalesced GEMV reduces through workgroup memory',
+    },
+    shader_f16: {
+      value: f16,
+      why: f16
+        ? 'present, but no f16-arithmetic kernel exists yet: f16 weights are read packed two per u32 and converted, f32 arithmetic'
+        : 'absent: f16 weights are read packed two per u32 and converted, f32 arithmetic (the same path as with it)',
+    },
+    timestamp_query: {
+      value: gpu.features.timestampQuery,
+      why: gpu.features.timestampQuery ? 'the bench times kernels on the GPU clock' : 'the bench falls back to wall-clock timing',
+    },
+    weight_chunk_bytes: {
+      value: chunk,
+      why: `min(maxStorageBufferBindingSize ${gpu.limits.maxStorageBufferBindingSize}, maxBufferSize ${gpu.limits.maxBufferSize}): a weight larger than this is split by rows into several buffers, one dispatch each`,
+    },
+  };
+}
+
+/** Runs every check on `gpu`. Never throws for a failing check: failures are in the report. */
+export async function runDoctor(gpu: Gpu, opts: DoctorOptions = {}): Promise<DoctorReport> {
+  const t0 = performance.now();
+  const log = opts.log ?? (() => {});
+  const specs = kernelChecks(gpu).filter((s) => !opts.only || opts.only.includes(s.name));
+  log(`kernel checks: ${specs.length}`);
+  const checks: CheckResult[] = [];
+  for (const [i, s] of specs.entries()) {
+    const c = await runCheck(gpu, s);
+    checks.push(c);
+    opts.onCheck?.(c, i, specs.length);
+  }
+  const model = opts.model ?? syntheticModel();
+  const dtypes: DType[] = [...new Set<DType>(['f32', opts.dtype ?? 'f16'])];
+  log(`model check: ${model.name}, ${dtypes.join(' and ')}`);
+  const { check: model_check, gemvTuning } = await checkModel(gpu, model, dtypes);
+  const kernel_sources = {} as Record<KernelName, string>;
+  for (const k of KERNEL_NAMES) kernel_sources[k] = kernelOrigin(k);
+  return {
+    version: 1,
+    adapter: adapterReport(gpu),
+    kernel_sources,
+    checks,
+    model_check,
+    choices: choicesFor(gpu, model_check, model.plan, gemvTuning),
+    pass: checks.every((c) => c.pass) && model_check.pass,
+    ms: Math.round(performance.now() - t0),
+  };
+}
+
+/** The report as JSON text: non-finite numbers (which JSON cannot hold) become null. */
+export function reportJson(report: DoctorReport): string {
+  return JSON.stringify(report, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v));
+}
+
+const fmtErr = (e: number | null): string => (e === null ? 'NaN/inf' : e === 0 ? '0' : e.toExponential(2));
+
+/** One line per check: PASS/FAIL name variant format max_error ms. */
+export function checkLine(c: CheckResult): string {
+  const tol = c.rel_tolerance !== undefined ? `${c.tolerance}+${c.rel_tolerance}|ref|` : String(c.tolerance);
+  return `${c.pass ? 'PASS' : 'FAIL'}  ${c.name.padEnd(12)} ${c.variant.padEnd(38)} ${c.format.padEnd(4)} ${fmtErr(c.max_error).padStart(9)} (tol ${tol}) ${c.ms.toFixed(0).padStart(6)} ms${c.error ? `  ${c.error}` : ''}`;
+}
+
+/** The readable report: adapter, checks, model check, choices, summary. */
+export function formatReport(r: DoctorReport): string {
+  const a = r.adapter;
+  const lines = [
+    `adapter: ${[a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' / ') || '(no adapter info)'}${a.is_fallback ? ' (fallback adapter)' : ''}`,
+    `features: ${a.features.join(', ') || '(none)'}`,
+    `limits: ${Object.entries(a.limits).map(([k, v]) => `${k}=${v}`).join(', ')}`,
+  ];
+  const variants = Object.entries(r.kernel_sources).filter(([, v]) => v !== 'built-in');
+  if (variants.length) lines.push(`kernel variants: ${variants.map(([k, v]) => `${k}=${v}`).join(', ')}`);
+  lines.push('', ...r.checks.map(checkLine), '');
+  const m = r.model_check;
+  lines.push(`model check (${m.model}, ${m.positions} positions against the float64 CPU forward):`);
+  for (const d of m.dtypes) {
+    lines.push(`${d.pass ? 'PASS' : 'FAIL'}  model ${d.dtype.padEnd(4)} max |logit error| ${fmtErr(d.max_abs)} (tol ${d.tolerance.toExponential(2)}), top-1 agrees at ${d.top1_agree}/${m.positions}, ${d.ms} ms${d.error ? `  ${d.error}` : ''}`);
+  }
+  lines.push('', 'choices:');
+  for (const [k, c] of Object.entries(r.choices) as [string, Choice<unknown>][]) lines.push(`  ${k} = ${String(c.value)}: ${c.why}`);
+  const failed = r.checks.filter((c) => !c.pass);
+  lines.push(
+    '',
+    `${r.pass ? 'PASS' : 'FAIL'}: ${r.checks.length - failed.length}/${r.checks.length} kernel checks passed, model check ${m.pass ? 'passed' : 'FAILED'} (${(r.ms / 1000).toFixed(1)} s)` +
+      (failed.length ? `; failing: ${[...new Set(failed.map((c) => `${c.name} ${c.variant} ${c.format}`))].slice(0, 8).join('; ')}` : ''),
+  );
+  return lines.join('\n');
+}

@@ -1,0 +1,426 @@
+// The doctor's kernel checks: each kernel the engine dispatches, in each variant it can pick on this
+// adapter, on random odd shapes (sizes that divide no workgroup tile) against its CPU reference.
+// Tolerances are those of the kernel's own tests (test/NAME.test.ts): exact where the kernel is
+// specified bit for bit (gathers, choices), float32 rounding elsewhere.
+import type { Gpu } from '../gpu/gpu.ts';
+import { seededRandom } from '../generate/generate.ts';
+import { argmaxDispatch, argmaxRef } from '../../kernels/argmax.ts';
+import { attentionDispatch, attentionRef } from '../../kernels/attention.ts';
+import { embeddingDispatches, embeddingRef } from '../../kernels/embedding.ts';
+import { releaseDispatches, runDispatches, type Dispatch } from '../../kernels/kernel.ts';
+import { GEMV_KERNELS } from '../../kernels/matmul.ts';
+import { qkvPrepareDispatch, qkvPrepareRef, ropeTable } from '../../kernels/qkv_prepare.ts';
+import { dequantize } from '../../kernels/quant.ts';
+import { keptWeightsRef, sampleDispatch, sampleRef, type SamplingParams } from '../../kernels/sample.ts';
+import { specAcceptDispatch, specAcceptRef } from '../../kernels/spec_accept.ts';
+import type { KernelName } from '../../kernels/variants.ts';
+import { destroyWeight, uploadWeight, weightRowBytes, WEIGHT_FORMATS } from '../../kernels/weight.ts';
+import { withErrorScope } from './error-scope.ts';
+import { checkMatmulForm, MATMUL_FORMS, MATMUL_TOL, randomFill } from './matmul-check.ts';
+
+/** One line of the report. JSON-safe: a non-finite error is null. */
+export interface CheckResult {
+  name: string;
+  variant: string;
+  /** Weight format ('f32' | 'f16' | 'q8' | 'q4') or '-' for kernels without weights. */
+  format: string;
+  pass: boolean;
+  /** Largest |GPU - reference| (null: NaN or infinite). Choices count mismatched ids. */
+  max_error: number | null;
+  /** Absolute tolerance; `rel_tolerance` adds rel * |reference| where given. */
+  tolerance: number;
+  rel_tolerance?: number;
+  /** Wall time of the check (compilation included). */
+  ms: number;
+  /** The shader files this check runs. */
+  kernels: KernelName[];
+  /** Why it failed, when it threw (a variant that does not compile, a device error). */
+  error?: string;
+}
+
+/** What a check measured: largest error and whether every element was within tolerance. */
+interface Measured {
+  maxAbs: number;
+  pass: boolean;
+}
+
+export interface CheckSpec {
+  name: string;
+  variant: string;
+  format: string;
+  tolerance: number;
+  rel_tolerance?: number;
+  kernels: KernelName[];
+  run: (gpu: Gpu) => Promise<Measured>;
+}
+
+/** Compares element by element: |a - b| <= atol + rtol * |b|; NaN anywhere fails. */
+export function compareClose(got: ArrayLike<number>, want: ArrayLike<number>, atol: number, rtol = 0): Measured {
+  let maxAbs = 0;
+  let pass = got.length === want.length;
+  for (let i = 0; i < Math.min(got.length, want.length); i++) {
+    const d = Math.abs(got[i] - want[i]);
+    if (!(d <= atol + rtol * Math.abs(want[i]))) pass = false;
+    maxAbs = Math.max(maxAbs, Number.isNaN(d) ? Infinity : d);
+  }
+  return { maxAbs, pass };
+}
+
+function merge(a: Measured, b: Measured): Measured {
+  return { maxAbs: Math.max(a.maxAbs, b.maxAbs), pass: a.pass && b.pass };
+}
+
+/** Ids compared exactly: the error is the number of mismatches. */
+function countMismatches(got: readonly number[], want: readonly number[]): Measured {
+  const bad = want.filter((w, i) => got[i] !== w).length + Math.abs(got.length - want.length);
+  return { maxAbs: bad, pass: bad === 0 };
+}
+
+/** Runs dispatches, reads buffers back, then frees the dispatches and the buffers. */
+async function runAndFree<T>(gpu: Gpu, ds: Dispatch[], bufs: GPUBuffer[], read: () => Promise<T>): Promise<T> {
+  try {
+    runDispatches(gpu, ds, 'doctor');
+    return await read();
+  } finally {
+    releaseDispatches(gpu, ds);
+    for (const b of bufs) gpu.destroyBuffer(b);
+  }
+}
+
+// ---- matmul ----
+
+function matmulChecks(gpu: Gpu): CheckSpec[] {
+  const out: CheckSpec[] = [];
+  for (const format of WEIGHT_FORMATS)
+    for (const gemv of GEMV_KERNELS)
+      for (const { name: formName, form } of MATMUL_FORMS) {
+        const kernel = gemv === 'coalesced' && gpu.features.subgroups ? 'coalesced+subgroups' : gemv;
+        out.push({
+          name: 'matmul',
+          variant: `gemv=${kernel} ${formName}`,
+          format,
+          tolerance: MATMUL_TOL,
+          rel_tolerance: MATMUL_TOL,
+          // T > 1 shapes run matmul.wgsl in both; T = 1 shapes run matmul_gemv.wgsl when coalesced.
+          kernels: gemv === 'coalesced' ? ['matmul', 'matmul_gemv'] : ['matmul'],
+          run: async (g) => {
+            const r = await checkMatmulForm(g, format, gemv, form);
+            return { maxAbs: r.maxAbs, pass: r.ratio < 1 };
+          },
+        });
+      }
+  return out;
+}
+
+// ---- attention ----
+
+interface AttnShape {
+  T: number;
+  nq: number;
+  nkv: number;
+  hd: number;
+  ctx: number;
+  pos0: number;
+}
+
+/** Random cache rows below pos0 + T; NaN beyond, so reading past the causal limit shows. */
+function attnCache(seed: number, s: AttnShape): Float32Array {
+  const c = randomFill(s.nkv * s.ctx * s.hd, seed, 1.7);
+  for (let h = 0; h < s.nkv; h++) c.fill(NaN, (h * s.ctx + s.pos0 + s.T) * s.hd, (h + 1) * s.ctx * s.hd);
+  return c;
+}
+
+async function checkAttention(gpu: Gpu, shapes: AttnShape[]): Promise<Measured> {
+  let m: Measured = { maxAbs: 0, pass: true };
+  for (const [i, s] of shapes.entries()) {
+    const q = randomFill(s.T * s.nq * s.hd, 101 + i, 1.7);
+    const k = attnCache(202 + i, s);
+    const v = attnCache(303 + i, s);
+    const dims = { tokens: s.T, numQ: s.nq, numKv: s.nkv, headDim: s.hd, maxContext: s.ctx };
+    const bufs = {
+      q: gpu.upload('doctor.q', q),
+      kCache: gpu.upload('doctor.k', k),
+      vCache: gpu.upload('doctor.v', v),
+      position: gpu.uniform('doctor.pos', [s.pos0]),
+      out: gpu.upload('doctor.out', new Float32Array(s.T * s.nq * s.hd).fill(NaN)),
+    };
+    const d = attentionDispatch(gpu, { ...dims, ...bufs });
+    const got = await runAndFree(gpu, [d], Object.values(bufs), () => gpu.readF32(bufs.out, s.T * s.nq * s.hd));
+    m = merge(m, compareClose(got, attentionRef(q, k, v, { ...dims, position: s.pos0 }), 2e-5, 2e-4));
+  }
+  return m;
+}
+
+function attentionChecks(): CheckSpec[] {
+  // head_dim % 4 picks the kernel's vec4 or vec2 form; GQA groups of 1, 3 and 4.
+  const cases: { variant: string; shapes: AttnShape[] }[] = [
+    { variant: 'decode T=1 vec2 (head_dim 34)', shapes: [{ T: 1, nq: 6, nkv: 2, hd: 34, ctx: 45, pos0: 40 }, { T: 1, nq: 3, nkv: 3, hd: 6, ctx: 9, pos0: 0 }] },
+    { variant: 'decode T=1 vec4 (head_dim 68)', shapes: [{ T: 1, nq: 8, nkv: 2, hd: 68, ctx: 37, pos0: 29 }] },
+    { variant: 'prefill T>1 vec2 (head_dim 34)', shapes: [{ T: 7, nq: 6, nkv: 2, hd: 34, ctx: 19, pos0: 0 }, { T: 5, nq: 3, nkv: 1, hd: 10, ctx: 23, pos0: 11 }] },
+    { variant: 'prefill T>1 vec4 (head_dim 68)', shapes: [{ T: 13, nq: 4, nkv: 1, hd: 68, ctx: 29, pos0: 5 }] },
+  ];
+  return cases.map((c) => ({ name: 'attention', variant: c.variant, format: '-', tolerance: 2e-5, rel_tolerance: 2e-4, kernels: ['attention'], run: (g: Gpu) => checkAttention(g, c.shapes) }));
+}
+
+// ---- qkv_prepare ----
+
+async function checkQkvPrepare(gpu: Gpu, normalize: boolean): Promise<Measured> {
+  let m: Measured = { maxAbs: 0, pass: true };
+  const cases = [
+    { T: 5, nq: 6, nkv: 2, hd: 34, ctx: 23, pos0: 11 },
+    { T: 1, nq: 4, nkv: 1, hd: 10, ctx: 9, pos0: 8 },
+  ];
+  for (const [i, c] of cases.entries()) {
+    const width = (c.nq + 2 * c.nkv) * c.hd;
+    const rope = ropeTable(c.hd, c.ctx, 10000);
+    const qkv = randomFill(c.T * width, 11 + i, 2);
+    const qNorm = randomFill(c.hd, 12 + i, 0.5).map((v) => 1 + v);
+    const kNorm = randomFill(c.hd, 13 + i, 0.5).map((v) => 1 + v);
+    const kInit = randomFill(c.nkv * c.ctx * c.hd, 14 + i, 1);
+    const vInit = randomFill(c.nkv * c.ctx * c.hd, 15 + i, 1);
+    const bufs = {
+      qkv: gpu.upload('doctor.qkv', qkv),
+      qNorm: gpu.upload('doctor.qn', qNorm),
+      kNorm: gpu.upload('doctor.kn', kNorm),
+      rope: gpu.upload('doctor.rope', rope),
+      position: gpu.uniform('doctor.pos', [c.pos0]),
+      q: gpu.upload('doctor.q', new Float32Array(c.T * c.nq * c.hd).fill(NaN)),
+      kCache: gpu.upload('doctor.kc', kInit),
+      vCache: gpu.upload('doctor.vc', vInit),
+    };
+    const o = { tokens: c.T, numQ: c.nq, numKv: c.nkv, headDim: c.hd, maxContext: c.ctx, eps: 1e-6, normalize };
+    const d = qkvPrepareDispatch(gpu, { ...o, ...bufs });
+    const n = c.nkv * c.ctx * c.hd;
+    const [q, k, v] = await runAndFree(gpu, [d], Object.values(bufs), () =>
+      Promise.all([gpu.readF32(bufs.q, c.T * c.nq * c.hd), gpu.readF32(bufs.kCache, n), gpu.readF32(bufs.vCache, n)]),
+    );
+    const ref = qkvPrepareRef(qkv, qNorm, kNorm, rope, { ...o, position: c.pos0 });
+    // The caches as they should be: the new rows at pos0.., everything else untouched.
+    const withRows = (init: Float32Array, rows: Float32Array): Float32Array => {
+      const out = init.slice();
+      for (let h = 0; h < c.nkv; h++)
+        for (let t = 0; t < c.T; t++) out.set(rows.subarray((h * c.T + t) * c.hd, (h * c.T + t + 1) * c.hd), (h * c.ctx + c.pos0 + t) * c.hd);
+      return out;
+    };
+    m = merge(m, compareClose(q, ref.q, 2e-5, 2e-5));
+    m = merge(m, compareClose(k, withRows(kInit, ref.k), 2e-5, 2e-5));
+    m = merge(m, compareClose(v, withRows(vInit, ref.v), 0, 0));
+  }
+  return m;
+}
+
+function qkvChecks(): CheckSpec[] {
+  return [true, false].map((normalize) => ({
+    name: 'qkv_prepare',
+    variant: normalize ? 'q/k norm + RoPE' : 'RoPE only',
+    format: '-',
+    tolerance: 2e-5,
+    rel_tolerance: 2e-5,
+    kernels: ['qkv_prepare'],
+    run: (g: Gpu) => checkQkvPrepare(g, normalize),
+  }));
+}
+
+// ---- embedding ----
+
+function embeddingChecks(): CheckSpec[] {
+  const out: CheckSpec[] = [];
+  for (const format of WEIGHT_FORMATS)
+    for (const chunked of [false, true]) {
+      out.push({
+        name: 'embedding',
+        // Chunked: the table split by rows as a weight over the binding limit is.
+        variant: chunked ? 'table split in chunks' : 'one buffer',
+        format,
+        tolerance: 0,
+        kernels: ['embedding'],
+        run: async (gpu) => {
+          const rows = 301;
+          const cols = 70;
+          const table = randomFill(rows * cols, 21, 1);
+          const r = seededRandom(22);
+          const ids = Uint32Array.from({ length: 9 }, (_, i) => (i === 0 ? 0 : i === 1 ? rows - 1 : Math.floor(r() * rows)));
+          const w = uploadWeight(gpu, 'doctor.table', table, rows, cols, format, chunked ? weightRowBytes(cols, format) * 37 : undefined);
+          const idb = gpu.upload('doctor.ids', ids);
+          const ob = gpu.upload('doctor.out', new Float32Array(ids.length * cols).fill(NaN));
+          const ds = embeddingDispatches(gpu, w, { tokens: ids.length, ids: idb, out: ob });
+          try {
+            const got = await runAndFree(gpu, ds, [idb, ob], () => gpu.readF32(ob, ids.length * cols));
+            // Gathered rows are exactly the stored values: quantized ones as q * scale in f32.
+            return compareClose(got, embeddingRef(dequantize(table, rows, cols, format), cols, ids), 0, 0);
+          } finally {
+            destroyWeight(gpu, w);
+          }
+        },
+      });
+    }
+  return out;
+}
+
+// ---- argmax, sample, spec_accept ----
+
+async function gpuArgmax(gpu: Gpu, logits: Float32Array, n: number, offset: number): Promise<number> {
+  const lb = gpu.upload('doctor.logits', logits);
+  const ob = gpu.upload('doctor.out', new Uint32Array([0xdeadbeef]));
+  const d = argmaxDispatch(gpu, { n, offset, logits: lb, out: ob });
+  return (await runAndFree(gpu, [d], [lb, ob], () => gpu.readU32(ob, 1)))[0];
+}
+
+function argmaxChecks(): CheckSpec[] {
+  return [
+    {
+      name: 'argmax',
+      variant: 'greedy id',
+      format: '-',
+      tolerance: 0,
+      kernels: ['argmax'],
+      run: async (gpu) => {
+        const got: number[] = [];
+        const want: number[] = [];
+        for (const [i, [n, offset]] of [[257, 3], [32003, 5], [1001, 0]].entries()) {
+          const logits = randomFill(offset + n + 2, 31 + i, 5);
+          logits[offset + n] = 1e9; // outside the row: must be ignored
+          if (i === 2) logits[700] = logits[500] = 100; // a tie goes to the lower index
+          got.push(await gpuArgmax(gpu, logits, n, offset));
+          want.push(argmaxRef(logits, n, offset));
+        }
+        return countMismatches(got, want);
+      },
+    },
+  ];
+}
+
+/** One sampling dispatch per u (seen re-uploaded each time); returns the ids and the DIST output of the last. */
+async function gpuSample(gpu: Gpu, logits: Float32Array, seen: Uint32Array, params: SamplingParams, us: readonly number[], dist: boolean): Promise<{ ids: number[]; weights?: Float32Array }> {
+  const n = logits.length;
+  const ids: number[] = [];
+  let weights: Float32Array | undefined;
+  for (const u of us) {
+    const bufs = {
+      logits: gpu.upload('doctor.logits', logits),
+      seen: gpu.upload('doctor.seen', seen),
+      random: gpu.upload('doctor.u', new Float32Array([u])),
+      out: gpu.upload('doctor.out', new Uint32Array([0xdeadbeef])),
+      dist: gpu.upload('doctor.dist', new Float32Array(n).fill(NaN)),
+    };
+    const d = sampleDispatch(gpu, { n, offset: 0, logits: bufs.logits, seen: bufs.seen, random: bufs.random, out: bufs.out, params, dist: dist ? { buffer: bufs.dist, offset: 0 } : undefined });
+    const [id, w] = await runAndFree(gpu, [d], Object.values(bufs), () => Promise.all([gpu.readU32(bufs.out, 1), dist ? gpu.readF32(bufs.dist, n) : undefined]));
+    ids.push(id[0]);
+    weights = w;
+  }
+  return { ids, weights };
+}
+
+function sampleChecks(): CheckSpec[] {
+  const cases: { variant: string; n: number; params: SamplingParams; dist?: boolean }[] = [
+    { variant: 'greedy + repetition penalty', n: 1001, params: { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1.3 } },
+    { variant: 'sampling temperature + top-k + top-p', n: 4099, params: { doSample: true, temperature: 0.7, topK: 50, topP: 0.9, repetitionPenalty: 1.1 } },
+    { variant: 'sampling top-p only', n: 777, params: { doSample: true, temperature: 1.3, topK: 0, topP: 0.8, repetitionPenalty: 1 } },
+    { variant: 'sampling kept weights (speculative)', n: 515, params: { doSample: true, temperature: 0.9, topK: 40, topP: 0.95, repetitionPenalty: 1.2 }, dist: true },
+  ];
+  return cases.map((c, ci) => ({
+    name: 'sample',
+    variant: c.variant,
+    format: '-',
+    tolerance: 0,
+    kernels: ['sample'],
+    run: async (gpu: Gpu) => {
+      const r = seededRandom(41 + ci);
+      const logits = randomFill(c.n, 42 + ci, 4);
+      const seen = Uint32Array.from({ length: c.n }, () => (r() < 0.2 ? 1 : 0));
+      // Make the penalty matter: a few top logits, some of them seen.
+      for (let j = 0; j < 5; j++) logits[Math.floor(r() * c.n)] = 6 + r();
+      const us = c.params.doSample ? [0, Math.fround(1 - 2 ** -24), Math.fround(r()), Math.fround(r()), Math.fround(r())] : [0];
+      const got = await gpuSample(gpu, logits, seen, c.params, us, !!c.dist);
+      let m = countMismatches(got.ids, us.map((u) => sampleRef(logits, seen, u, c.params)));
+      if (c.dist) m = merge(m, compareClose(got.weights ?? [], keptWeightsRef(logits, seen, c.params), 0, 0));
+      return m;
+    },
+  }));
+}
+
+/** Random kept weights: 1 at one index, exp-like values elsewhere, some zeros (dropped by top-k/p). */
+function keptWeights(r: () => number, n: number, zeros: number): Float32Array {
+  const w = new Float32Array(n);
+  for (let i = 0; i < n; i++) w[i] = r() < zeros ? 0 : Math.fround(Math.exp(-4 * r()));
+  w[Math.floor(r() * n)] = 1;
+  return w;
+}
+
+function specAcceptChecks(): CheckSpec[] {
+  return [
+    {
+      name: 'spec_accept',
+      variant: 'accept/resample/bonus',
+      format: '-',
+      tolerance: 0,
+      kernels: ['spec_accept'],
+      run: async (gpu) => {
+        const r = seededRandom(51);
+        const got: number[] = [];
+        const want: number[] = [];
+        for (let c = 0; c < 6; c++) {
+          const n = [517, 33, 1999][c % 3];
+          const k = 1 + (c % 4);
+          const p = new Float32Array((k + 1) * n);
+          const q = new Float32Array(k * n);
+          const drafts: number[] = [];
+          for (let j = 0; j <= k; j++) p.set(keptWeights(r, n, r() * 0.6), j * n);
+          for (let j = 0; j < k; j++) {
+            // Some cases draft from P itself (every draft accepted), the rest from an unrelated Q.
+            const row = c % 3 === 0 ? p.slice(j * n, (j + 1) * n) : keptWeights(r, n, r() * 0.6);
+            q.set(row, j * n);
+            let best = 0;
+            for (let i = 0; i < n; i++) if (row[i] > row[best]) best = i;
+            drafts.push(r() < 0.5 ? best : Math.floor(r() * n));
+          }
+          const random = Array.from({ length: k + 1 }, () => Math.fround(r()));
+          const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+          const bufs = {
+            p: gpu.upload('doctor.p', p),
+            q: gpu.upload('doctor.q', q),
+            drafts: gpu.upload('doctor.drafts', new Uint32Array(drafts)),
+            random: gpu.upload('doctor.random', new Float32Array(random)),
+            out: gpu.createBuffer('doctor.out', 8, usage),
+            scratch: gpu.createBuffer('doctor.scratch', n * 4, usage),
+          };
+          const d = specAcceptDispatch(gpu, { n, k, ...bufs });
+          const [accepted, id] = await runAndFree(gpu, [d], Object.values(bufs), () => gpu.readU32(bufs.out, 2));
+          const ref = specAcceptRef(p, q, drafts, random, n);
+          got.push(accepted, id);
+          want.push(ref.accepted, ref.id);
+        }
+        return countMismatches(got, want);
+      },
+    },
+  ];
+}
+
+/** Every kernel check for this adapter, in report order. */
+export function kernelChecks(gpu: Gpu): CheckSpec[] {
+  return [...matmulChecks(gpu), ...attentionChecks(), ...qkvChecks(), ...embeddingChecks(), ...argmaxChecks(), ...sampleChecks(), ...specAcceptChecks()];
+}
+
+/** Runs one check: times it, turns a throw (a variant that does not compile, a lost device) into a failure. */
+export async function runCheck(gpu: Gpu, spec: CheckSpec): Promise<CheckResult> {
+  const t0 = performance.now();
+  const { value: measured, error } = await withErrorScope(gpu, async () => {
+    const m = await spec.run(gpu);
+    gpu.checkErrors();
+    return m;
+  });
+  const ms = performance.now() - t0;
+  const maxAbs = measured?.maxAbs;
+  return {
+    name: spec.name,
+    variant: spec.variant,
+    format: spec.format,
+    pass: !error && !!measured?.pass,
+    max_error: maxAbs !== undefined && Number.isFinite(maxAbs) ? maxAbs : null,
+    tolerance: spec.tolerance,
+    ...(spec.rel_tolerance !== undefined ? { rel_tolerance: spec.rel_tolerance } : {}),
+    ms: Math.round(ms * 10) / 10,
+    kernels: spec.kernels,
+    ...(error ? { error } : {}),
+  };
+}
