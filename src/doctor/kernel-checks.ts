@@ -11,6 +11,7 @@ import { releaseDispatches, runDispatches, type Dispatch } from '../../kernels/k
 import { GEMV_KERNELS } from '../../kernels/matmul.ts';
 import { qkvPrepareDispatch, qkvPrepareRef, ropeTable } from '../../kernels/qkv_prepare.ts';
 import { dequantize } from '../../kernels/quant.ts';
+import { logprobDispatch, logprobRef } from '../../kernels/logprob.ts';
 import { keptWeightsRef, sampleDispatch, sampleRef, type SamplingParams } from '../../kernels/sample.ts';
 import { specAcceptDispatch, specAcceptRef } from '../../kernels/spec_accept.ts';
 import type { KernelName } from '../../kernels/variants.ts';
@@ -396,9 +397,42 @@ function specAcceptChecks(): CheckSpec[] {
   ];
 }
 
+// ---- logprob (scoring) ----
+
+function logprobChecks(): CheckSpec[] {
+  return [
+    {
+      name: 'logprob',
+      variant: 'log-softmax at target + greedy flag',
+      format: '-',
+      tolerance: 2e-4,
+      rel_tolerance: 2e-5,
+      kernels: ['logprob'],
+      run: async (gpu) => {
+        let m: Measured = { maxAbs: 0, pass: true };
+        for (const [i, [n, rows, offset]] of [[257, 3, 5], [32003, 2, 0], [1001, 7, 11]].entries()) {
+          const r = seededRandom(71 + i);
+          const logits = randomFill(offset + n * rows, 17 + i, 4);
+          const targets = Uint32Array.from({ length: rows }, (_, j) => (j === 0 ? Math.floor(n / 2) : Math.floor(r() * n)));
+          // Row 0's target is made the maximum, so the greedy flag is exercised both ways.
+          logits[offset + Math.floor(n / 2)] = 50;
+          const bufs = { logits: gpu.upload('doctor.logits', logits), targets: gpu.upload('doctor.targets', targets), out: gpu.upload('doctor.out', new Float32Array(rows * 2).fill(NaN)) };
+          const d = logprobDispatch(gpu, { n, rows, offset, ...bufs });
+          const got = await runAndFree(gpu, [d], Object.values(bufs), () => gpu.readF32(bufs.out, rows * 2));
+          const want = logprobRef(logits, n, targets, offset);
+          m = merge(m, compareClose(got.filter((_, k) => k % 2 === 0), want.logprob, 2e-4, 2e-5));
+          const flags = countMismatches([...got.filter((_, k) => k % 2 === 1)], [...want.greedy]);
+          m = { maxAbs: m.maxAbs, pass: m.pass && flags.pass };
+        }
+        return m;
+      },
+    },
+  ];
+}
+
 /** Every kernel check for this adapter, in report order. */
 export function kernelChecks(gpu: Gpu): CheckSpec[] {
-  return [...matmulChecks(gpu), ...attentionChecks(), ...qkvChecks(), ...embeddingChecks(), ...argmaxChecks(), ...sampleChecks(), ...specAcceptChecks()];
+  return [...matmulChecks(gpu), ...attentionChecks(), ...qkvChecks(), ...embeddingChecks(), ...argmaxChecks(), ...sampleChecks(), ...specAcceptChecks(), ...logprobChecks()];
 }
 
 /** Runs one check: times it, turns a throw (a variant that does not compile, a lost device) into a failure. */
