@@ -38,6 +38,7 @@ export { releaseDispatches, runDispatches, type Dispatch } from '../kernels/kern
 export { GpuTimer, primaryMs, type GpuTime } from './bench/gpu-timer.ts';
 export { summarize, type Stat } from './bench/stats.ts';
 export { runDoctor, formatReport, reportJson, type DoctorReport, type DoctorOptions, type DoctorModel, type CheckResult } from './doctor/doctor.ts';
+export { randomFill } from './doctor/matmul-check.ts';
 
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 const CONFIG_FILE = 'config.json';

@@ -10,6 +10,7 @@ import {
   loadModel,
   matmulDispatches,
   primaryMs,
+  randomFill,
   releaseDispatches,
   summarize,
   uploadWeight,
@@ -167,19 +168,6 @@ async function benchDecode(model: OpenElmModel, steps: number, warmup: number): 
     decode: { context_tokens: context, warmup_steps: warmup, step_ms: step, tokens_per_s: 1000 / step.median },
     counted: summarize(counts).median,
   };
-}
-
-function randomFill(n: number, seed: number, scale: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  const k = (2 * scale) / 4294967296;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = (s >>> 0) * k - scale;
-  }
-  return out;
 }
 
 const REL_TOL: Record<string, number> = { f32: 1e-5, f16: 2e-3, q8: 2e-2, q4: 0.2 };

@@ -596,6 +596,8 @@ export class Engine {
     this.gpu.write(a.stepIds, new Uint32Array(known));
     this.writeRandoms(randoms, count);
     const sampler = Engine.usesSampler(this.sampling);
+    // With distributions, each draft's kept weights go to its row of `dists` (the Q of verifySampled).
+    const sb = this.distributions ? this.samplingBuffers() : undefined;
     const ops: Op[] = [];
     const copy = (src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number) =>
       ops.push({ kind: 'copy', src, srcOffset, dst, dstOffset, size });
@@ -607,7 +609,7 @@ export class Engine {
       if (sampler && c >= 0) copy(a.stepRandoms, c * 4, a.random, 0, 4);
       ops.push(...this.decodeOps);
       if (c >= 0) copy(a.nextId, 0, a.choices, c * 4, 4);
-      if (c >= 0 && this.distributions) copy(this.samplingBuffers().dist, 0, this.samplingBuffers().dists, c * V * 4, V * 4);
+      if (c >= 0 && sb) copy(sb.dist, 0, sb.dists, c * V * 4, V * 4);
     }
     const enc = this.gpu.device.createCommandEncoder({ label: `steps@${this.length}` });
     encodeOps(enc, ops, 'steps');
