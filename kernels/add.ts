@@ -1,8 +1,8 @@
 // Residual add: y += x over n floats.
 import type { Gpu } from '../src/gpu/gpu.ts';
 import builtIn from '../shaders/add.wgsl';
-import { shaderSource } from './variants.ts';
-import { grid, makeDispatch, type Dispatch } from './kernel.ts';
+import { shaderSource } from '../src/gpu/kernel-variants.ts';
+import { grid, makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
 
 const WG = 64;
 

@@ -1,8 +1,8 @@
 // Greedy decoding on the GPU: the index of the largest logit, so only 4 bytes are read back.
 import type { Gpu } from '../src/gpu/gpu.ts';
 import builtIn from '../shaders/argmax.wgsl';
-import { shaderSource } from './variants.ts';
-import { makeDispatch, type Dispatch } from './kernel.ts';
+import { shaderSource } from '../src/gpu/kernel-variants.ts';
+import { makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
 
 const WG = 256;
 

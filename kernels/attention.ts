@@ -3,8 +3,8 @@
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/attention.wgsl';
-import { shaderSource } from './variants.ts';
-import { grid, makeDispatch, type Dispatch } from './kernel.ts';
+import { shaderSource } from '../src/gpu/kernel-variants.ts';
+import { grid, makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
 
 /** Bytes of workgroup memory for merging the per-thread accumulators. */
 const MERGE_BYTES = 4096;

@@ -5,9 +5,9 @@
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/embedding.wgsl';
-import { shaderSource } from './variants.ts';
-import { grid, makeDispatch, type Dispatch } from './kernel.ts';
-import type { GpuWeight } from './weight.ts';
+import { shaderSource } from '../src/gpu/kernel-variants.ts';
+import { grid, makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
+import type { GpuWeight } from '../src/weights/gpu-weight.ts';
 
 const WG = 64;
 

@@ -3,8 +3,8 @@
 // of readback instead of a vocab-sized row.
 import type { Gpu } from '../src/gpu/gpu.ts';
 import builtIn from '../shaders/logprob.wgsl';
-import { shaderSource } from './variants.ts';
-import { grid, makeDispatch, type Dispatch } from './kernel.ts';
+import { shaderSource } from '../src/gpu/kernel-variants.ts';
+import { grid, makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
 
 const WG = 256;
 

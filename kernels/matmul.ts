@@ -7,9 +7,9 @@ import type { BindingKind, Gpu, Pipeline } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/matmul.wgsl';
 import gemvBuiltIn from '../shaders/matmul_gemv.wgsl';
-import { shaderSource } from './variants.ts';
-import { grid, makeDispatch, medianSubmitMs, releaseDispatches, type Dispatch } from './kernel.ts';
-import type { GpuWeight, WeightChunk } from './weight.ts';
+import { shaderSource } from '../src/gpu/kernel-variants.ts';
+import { grid, makeDispatch, medianSubmitMs, releaseDispatches, type Dispatch } from '../src/gpu/dispatch.ts';
+import type { GpuWeight, WeightChunk } from '../src/weights/gpu-weight.ts';
 
 export interface MatmulOptions {
   tokens: number;

@@ -2,8 +2,8 @@
 // of queries and keys, rotate-half RoPE, and the key/value cache writes, in one dispatch.
 import type { Gpu } from '../src/gpu/gpu.ts';
 import builtIn from '../shaders/qkv_prepare.wgsl';
-import { shaderSource } from './variants.ts';
-import { grid, makeDispatch, type Dispatch } from './kernel.ts';
+import { shaderSource } from '../src/gpu/kernel-variants.ts';
+import { grid, makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
 
 const WG = 64;
 

@@ -14,8 +14,8 @@
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/sample.wgsl';
-import { shaderSource } from './variants.ts';
-import { makeDispatch, type Dispatch } from './kernel.ts';
+import { shaderSource } from '../src/gpu/kernel-variants.ts';
+import { makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
 
 /** Threads of the one workgroup; fixed because the float summation order depends on it. */
 export const SAMPLE_WG = 256;

@@ -2,8 +2,8 @@
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/silu_gate.wgsl';
-import { shaderSource } from './variants.ts';
-import { grid, makeDispatch, type Dispatch } from './kernel.ts';
+import { shaderSource } from '../src/gpu/kernel-variants.ts';
+import { grid, makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
 
 const WG = 64;
 

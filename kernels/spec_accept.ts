@@ -3,8 +3,8 @@
 // acceptances) on the GPU, so a verification reads back 8 bytes. See shaders/spec_accept.wgsl.
 import type { Gpu } from '../src/gpu/gpu.ts';
 import builtIn from '../shaders/spec_accept.wgsl';
-import { shaderSource } from './variants.ts';
-import { makeDispatch, type Dispatch } from './kernel.ts';
+import { shaderSource } from '../src/gpu/kernel-variants.ts';
+import { makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
 import { drawRef, SAMPLE_WG } from './sample.ts';
 
 export interface SpecAcceptOptions {

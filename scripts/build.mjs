@@ -36,7 +36,9 @@ const browserCommon = {
 rmSync(join(root, 'build'), { recursive: true, force: true });
 // `node scripts/build.mjs NAME...` builds only the test files whose names contain a NAME.
 const only = process.argv.slice(2);
-const tests = readdirSync(join(root, 'test'))
+// Tests live in test/GROUP/ (unit, gpu, cli, browser); a NAME may also be a group.
+const tests = readdirSync(join(root, 'test'), { recursive: true })
+  .map(String)
   .filter((f) => f.endsWith('.test.ts'))
   .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
   .map((f) => join(root, 'test', f));
@@ -81,8 +83,8 @@ async function declarations() {
 }
 
 const results = await Promise.all([
-  build({ ...nodeCommon, entryPoints: { index: join(root, 'src/index.ts'), cli: join(root, 'src/cli/main.ts') }, outdir: join(root, 'dist') }),
-  build({ ...nodeCommon, entryPoints: tests, outdir: join(root, 'build/test') }),
+  build({ ...nodeCommon, entryPoints: { index: join(root, 'src/index.ts'), cli: join(root, 'bench/cli.ts') }, outdir: join(root, 'dist') }),
+  build({ ...nodeCommon, entryPoints: tests, outdir: join(root, 'build/test'), outbase: join(root, 'test') }),
   (async () => {
     // Written in place (other builds and tests may be reading it), then stale chunks are removed.
     const r = await build({

@@ -33,10 +33,8 @@ export { httpSource, blobSource, HttpError, type HttpSourceOptions, type HttpByt
 export { listCache, clearCache, QuotaError, DEFAULT_CACHE_NAME, type CachedFile, type CacheOptions } from './io/browser-cache.ts';
 // Lower-level pieces for the browser benchmark page (kernel timing).
 export { matmulDispatches } from '../kernels/matmul.ts';
-export { uploadWeight, destroyWeight, type GpuWeight, type WeightFormat } from '../kernels/weight.ts';
-export { releaseDispatches, runDispatches, type Dispatch } from '../kernels/kernel.ts';
-export { GpuTimer, primaryMs, type GpuTime } from './bench/gpu-timer.ts';
-export { summarize, type Stat } from './bench/stats.ts';
+export { uploadWeight, destroyWeight, type GpuWeight, type WeightFormat } from './weights/gpu-weight.ts';
+export { releaseDispatches, runDispatches, type Dispatch } from './gpu/dispatch.ts';
 export { runDoctor, formatReport, reportJson, type DoctorReport, type DoctorOptions, type DoctorModel, type CheckResult } from './doctor/doctor.ts';
 export { randomFill } from './doctor/matmul-check.ts';
 

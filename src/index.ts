@@ -9,7 +9,7 @@ import { nodeGpu } from './gpu/node-gpu.ts';
 import { openCheckpoint } from './io/node-source.ts';
 import { downloadModel, isHubId, type DownloadOptions } from './io/hub.ts';
 import { OpenElmModel, type ModelLoader, type ModelOptions } from './runtime/model.ts';
-import { checkCheckpoint } from './runtime/weights.ts';
+import { checkCheckpoint } from './runtime/model-weights.ts';
 import { loadTokenizer } from './tokenizer/node-load.ts';
 import type { Tokenizer } from './tokenizer/tokenizer.ts';
 
@@ -84,5 +84,5 @@ export async function loadModel(source: string, opts: LoadOptions = {}): Promise
     throw e;
   }
 }
-export { setKernelVariant, kernelOrigin, KERNEL_NAMES, type KernelName } from '../kernels/variants.ts';
+export { setKernelVariant, kernelOrigin, KERNEL_NAMES, type KernelName } from './gpu/kernel-variants.ts';
 export { runDoctor, formatReport, reportJson, type DoctorReport, type DoctorOptions, type DoctorModel, type CheckResult } from './doctor/doctor.ts';

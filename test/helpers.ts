@@ -3,7 +3,7 @@ import { acquireDevice } from '../src/gpu/device.ts';
 import { Gpu } from '../src/gpu/gpu.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { seededRandom } from '../src/generate/generate.ts';
-import { medianSubmitMs } from '../kernels/kernel.ts';
+import { medianSubmitMs } from '../src/gpu/dispatch.ts';
 
 let shared: Promise<Gpu> | undefined;
 export function testGpu(): Promise<Gpu> {

@@ -6,21 +6,18 @@
 import {
   destroyWeight,
   fmtBytes,
-  GpuTimer,
   loadModel,
   matmulDispatches,
-  primaryMs,
   randomFill,
   releaseDispatches,
-  summarize,
   uploadWeight,
   type Gpu,
-  type GpuTime,
   type OpenElmModel,
-  type Stat,
   type WeightFormat,
   type WebGpuSupport,
 } from '../../src/browser.ts';
+import { GpuTimer, primaryMs, type GpuTime } from '../../bench/gpu-timer.ts';
+import { summarize, type Stat } from '../../bench/stats.ts';
 import { $, clearError, fmt, h, loadPresets, loadProgressText, params, refreshCache, setupCacheButton, setupPicker, showError, showSupport } from './common.ts';
 
 interface PrefillFigure {

@@ -3,7 +3,7 @@
 import { createGpu, DTYPES, loadPlan, resolveModelSource, type DType } from '../index.ts';
 import { openCheckpoint } from '../io/node-source.ts';
 import { checkLine, formatReport, reportJson, runDoctor, type DoctorModel } from '../doctor/doctor.ts';
-import { KERNEL_NAMES, setKernelVariant, type KernelName } from '../../kernels/variants.ts';
+import { KERNEL_NAMES, setKernelVariant, type KernelName } from '../gpu/kernel-variants.ts';
 import { parseKernelVariant } from './kernel-variant.ts';
 import { UsageError, type Parsed, type Spec } from './args.ts';
 

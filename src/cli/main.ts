@@ -1,4 +1,6 @@
-// The `openelm` command: logits, generate, synth and bench over the library API.
+// The `openelm` command: logits, generate, synth, eval, doctor over the library API. `runCli` takes
+// further commands from its caller: bench/cli.ts adds the benchmark harness's `bench`, so the
+// library never imports the harness.
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { GEMV_KERNELS, type GemvKernel } from '../../kernels/matmul.ts';
@@ -10,7 +12,6 @@ import { loadChatTemplate } from '../tokenizer/node-load.ts';
 import { emptyStats } from '../generate/generate.ts';
 import { applyKwargs, KWARGS, resolveGeneration, type GenerationConfig } from '../generate/options.ts';
 import { asUsage, checkIdsInVocab, helpText, intOption, parseArgs, parseIdList, UsageError, type Parsed, type Spec } from './args.ts';
-import { benchCommand } from '../bench/command.ts';
 import { doctorCommand } from './doctor-command.ts';
 import { defaultModel } from './default-model.ts';
 import { progressBar } from '../io/progress.ts';
@@ -32,7 +33,15 @@ const common: Spec = {
   help: { kind: 'flag', help: 'show this help' },
 };
 
-const commands: Record<string, { summary: string; spec: Spec; run: (p: Parsed) => Promise<void>; help?: () => string }> = {
+/** One subcommand: its options, its one-line summary for `openelm --help`, and what it does. */
+export interface Command {
+  summary: string;
+  spec: Spec;
+  run: (p: Parsed) => Promise<void>;
+  help?: () => string;
+}
+
+const commands: Record<string, Command> = {
   logits: {
     summary: 'print the logits after the last input token (or every one)',
     spec: { ...common, 'all-positions': { kind: 'flag', help: 'logits of every position, not only the last' } },
@@ -67,7 +76,6 @@ const commands: Record<string, { summary: string; spec: Spec; run: (p: Parsed) =
     },
     run: runSynth,
   },
-  bench: benchCommand,
   ...evalCommands(common, openModel),
   doctor: doctorCommand,
 };
@@ -249,7 +257,11 @@ async function main(argv: string[]): Promise<void> {
   await cmd.run(parsed);
 }
 
-main(process.argv.slice(2)).then(
-  () => life.settle({ ok: true }),
-  (error: unknown) => life.settle({ ok: false, error }),
-);
+/** Runs `openelm ARGV...` with the built-in commands plus `extra`, then exits as lifecycle.ts says. */
+export function runCli(argv: string[], extra: Record<string, Command> = {}): void {
+  Object.assign(commands, extra);
+  main(argv).then(
+    () => life.settle({ ok: true }),
+    (error: unknown) => life.settle({ ok: false, error }),
+  );
+}

@@ -4,8 +4,8 @@
 // to a bug report). Browser-safe: no Node imports.
 import type { Gpu } from '../gpu/gpu.ts';
 import type { DType } from '../runtime/model.ts';
-import { kernelOrigin, KERNEL_NAMES, type KernelName } from '../../kernels/variants.ts';
-import { maxWeightChunkBytes } from '../../kernels/weight.ts';
+import { kernelOrigin, KERNEL_NAMES, type KernelName } from '../gpu/kernel-variants.ts';
+import { maxWeightChunkBytes } from '../weights/gpu-weight.ts';
 import type { GemvTuning } from '../../kernels/matmul.ts';
 import { kernelChecks, runCheck, type CheckResult } from './kernel-checks.ts';
 import { checkModel, syntheticModel, type DoctorModel, type ModelCheck } from './model-check.ts';

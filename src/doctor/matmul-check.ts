@@ -3,12 +3,12 @@
 // no tile, in full, against the CPU product over the weights as stored, in every fused form the
 // engine uses.
 import type { Gpu } from '../gpu/gpu.ts';
-import { releaseDispatches, runDispatches } from '../../kernels/kernel.ts';
+import { releaseDispatches, runDispatches } from '../gpu/dispatch.ts';
 import { foldColumnScale, interleaveGateUp, matmulDispatches, matmulRef, type GemvKernel } from '../../kernels/matmul.ts';
 import { rmsNormRef } from '../../kernels/rmsnorm.ts';
 import { silu } from '../../kernels/silu_gate.ts';
-import { dequantize } from '../../kernels/quant.ts';
-import { destroyWeight, uploadWeight, type WeightFormat } from '../../kernels/weight.ts';
+import { dequantize } from '../weights/quant.ts';
+import { destroyWeight, uploadWeight, type WeightFormat } from '../weights/gpu-weight.ts';
 
 /** Fills an array with uniform values in [-scale, scale) from a xorshift stream (fast, seeded). */
 export function randomFill(n: number, seed: number, scale: number): Float32Array {

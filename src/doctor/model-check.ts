@@ -7,7 +7,7 @@ import type { Gpu } from '../gpu/gpu.ts';
 import { memorySource, readTensorF32, type TensorEntry } from '../io/safetensors.ts';
 import { OpenElmModel, type DType } from '../runtime/model.ts';
 import type { GemvTuning } from '../../kernels/matmul.ts';
-import { dequantize } from '../../kernels/quant.ts';
+import { dequantize } from '../weights/quant.ts';
 import { cpuForward, type Tensors } from './cpu-forward.ts';
 import { randomFill } from './matmul-check.ts';
 import { withErrorScope } from './error-scope.ts';

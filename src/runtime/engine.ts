@@ -8,14 +8,14 @@ import { argmaxDispatch } from '../../kernels/argmax.ts';
 import { attentionDispatch } from '../../kernels/attention.ts';
 import { embeddingDispatches } from '../../kernels/embedding.ts';
 import { logprobDispatch } from '../../kernels/logprob.ts';
-import { releaseDispatches, type Dispatch } from '../../kernels/kernel.ts';
+import { releaseDispatches, type Dispatch } from '../gpu/dispatch.ts';
 import { matmulDispatches, type GemvKernel } from '../../kernels/matmul.ts';
 import { prefillChunkSize } from './fits.ts';
 import { qkvPrepareDispatch, ropeTable } from '../../kernels/qkv_prepare.ts';
 import { sampleDispatch, validateSampling, type SamplingParams } from '../../kernels/sample.ts';
 import { specAcceptDispatch } from '../../kernels/spec_accept.ts';
 import { countDispatches, dispatchOps, encodeOps, type Op } from './ops.ts';
-import type { ModelWeights } from './weights.ts';
+import type { ModelWeights } from './model-weights.ts';
 
 export interface EngineOptions {
   /** KV cache length in tokens; defaults to the model's max_context_length. */

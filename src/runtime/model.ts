@@ -8,13 +8,13 @@ import { AssistantDrafter, PromptLookupDrafter } from '../generate/drafters.ts';
 import { resolveGeneration, type GenerationConfig } from '../generate/options.ts';
 import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { encodePair, scoreRequests, type ScoreOptions, type ScoreResult, type TokenRequest } from '../generate/score.ts';
-import { WEIGHT_FORMATS, type WeightFormat } from '../../kernels/weight.ts';
+import { WEIGHT_FORMATS, type WeightFormat } from '../weights/gpu-weight.ts';
 import { GEMV_KERNELS, tuneGemv, type GemvKernel, type GemvTuning } from '../../kernels/matmul.ts';
 import { Engine, type EngineOptions } from './engine.ts';
 import { checkModelFits } from './fits.ts';
 import { FifoLock } from './fifo-lock.ts';
 import { perplexity, type PerplexityOptions, type PerplexityResult } from '../eval/perplexity.ts';
-import { destroyWeights, loadWeights, type LoadProgress } from './weights.ts';
+import { destroyWeights, loadWeights, type LoadProgress } from './model-weights.ts';
 
 export type DType = WeightFormat;
 export const DTYPES: readonly string[] = WEIGHT_FORMATS;

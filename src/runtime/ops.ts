@@ -1,6 +1,6 @@
 // A forward pass is a list of ops: kernel dispatches, and buffer copies between them. Consecutive
 // dispatches share one compute pass; everything goes into one command encoder.
-import { encodeDispatches, type Dispatch } from '../../kernels/kernel.ts';
+import { encodeDispatches, type Dispatch } from '../gpu/dispatch.ts';
 
 export interface CopyOp {
   kind: 'copy';

@@ -1,0 +1,413 @@
+// The benchmark harness: machine facts, kernel figures (copy bandwidth, matmul alone), whole-model
+// figures per weight format, and peers (tfjs-backend-webgpu on the same adapter, llama.cpp through
+// node-llama-cpp on the same weights), gathered into one JSON object, a table and an SVG chart.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createGpu, loadPlan } from '../src/index.ts';
+import { DTYPES, type DType } from '../src/runtime/model.ts';
+import { GGML_TYPE_NAMES, type GgmlTypeName } from './gguf.ts';
+import { GpuTimer } from './gpu-timer.ts';
+import { checkMatmulFully } from '../src/doctor/matmul-check.ts';
+import { benchCopy, benchOurMatmul, kernelShapes, matmulLabel, type CopyResult, type KernelShape, type MatmulResult } from './kernels.ts';
+import { GEMV_KERNELS, type GemvKernel } from '../kernels/matmul.ts';
+import type { Gpu } from '../src/gpu/gpu.ts';
+import { benchLlama, benchLlamaInChild, type LlamaPeerResult } from './llama.ts';
+import { machineFacts, readLoadavg, type MachineFacts } from './machine.ts';
+import { agreement } from './quality.ts';
+import { setKernelVariant } from '../src/gpu/kernel-variants.ts';
+import { benchFormat, type FormatResult, type QualityLogits } from './model.ts';
+import { renderChart } from './chart.ts';
+import { renderTable } from './table.ts';
+import { roundDeep } from './stats.ts';
+import { benchTfjs, type TfjsPeerResult } from './tfjs.ts';
+
+export const PEERS = ['tfjs', 'llama-cpu', 'llama-vulkan'] as const;
+export type PeerName = (typeof PEERS)[number];
+/** Weight formats the harness knows; ours runs those in DTYPES, llama.cpp its GGUF equivalent. */
+export const BENCH_DTYPES = ['f32', 'f16', 'q8', 'q4'] as const;
+export const GGML_OF: Record<string, GgmlTypeName> = { f32: 'F32', f16: 'F16', q8: 'Q8_0', q4: 'Q4_0' };
+/** Our prefill runs in passes of at most this many tokens (Engine's default prefillChunk). */
+export const PREFILL_CHUNK = 128;
+
+/** Kernels the lab can time a variant of: the matmul (a thread a row) and the coalesced GEMV. */
+export const LAB_KERNELS = ['matmul', 'matmul_gemv'] as const;
+export type LabKernel = (typeof LAB_KERNELS)[number];
+
+export interface BenchOptions {
+  modelDir: string;
+  /** The model is the synthetic random-weight checkpoint (said in the output). */
+  synthetic?: boolean;
+  dtypes: string[];
+  promptLengths: number[];
+  decodeTokens: number;
+  runs: number;
+  peers: PeerName[];
+  /** GGUF formats for llama.cpp; default: those of `dtypes`. */
+  llamaFormats?: GgmlTypeName[];
+  /** Prompt lengths for llama-vulkan (lavapipe takes seconds a token); default: promptLengths. */
+  vulkanPromptLengths?: number[];
+  /** Folder for bench-<timestamp>.json and .svg; none written when absent. */
+  outDir?: string;
+  /** The kernel lab: a WGSL file standing in for the matmul kernel, checked then timed beside it. */
+  matmulVariant?: { kernel: LabKernel; file: string; code: string };
+  /** Tokens of the stream on which formats are compared with f16 (default 32; 0: skip). */
+  qualityTokens?: number;
+  /** Kernel figures (copy bandwidth, matmul alone); default true. */
+  kernels?: boolean;
+  /** Bytes of the timed buffer copy (default 256 MiB, capped by maxBufferSize). */
+  copyBytes?: number;
+  /** Stop repeating a kernel once its measured runs took this long (default 10 s). */
+  kernelBudgetMs?: number;
+  /** Where GGUF files are cached. */
+  cacheDir: string;
+  /** The openelm CLI script, to run llama-vulkan in a child process. */
+  cliPath?: string;
+  /** The command line, for the record. */
+  command?: string;
+  log?: (s: string) => void;
+}
+
+export interface Comparison {
+  what: string;
+  /** Unit of ours and theirs: a throughput (tokens/s), or a time (ms) for kernels. */
+  unit: string;
+  ours: { label: string; value: number };
+  theirs: { label: string; value: number };
+  /** > 1 means ours is faster: ours / theirs for throughputs, theirs / ours for times. */
+  speedup: number;
+  same_format: boolean;
+  /**
+   * Decode only: the share of greedy tokens both engines chose alike, counted up to the first
+   * difference (after it the sequences diverge). Random-weight logits have top-1/top-2 margins of
+   * a few hundredths, so formats that differ (or llama.cpp's f16 KV cache) can flip a choice.
+   */
+  greedy_agreement?: { same_prefix: number; of: number };
+}
+
+export interface BenchResult {
+  schema: 'openelm-webgpu/bench@1';
+  started_at: string;
+  duration_s: number;
+  command?: string;
+  options: Record<string, unknown>;
+  machine: MachineFacts & { loadavg_end: number[] };
+  timing: Record<string, string>;
+  model: { dir: string; synthetic: boolean; params: number; layers: number; model_dim: number; head_dim: number; vocab_size: number; max_context: number };
+  formats: FormatResult[];
+  kernels: { shapes: KernelShape[]; copy?: CopyResult; matmul: MatmulResult[]; error?: string; variant_errors?: string[] } | null;
+  peers: { tfjs?: TfjsPeerResult; 'llama-cpu'?: LlamaPeerResult; 'llama-vulkan'?: LlamaPeerResult };
+  comparisons: Comparison[];
+  /** The headline figures, flat. */
+  summary: Record<string, number | string>;
+  files?: { json: string; svg: string };
+}
+
+/** The kernel lab: checks a matmul variant against the CPU on odd shapes, then times it. */
+async function benchVariant(
+  gpu: Gpu,
+  timer: GpuTimer,
+  variant: { kernel: LabKernel; file: string; code: string },
+  dtypes: DType[],
+  shapes: KernelShape[],
+  kernels: NonNullable<BenchResult['kernels']>,
+  o: { runs: number; budgetMs: number },
+  log: (s: string) => void,
+): Promise<void> {
+  setKernelVariant(variant.kernel, variant.code, variant.file);
+  // matmul_gemv is the coalesced one-token kernel: checked and timed on T = 1 only.
+  const gemv: GemvKernel = variant.kernel === 'matmul_gemv' ? 'coalesced' : 'rows';
+  try {
+    for (const dtype of dtypes) {
+      let check: number;
+      try {
+        check = await checkMatmulFully(gpu, dtype, gemv);
+      } catch (e) {
+        throw new Error(`matmul variant ${variant.file} (${dtype}) failed to run: ${(e as Error).message.split('\n')[0]}`);
+      }
+      if (!(check < 1)) {
+        (kernels.variant_errors ??= []).push(`${variant.file} ${dtype}: wrong results (${check.toFixed(1)}x the tolerance) against the CPU; not timed`);
+        log(`  variant ${variant.file} ${dtype}: WRONG (${check.toFixed(1)}x the tolerance), not timed`);
+        continue;
+      }
+      for (const s of shapes.filter((x) => gemv === 'rows' || x.kind === 'gemv')) {
+        const r = await benchOurMatmul(gpu, timer, s, dtype, { runs: s.kind === 'gemv' ? Math.max(5, o.runs) : o.runs, budgetMs: o.budgetMs, copyGbs: kernels.copy?.gb_s, gemv });
+        r.variant = variant.file;
+        kernels.matmul.push(r);
+        const base = kernels.matmul.find((m) => !m.variant && m.engine === 'ours' && m.dtype === dtype && m.name === s.name && m.gemv === r.gemv);
+        log(`  variant ${dtype} ${s.name}: ${r.ms.median.toFixed(2)} ms${base ? ` (built-in ${base.ms.median.toFixed(2)} ms, ${(base.ms.median / r.ms.median).toFixed(2)}x)` : ''}`);
+      }
+    }
+  } finally {
+    setKernelVariant(variant.kernel, null);
+  }
+}
+
+export async function runBench(o: BenchOptions): Promise<BenchResult> {
+  const log = o.log ?? (() => {});
+  const started = new Date();
+  const t0 = performance.now();
+  if (o.promptLengths.length === 0 || o.promptLengths.some((n) => !Number.isInteger(n) || n < 1)) throw new Error('prompt lengths must be positive integers');
+  for (const d of o.dtypes) if (!(BENCH_DTYPES as readonly string[]).includes(d)) throw new Error(`unknown dtype "${d}" (known: ${BENCH_DTYPES.join(', ')})`);
+  const plan = await loadPlan(o.modelDir);
+  const ours = o.dtypes.filter((d) => DTYPES.includes(d));
+  const llamaFormats = o.llamaFormats ?? [...new Set(o.dtypes.map((d) => GGML_OF[d]))];
+  for (const f of llamaFormats) if (!GGML_TYPE_NAMES.includes(f)) throw new Error(`unknown GGUF format "${f}" (known: ${GGML_TYPE_NAMES.join(', ')})`);
+
+  // Machine facts and kernel figures, on a device of their own.
+  const kgpu = await createGpu();
+  const machine = machineFacts(kgpu);
+  log(`machine: ${machine.cpu_model} x${machine.cores}; adapter: ${[kgpu.info.vendor, kgpu.info.architecture, kgpu.info.description].filter(Boolean).join(' / ')}`);
+  const gemmT = Math.min(Math.max(...o.promptLengths), PREFILL_CHUNK);
+  const shapes = kernelShapes(plan, gemmT);
+  let kernels: BenchResult['kernels'] = null;
+  const timer = new GpuTimer(kgpu);
+  const kernelDtypes = [...new Set([...ours, ...(o.peers.includes('tfjs') ? ['f32', 'f16'] : [])])].filter((d) => DTYPES.includes(d)) as DType[];
+  const budgetMs = o.kernelBudgetMs ?? 10_000;
+  try {
+    if (o.kernels !== false) {
+      kernels = { shapes, matmul: [] };
+      try {
+        log(`kernels (${timer.method}):`);
+        kernels.copy = await benchCopy(kgpu, timer, { bytes: o.copyBytes ?? 256 << 20, runs: Math.max(5, o.runs) });
+        log(`  copy ${(kernels.copy.bytes / 2 ** 20).toFixed(0)} MiB: ${kernels.copy.ms.median.toFixed(2)} ms, ${kernels.copy.gb_s.toFixed(2)} GB/s`);
+        for (const dtype of kernelDtypes) {
+          for (const s of shapes) {
+            // GEMV shapes in both one-token kernels (the engine tunes between them at load).
+            for (const gemv of s.kind === 'gemv' ? GEMV_KERNELS : (['rows'] as const)) {
+              const r = await benchOurMatmul(kgpu, timer, s, dtype, { runs: s.kind === 'gemv' ? Math.max(5, o.runs) : o.runs, budgetMs, copyGbs: kernels.copy.gb_s, gemv });
+              kernels.matmul.push(r);
+              log(`  ${matmulLabel(r)} ${s.name}: ${r.ms.median.toFixed(2)} ms (${r.gb_s.toFixed(2)} GB/s, ${r.gflop_s.toFixed(2)} GFLOP/s)`);
+            }
+          }
+        }
+        if (o.matmulVariant) await benchVariant(kgpu, timer, o.matmulVariant, kernelDtypes, shapes, kernels, { runs: o.runs, budgetMs }, log);
+      } catch (e) {
+        kernels.error = (e as Error).message.split('\n')[0];
+        log(`  kernels failed: ${kernels.error}`);
+      }
+    }
+  } finally {
+    timer.destroy();
+    kgpu.destroy();
+  }
+
+  const peers: BenchResult['peers'] = {};
+  if (o.peers.includes('tfjs')) {
+    log('peer tfjs-backend-webgpu (same adapter):');
+    peers.tfjs = await benchTfjs(shapes, { runs: Math.max(3, o.runs), budgetMs, copyGbs: kernels?.copy?.gb_s, log });
+  }
+
+  const formats: FormatResult[] = [];
+  // Every format's predictions are compared with f16's (else the first format's) on one stream.
+  const referenceFormat = o.dtypes.includes('f16') ? 'f16' : o.dtypes[0];
+  const order = [referenceFormat, ...o.dtypes.filter((d) => d !== referenceFormat)];
+  let referenceLogits: QualityLogits | undefined;
+  for (const dtype of order) {
+    if (!ours.includes(dtype)) {
+      formats.push({ dtype, ok: false, error: `the engine has no ${dtype} weights yet (it has ${DTYPES.join(', ')})` });
+      continue;
+    }
+    log(`ours ${dtype}:`);
+    const quality: { logits?: QualityLogits } = {};
+    const wantQuality = (o.qualityTokens ?? 32) > 0 && o.dtypes.length > 1;
+    const f = await benchFormat(
+      { dir: o.modelDir, dtype: dtype as DType, promptLengths: o.promptLengths, decodeTokens: o.decodeTokens, runs: o.runs, qualityTokens: wantQuality ? (o.qualityTokens ?? 32) : 0 },
+      log,
+      quality,
+    );
+    if (dtype === referenceFormat) referenceLogits = quality.logits;
+    else if (referenceLogits && quality.logits) {
+      f.agreement = agreement(referenceLogits, quality.logits, referenceFormat);
+      log(`  ${dtype}: top-1 agreement with ${referenceFormat} ${(f.agreement.top1 * 100).toFixed(1)}%, mean KL ${f.agreement.mean_kl.toExponential(2)} over ${f.agreement.positions} positions`);
+    }
+    formats.push(f);
+  }
+  formats.sort((a, b) => o.dtypes.indexOf(a.dtype) - o.dtypes.indexOf(b.dtype));
+
+  for (const backend of ['cpu', 'vulkan'] as const) {
+    const name = `llama-${backend}` as const;
+    if (!o.peers.includes(name)) continue;
+    log(`peer llama.cpp (node-llama-cpp, ${backend}):`);
+    const opts = {
+      modelDir: o.modelDir,
+      cacheDir: o.cacheDir,
+      formats: llamaFormats,
+      promptLengths: backend === 'vulkan' ? (o.vulkanPromptLengths ?? o.promptLengths) : o.promptLengths,
+      decodeTokens: o.decodeTokens,
+      runs: o.runs,
+      backend,
+      log,
+    };
+    if (backend === 'vulkan') {
+      peers[name] = o.cliPath
+        ? await benchLlamaInChild(opts, o.cliPath)
+        : { ok: false, backend, loop: '', formats: [], error: 'llama-vulkan runs in a child process of the openelm CLI: use openelm bench --peers llama-vulkan' };
+      continue;
+    }
+    peers[name] = await benchLlama(opts);
+  }
+  const result: BenchResult = {
+    schema: 'openelm-webgpu/bench@1',
+    started_at: started.toISOString(),
+    duration_s: 0,
+    command: o.command,
+    options: {
+      model: o.modelDir,
+      dtypes: o.dtypes,
+      prompt_lengths: o.promptLengths,
+      decode_tokens: o.decodeTokens,
+      runs: o.runs,
+      peers: o.peers,
+      llama_formats: o.peers.some((p) => p.startsWith('llama')) ? llamaFormats : [],
+      vulkan_prompt_lengths: o.peers.includes('llama-vulkan') ? (o.vulkanPromptLengths ?? o.promptLengths) : [],
+      kernel_dtypes: kernelDtypes,
+      gemm_tokens: gemmT,
+    },
+    machine: { ...machine, loadavg_end: readLoadavg() },
+    timing: {
+      kernels: `${timer.method === 'timestamp-query' ? 'timestamp queries at the start and end of the compute pass (Dawn quantizes them, 65.5 us here); wall clock submit -> onSubmittedWorkDone also recorded' : 'wall clock from queue.submit to onSubmittedWorkDone (no timestamp-query)'}; median after one warm-up run`,
+      model: 'wall clock (performance.now) around Engine.prefill + the read-back of the chosen id (TTFT), and around each Engine.decodeStep until its 4-byte id is read back; medians',
+      js_encode: 'synchronous part of Engine.decodeStep (position write, command encoding, queue.submit, mapAsync request), with queue.submit wrapped to split it out',
+      tfjs: 'tf.time kernelMs (timestamp queries around its compute pass) per run, wall clock recorded; medians',
+      llama: 'wall clock around node-llama-cpp controlledEvaluate calls: one call for the whole prompt, one call per decoded token (bare loop)',
+      spread: 'every Stat holds median, min, max, p25, p75, n; rel_spread = (max - min) / median. Each measurement records /proc/loadavg before and after and the CPU share other processes took',
+    },
+    model: {
+      dir: resolve(o.modelDir),
+      synthetic: !!o.synthetic,
+      params: plan.paramCount,
+      layers: plan.numLayers,
+      model_dim: plan.modelDim,
+      head_dim: plan.headDim,
+      vocab_size: plan.vocabSize,
+      max_context: plan.maxContext,
+    },
+    formats,
+    kernels,
+    peers,
+    comparisons: [],
+    summary: {},
+  };
+  result.comparisons = compare(result);
+  result.summary = summarize(result);
+  result.duration_s = (performance.now() - t0) / 1000;
+  const rounded = roundDeep(result);
+
+  if (o.outDir) {
+    mkdirSync(o.outDir, { recursive: true });
+    const stamp = started.toISOString().replace(/[:.]/g, '-').replace(/Z$/, '');
+    const json = resolve(join(o.outDir, `bench-${stamp}.json`));
+    const svg = json.replace(/\.json$/, '.svg');
+    rounded.files = { json, svg };
+    writeFileSync(json, JSON.stringify(rounded, null, 2) + '\n');
+    writeFileSync(svg, renderChart(rounded));
+  }
+  return rounded;
+}
+
+function compare(r: BenchResult): Comparison[] {
+  const out: Comparison[] = [];
+  for (const [name, peer] of Object.entries(r.peers)) {
+    if (!peer || name === 'tfjs') continue;
+    const lp = peer as LlamaPeerResult;
+    for (const f of r.formats) {
+      if (!f.ok) continue;
+      // Same format when the peer ran it, else every format it ran (marked as differing).
+      const okFormats = lp.formats.filter((x) => x.ok);
+      const match = okFormats.filter((x) => x.format === GGML_OF[f.dtype]);
+      for (const lf of match.length > 0 ? match : okFormats) {
+        const same = GGML_OF[f.dtype] === lf.format;
+        const label = `llama.cpp ${lp.backend} ${lf.format}`;
+        for (const p of f.prefill ?? []) {
+          const q = lf.prefill?.find((x) => x.prompt_tokens === p.prompt_tokens);
+          if (!q) continue;
+          out.push(mk(`prefill ${p.prompt_tokens} tokens`, 'tokens/s', `ours ${f.dtype}`, p.tokens_per_s.median, label, q.tokens_per_s.median, same));
+        }
+        if (f.decode && lf.decode) {
+          const c = mk('decode', 'tokens/s', `ours ${f.dtype}`, f.decode.tokens_per_s.median, label, lf.decode.tokens_per_s.median, same);
+          const a = f.decode.ids;
+          const b = lf.decode.ids;
+          const n = Math.min(a.length, b.length);
+          let k = 0;
+          while (k < n && a[k] === b[k]) k++;
+          c.greedy_agreement = { same_prefix: k, of: n };
+          out.push(c);
+        }
+      }
+    }
+  }
+  const tf = r.peers.tfjs;
+  if (tf?.ok && r.kernels) {
+    for (const t of tf.matmul) {
+      // tfjs runs f32: compare with our f32 and f16 (the default format) kernels.
+      for (const m of r.kernels.matmul.filter((x) => x.name === t.name && (x.dtype === 'f32' || x.dtype === 'f16'))) {
+        // Kernels compare by time on the same shape (GB/s would penalise f16, which reads half the bytes).
+        out.push({
+          what: `matmul ${t.name}`,
+          unit: 'ms',
+          ours: { label: matmulLabel(m), value: m.ms.median },
+          theirs: { label: `tfjs ${t.dtype}`, value: t.ms.median },
+          speedup: t.ms.median / m.ms.median,
+          same_format: m.dtype === t.dtype,
+        });
+      }
+    }
+  }
+  return out;
+}
+
+function mk(what: string, unit: string, ol: string, ov: number, tl: string, tv: number, same: boolean): Comparison {
+  return { what, unit, ours: { label: ol, value: ov }, theirs: { label: tl, value: tv }, speedup: ov / tv, same_format: same };
+}
+
+function summarize(r: BenchResult): Record<string, number | string> {
+  const s: Record<string, number | string> = {};
+  for (const f of r.formats) {
+    const k = `ours.${f.dtype}`;
+    if (!f.ok) {
+      s[`${k}.error`] = f.error ?? 'failed';
+      continue;
+    }
+    if (f.load_ms !== undefined) s[`${k}.load_s`] = f.load_ms / 1000;
+    for (const p of f.prefill ?? []) {
+      s[`${k}.prefill${p.prompt_tokens}_tok_s`] = p.tokens_per_s.median;
+      s[`${k}.ttft${p.prompt_tokens}_ms`] = p.ttft_ms.median;
+    }
+    if (f.decode) {
+      s[`${k}.decode_tok_s`] = f.decode.tokens_per_s.median;
+      s[`${k}.decode_step_ms`] = f.decode.step_ms.median;
+      s[`${k}.js_encode_ms`] = f.decode.js_encode_ms.median;
+      s[`${k}.submit_ms`] = f.decode.submit_ms.median;
+    }
+    if (f.dispatches_per_token !== undefined) s[`${k}.dispatches_per_token`] = f.dispatches_per_token;
+    if (f.peak_gpu_bytes !== undefined) s[`${k}.peak_gpu_mib`] = f.peak_gpu_bytes / 2 ** 20;
+  }
+  if (r.kernels?.copy) s['kernels.copy_gb_s'] = r.kernels.copy.gb_s;
+  for (const m of r.kernels?.matmul ?? []) {
+    // e.g. kernels.ours.f16.proj_1_GEMV.ms, kernels.ours.f16.coalesced.proj_1_GEMV.ms, and
+    // kernels.ours.f16[my.wgsl].proj_1_GEMV.ms for a lab variant.
+    const key = `kernels.${matmulLabel(m).replace(/ /g, '.').replace('.[', '[')}.${m.name.replace(/\s+/g, '_')}`;
+    s[`${key}.gb_s`] = m.gb_s;
+    s[`${key}.ms`] = m.ms.median;
+  }
+  const tf = r.peers.tfjs;
+  if (tf) {
+    if (!tf.ok) s['tfjs.error'] = tf.error ?? 'failed';
+    for (const m of tf.matmul) {
+      s[`kernels.tfjs.f32.${m.name.replace(/\s+/g, '_')}.gb_s`] = m.gb_s;
+      s[`kernels.tfjs.f32.${m.name.replace(/\s+/g, '_')}.ms`] = m.ms.median;
+    }
+  }
+  for (const name of ['llama-cpu', 'llama-vulkan'] as const) {
+    const p = r.peers[name];
+    if (!p) continue;
+    if (p.error && !p.ok) s[`${name}.error`] = p.error;
+    for (const f of p.formats) {
+      if (!f.ok) continue;
+      for (const q of f.prefill ?? []) s[`${name}.${f.format}.prefill${q.prompt_tokens}_tok_s`] = q.tokens_per_s.median;
+      if (f.decode) s[`${name}.${f.format}.decode_tok_s`] = f.decode.tokens_per_s.median;
+    }
+  }
+  for (const c of r.comparisons) s[`speedup.${c.what.replace(/\s+/g, '_')}.${c.ours.label.replace(/\s+/g, '_')}_vs_${c.theirs.label.replace(/\s+/g, '_')}`] = c.speedup;
+  return s;
+}

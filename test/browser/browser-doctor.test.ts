@@ -1,0 +1,79 @@
+// The "Check this GPU" demo page in headless Chromium (playwright-core driving /usr/bin/chromium
+// with --enable-unsafe-webgpu, SwiftShader underneath): runDoctor from the browser bundle passes,
+// the table shows one row per check, and the download link holds the report as JSON.
+// Needs `npm run build` (dist/browser, demo/dist) first.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { BrowserContext } from 'playwright-core';
+import type { DoctorReport } from '../../src/doctor/doctor.ts';
+import { repoRoot } from '../helpers.ts';
+
+const CHROMIUM = process.env.OPENELM_CHROMIUM ?? '/usr/bin/chromium';
+const skip = !existsSync(CHROMIUM) ? `no Chromium at ${CHROMIUM}` : !existsSync(join(repoRoot, 'demo/dist/gpu.js')) ? 'no demo/dist/gpu.js: run npm run build' : false;
+
+describe('the Check this GPU page', { skip, timeout: 300_000 }, () => {
+  let server: ChildProcess;
+  let base = '';
+  let ctx: BrowserContext;
+  let profile = '';
+
+  before(async () => {
+    const { chromium } = await import('playwright-core');
+    server = spawn(process.execPath, [join(repoRoot, 'scripts/demo.mjs'), '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    base = await new Promise<string>((resolve, reject) => {
+      let buf = '';
+      server.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        if (buf.includes('\n')) resolve((JSON.parse(buf.split('\n')[0]) as { url: string }).url);
+      });
+      server.on('exit', (code) => reject(new Error(`scripts/demo.mjs exited with ${code}`)));
+    });
+    profile = mkdtempSync(join(tmpdir(), 'openelm-chromium-'));
+    ctx = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--no-sandbox'],
+    });
+  });
+
+  after(async () => {
+    await ctx?.close();
+    server?.kill();
+    if (profile) rmSync(profile, { recursive: true, force: true });
+  });
+
+  test('runs the doctor in the browser: a row per check, all passing, a JSON download', async () => {
+    const page = await ctx.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${base}demo/gpu.html?only=attention,embedding,argmax,sample&autorun=1`);
+    await page.waitForFunction(
+      () => {
+        const d = (globalThis as unknown as { openelmDoctor?: { report?: unknown; error?: string } }).openelmDoctor;
+        return d?.report !== undefined || d?.error !== undefined;
+      },
+      null,
+      { timeout: 240_000 },
+    );
+    const d = await page.evaluate(() => (globalThis as unknown as { openelmDoctor: { report?: DoctorReport; error?: string } }).openelmDoctor);
+    assert.equal(d.error, undefined, d.error);
+    const r = d.report!;
+    assert.deepEqual([...new Set(r.checks.map((c) => c.name))], ['attention', 'embedding', 'argmax', 'sample']);
+    assert.deepEqual(r.checks.filter((c) => !c.pass).map((c) => `${c.name} ${c.variant} ${c.format}`), []);
+    assert.ok(r.model_check.pass, JSON.stringify(r.model_check.dtypes));
+    assert.equal(await page.locator('#results tbody tr').count(), r.checks.length);
+    assert.match((await page.locator('#summary').textContent()) ?? '', /^PASS: /);
+    const downloaded = await page.evaluate(async () => {
+      const a = document.getElementById('download') as HTMLAnchorElement;
+      return { name: a.download, json: (await (await fetch(a.href)).json()) as unknown };
+    });
+    assert.equal(downloaded.name, 'openelm-doctor.json');
+    assert.deepEqual(downloaded.json, JSON.parse(JSON.stringify(r)));
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+});

@@ -1,0 +1,72 @@
+// A manual measurement, skipped unless OPENELM_BROWSER_TTFT_MODEL names a model folder: time from
+// page load to the first generated token in headless Chromium, cold (fresh profile, weights over
+// HTTP) and cached (a reload, weights from the Cache API), plus the weight requests each made.
+//
+//   node bin/openelm.js synth --size 270M --out /tmp/synth270
+//   npm run build && OPENELM_BROWSER_TTFT_MODEL=/tmp/synth270 node scripts/run-tests.mjs browser-ttft
+//
+// Prints the figures as test diagnostics; asserts only that generation worked.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { repoRoot } from '../helpers.ts';
+
+const MODEL = process.env.OPENELM_BROWSER_TTFT_MODEL;
+const CHROMIUM = process.env.OPENELM_CHROMIUM ?? '/usr/bin/chromium';
+const DTYPE = process.env.OPENELM_BROWSER_TTFT_DTYPE ?? 'f16';
+
+test('page load to first token, cold and cached', { skip: MODEL ? (existsSync(CHROMIUM) ? false : `no ${CHROMIUM}`) : 'set OPENELM_BROWSER_TTFT_MODEL=DIR to measure', timeout: 1_800_000 }, async (t) => {
+  const { chromium } = await import('playwright-core');
+  const server = spawn(process.execPath, [join(repoRoot, 'scripts/demo.mjs'), '--port', '0', '--json', '--model', `m=${MODEL}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const profile = mkdtempSync(join(tmpdir(), 'openelm-ttft-'));
+  try {
+    const base = await new Promise<string>((resolve, reject) => {
+      let buf = '';
+      server.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        if (buf.includes('\n')) resolve((JSON.parse(buf.split('\n')[0]) as { url: string }).url);
+      });
+      server.on('exit', (c) => reject(new Error(`demo server exited with ${c}`)));
+    });
+    const ctx = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--no-sandbox'],
+    });
+    try {
+      const page = await ctx.newPage();
+      const reqs = async (reset = false) => (await (await fetch(`${base}__demo/requests`, { method: reset ? 'POST' : 'GET' })).json()) as Record<string, number>;
+      const measure = async (label: string, go: () => Promise<unknown>) => {
+        await reqs(true);
+        await go();
+        await page.waitForFunction(() => ((globalThis as unknown as { openelmDemo?: { state: { runs: number } } }).openelmDemo?.state.runs ?? 0) >= 1, null, { timeout: 1_700_000 });
+        const s = await page.evaluate(() => {
+          const st = (globalThis as unknown as { openelmDemo: { state: { pageToFirstTokenMs?: number; loadMs?: number; error?: string; lastRun?: { ids: number[]; stats: { prefill_ms: number }; gpuBytes: number } } } }).openelmDemo.state;
+          return { ttft: st.pageToFirstTokenMs, load: st.loadMs, error: st.error, ids: st.lastRun?.ids, prefill: st.lastRun?.stats.prefill_ms, gpu: st.lastRun?.gpuBytes };
+        });
+        assert.equal(s.error, undefined, s.error);
+        assert.ok(s.ids && s.ids.length > 0);
+        const r = await reqs();
+        const line = `${label}: page load to first token ${s.ttft?.toFixed(0)} ms (model load ${s.load?.toFixed(0)} ms, prefill incl. shader compilation ${s.prefill?.toFixed(0)} ms), weight requests ${r['/models/m/model.safetensors'] ?? 0}, GPU ${((s.gpu ?? 0) / 2 ** 20).toFixed(0)} MiB, ids ${s.ids?.join(',')}`;
+        t.diagnostic(line);
+        console.log(line);
+        return s;
+      };
+      const url = `${base}demo/?model=/models/m/&ids=1,5,9&max_new_tokens=2&dtype=${DTYPE}&autorun=1`;
+      const cold = await measure('cold', () => page.goto(url));
+      const warm = await measure('cached', () => page.reload());
+      assert.deepEqual(warm.ids, cold.ids);
+      // For comparison: over the network again, without the Cache API.
+      const uncached = await measure('network, cache off', () => page.goto(url + '&cache=0'));
+      assert.deepEqual(uncached.ids, cold.ids);
+    } finally {
+      await ctx.close();
+    }
+  } finally {
+    server.kill();
+    rmSync(profile, { recursive: true, force: true });
+  }
+});

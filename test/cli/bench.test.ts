@@ -1,0 +1,157 @@
+// The benchmark harness on the tiny fixture with tiny settings: the JSON has the documented shape
+// and every figure is a positive number. No timing is asserted (the machine is shared and noisy).
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { runBench, type BenchResult } from '../../bench/run.ts';
+import type { Stat } from '../../bench/stats.ts';
+import { benchLlama, LLAMA_INSTALL_HINT } from '../../bench/llama.ts';
+import { fixtureDir, repoRoot } from '../helpers.ts';
+
+const dir = fixtureDir('tiny-elm');
+const tmp = mkdtempSync(join(tmpdir(), 'openelm-bench-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+const positive = (x: unknown, what: string) => assert.ok(typeof x === 'number' && Number.isFinite(x) && x > 0, `${what} = ${x}`);
+function stat(s: Stat | undefined, what: string, n?: number): void {
+  assert.ok(s, `${what} missing`);
+  for (const k of ['median', 'min', 'max', 'p25', 'p75', 'mean'] as const) positive(s[k], `${what}.${k}`);
+  assert.ok(s.min <= s.median && s.median <= s.max, `${what}: min <= median <= max`);
+  assert.ok(s.rel_spread >= 0, `${what}.rel_spread`);
+  if (n !== undefined) assert.equal(s.n, n, `${what}.n`);
+}
+
+let result: BenchResult;
+
+test('runBench on tiny-elm: machine facts, formats, kernels, files', async () => {
+  result = await runBench({
+    modelDir: dir,
+    dtypes: ['f32', 'f16', 'q8'],
+    promptLengths: [6, 10],
+    decodeTokens: 3,
+    runs: 2,
+    peers: ['tfjs'],
+    outDir: join(tmp, 'out'),
+    copyBytes: 1 << 20,
+    cacheDir: join(tmp, 'gguf'),
+  });
+  const r = result;
+  assert.equal(r.schema, 'openelm-webgpu/bench@1');
+  positive(r.duration_s, 'duration_s');
+  // Machine.
+  assert.equal(typeof r.machine.cpu_model, 'string');
+  positive(r.machine.cores, 'cores');
+  assert.ok(Array.isArray(r.machine.features));
+  positive(r.machine.limits.maxStorageBufferBindingSize, 'limits.maxStorageBufferBindingSize');
+  assert.equal(typeof r.machine.adapter.vendor, 'string');
+  assert.ok(Array.isArray(r.machine.loadavg_start) && Array.isArray(r.machine.loadavg_end));
+  assert.equal(r.model.params > 0 && r.model.layers, 4);
+
+  assert.deepEqual(r.formats.map((f) => f.dtype), ['f32', 'f16', 'q8']);
+  // Formats other than f16 are compared with it; f32 holds the same (f16) weights here.
+  const f32 = r.formats[0].agreement!;
+  assert.equal(f32.reference, 'f16');
+  assert.equal(f32.top1, 1);
+  assert.ok(f32.mean_kl < 1e-6, `f32 vs f16 KL ${f32.mean_kl}`);
+  const q8 = r.formats[2].agreement!;
+  assert.ok(q8.positions > 0 && q8.top1 > 0.5 && q8.mean_kl < 0.01, JSON.stringify(q8));
+  assert.equal(r.formats[1].agreement, undefined);
+  for (const f of r.formats) {
+    assert.ok(f.ok, `${f.dtype}: ${f.error}`);
+    positive(f.load_ms, 'load_ms');
+    positive(f.dispatches_per_token, 'dispatches_per_token');
+    positive(f.peak_gpu_bytes, 'peak_gpu_bytes');
+    assert.ok(f.peak_gpu_bytes! >= f.gpu_bytes_after_load!);
+    assert.deepEqual(f.prefill!.map((p) => p.prompt_tokens), [6, 10]);
+    for (const p of f.prefill!) {
+      stat(p.tokens_per_s, 'prefill tokens_per_s', 2);
+      stat(p.ttft_ms, 'ttft_ms', 2);
+      positive(p.first_run_ms, 'first_run_ms');
+      positive(p.dispatches, 'prefill dispatches');
+      assert.ok(p.load.loadavg_before.length === 3 && p.load.other_cpu_pct >= 0);
+    }
+    const d = f.decode!;
+    stat(d.step_ms, 'step_ms', 6);
+    stat(d.tokens_per_s, 'decode tokens_per_s', 6);
+    stat(d.js_encode_submit_ms, 'js_encode_submit_ms', 6);
+    assert.ok(d.js_encode_ms.median >= 0 && d.submit_ms.median >= 0);
+    assert.equal(d.dispatches_counted, f.dispatches_per_token, 'dispatches counted at the API = Engine.dispatchesPerToken');
+    assert.equal(d.ids.length, 1 + d.warmup_steps + 6);
+  }
+
+  // Kernels: copy bandwidth, matmul per dtype and shape, checked against the CPU.
+  const k = r.kernels!;
+  assert.equal(k.error, undefined);
+  positive(k.copy!.gb_s, 'copy gb_s');
+  stat(k.copy!.ms, 'copy ms');
+  assert.deepEqual(k.shapes.map((s) => s.name), ['proj_1 GEMV', 'proj_2 GEMV', 'lm_head GEMV', 'proj_1 GEMM T=10', 'proj_2 GEMM T=10']);
+  // 3 formats x (3 GEMV shapes in both one-token kernels + 2 GEMM shapes).
+  assert.equal(k.matmul.length, 3 * (3 * 2 + 2));
+  assert.deepEqual(k.matmul.filter((m) => m.kind === 'gemv').map((m) => m.gemv).sort(), [...Array(9).fill('coalesced'), ...Array(9).fill('rows')]);
+  for (const m of k.matmul) {
+    stat(m.ms, `${m.name} ms`);
+    for (const key of ['gb_s', 'gflop_s', 'fraction_of_copy', 'weight_bytes', 'flops'] as const) positive(m[key], `${m.name}.${key}`);
+    assert.ok(m.check < 1, `${m.dtype} ${m.name} check ${m.check}`);
+  }
+
+  // tfjs on the same adapter, and the ratios against it.
+  const tf = r.peers.tfjs!;
+  assert.ok(tf.ok, tf.error);
+  assert.equal(tf.matmul.length, 5);
+  for (const m of tf.matmul) {
+    positive(m.gb_s, `tfjs ${m.name} gb_s`);
+    assert.ok(m.check < 1, `tfjs ${m.name} check ${m.check}`);
+  }
+  // f32 and f16 against tfjs f32: 3 GEMV shapes in both one-token kernels, 2 GEMM shapes.
+  assert.equal(r.comparisons.length, 2 * (3 * 2 + 2));
+  for (const c of r.comparisons) positive(c.speedup, `speedup ${c.what}`);
+
+  positive(r.summary['ours.f16.decode_tok_s'], 'summary decode');
+  positive(r.summary['ours.f32.prefill10_tok_s'], 'summary prefill');
+
+  // Files: the JSON as returned, and an SVG chart.
+  assert.ok(r.files && existsSync(r.files.json) && existsSync(r.files.svg));
+  assert.deepEqual(JSON.parse(readFileSync(r.files.json, 'utf8')), JSON.parse(JSON.stringify(r)));
+  const svg = readFileSync(r.files.svg, 'utf8');
+  assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  assert.match(svg, /<\/svg>\s*$/);
+  assert.ok((svg.match(/<rect /g) ?? []).length > 10, 'the chart has bars');
+});
+
+test('openelm bench --json prints one JSON object; bad options fail with one line', () => {
+  const cli = join(repoRoot, 'bin/openelm.js');
+  const out = join(tmp, 'cli');
+  const r = spawnSync(process.execPath, [cli, 'bench', '--model', dir, '--prompt-lengths', '4', '--decode-tokens', '2', '--runs', '1', '--no-kernels', '--out', out, '--json'], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.schema, 'openelm-webgpu/bench@1');
+  assert.equal(j.formats[0].dtype, 'f16');
+  assert.ok(j.formats[0].decode.tokens_per_s.median > 0);
+  assert.equal(j.kernels, null);
+  assert.ok(existsSync(j.files.json) && existsSync(j.files.svg));
+  assert.match(r.stderr, /decode tok\/s/); // the table goes to stderr with --json
+
+  const bad = spawnSync(process.execPath, [cli, 'bench', '--model', dir, '--peers', 'pytorch'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.equal(bad.stderr.trim().split('\n').length, 1);
+  assert.match(bad.stderr, /--peers: "pytorch" is not one of tfjs, llama-cpu, llama-vulkan/);
+});
+
+test('the llama.cpp peer runs when node-llama-cpp is installed, else says how to install it', async () => {
+  const r = await benchLlama({ modelDir: dir, cacheDir: join(tmp, 'gguf'), formats: ['F32'], promptLengths: [5], decodeTokens: 3, runs: 1, backend: 'cpu' });
+  if (!r.ok) {
+    assert.ok(r.error?.includes(LLAMA_INSTALL_HINT), r.error);
+    return;
+  }
+  const f = r.formats[0];
+  assert.ok(f.ok, f.error);
+  positive(f.prefill![0].tokens_per_s.median, 'llama prefill');
+  positive(f.decode!.tokens_per_s.median, 'llama decode');
+  assert.equal(f.decode!.ids.length, 1 + 2 + 3);
+});

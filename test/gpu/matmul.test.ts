@@ -1,0 +1,324 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { releaseDispatches, runDispatches, type Dispatch } from '../../src/gpu/dispatch.ts';
+import { matmulDispatches, matmulRef } from '../../kernels/matmul.ts';
+import { dequantize } from '../../src/weights/quant.ts';
+import { destroyWeight, planChunks, uploadWeight, weightRowBytes, type WeightFormat } from '../../src/weights/gpu-weight.ts';
+import type { Gpu } from '../../src/gpu/gpu.ts';
+import { f16BitsToF32, roundF16 } from '../../src/io/dtype.ts';
+import { assertClose, randInt, randn, rng, testGpu, timeDispatches } from '../helpers.ts';
+
+/** Tolerance for an f32 dot product of length K: relative to the sum of |x*w| terms. */
+function magnitudes(x: Float32Array, w: Float32Array, T: number, N: number, K: number): Float32Array {
+  const m = new Float32Array(T * N);
+  for (let t = 0; t < T; t++)
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += Math.abs(x[t * K + k] * w[n * K + k]);
+      m[t * N + n] = s;
+    }
+  return m;
+}
+
+function checkClose(actual: Float32Array, expected: Float32Array, mag: Float32Array, rel: number, what: string): void {
+  for (let i = 0; i < expected.length; i++) {
+    const tol = rel * (mag[i] + 1);
+    if (!(Math.abs(actual[i] - expected[i]) <= tol)) {
+      throw new Error(`${what}: index ${i} is ${actual[i]}, expected ${expected[i]} (tol ${tol})`);
+    }
+  }
+}
+
+async function runCase(gpu: Gpu, r: () => number, T: number, N: number, K: number, format: WeightFormat, accumulate: boolean, maxChunkBytes?: number, workgroupSize?: number): Promise<{ chunks: number; folded: boolean }> {
+  const what = `T=${T} N=${N} K=${K} ${format}${accumulate ? ' acc' : ''}${maxChunkBytes ? ` chunk<=${maxChunkBytes}B` : ''}${workgroupSize ? ` wg=${workgroupSize}` : ''}`;
+  const x = randn(r, T * K);
+  const w = randn(r, N * K, 0.5);
+  const y0 = randn(r, T * N);
+  const weight = uploadWeight(gpu, 'w', w, N, K, format, maxChunkBytes);
+  const wRef = dequantize(w, N, K, format);
+  const xb = gpu.upload('x', x);
+  const yb = gpu.upload('y', y0);
+  const ds = matmulDispatches(gpu, weight, { tokens: T, x: xb, y: yb, accumulate, workgroupSize });
+  assert.equal(ds.length, weight.chunks.length);
+  runDispatches(gpu, ds);
+  const got = await gpu.readF32(yb, T * N);
+  const mag = magnitudes(x, wRef, T, N, K);
+  if (accumulate) for (let i = 0; i < mag.length; i++) mag[i] += Math.abs(y0[i]);
+  checkClose(got, matmulRef(x, wRef, T, N, K, accumulate ? y0 : undefined), mag, 1e-5, what);
+  releaseDispatches(gpu, ds);
+  const chunks = weight.chunks.length;
+  const folded = ds.some((d) => d.workgroups[1] > 1);
+  destroyWeight(gpu, weight);
+  gpu.destroyBuffer(xb);
+  gpu.destroyBuffer(yb);
+  return { chunks, folded };
+}
+
+test('planChunks splits big tensors evenly and never past the limit', () => {
+  // OpenELM-3B's embedding in f16: 32000 x 3072 halves = 187.5 MiB against a 128 MiB binding.
+  assert.deepEqual(planChunks(32000, 3072 * 2, 128 << 20), [[0, 16000], [16000, 16000]]);
+  assert.deepEqual(planChunks(10, 12, 1 << 20), [[0, 10]]);
+  assert.deepEqual(planChunks(10, 12, 40), [[0, 2], [2, 2], [4, 2], [6, 2], [8, 2]]);
+  assert.deepEqual(planChunks(7, 16, 50), [[0, 3], [3, 3], [6, 1]]);
+  assert.throws(() => planChunks(3, 100, 64), /one row takes 100 bytes/);
+});
+
+test('uploadWeight splits rows into chunks under the byte limit', async () => {
+  const gpu = await testGpu();
+  const r = rng(7);
+  for (const [rows, cols, format, max] of [
+    [10, 3, 'f32', 40],
+    [10, 3, 'f16', 40],
+    [7, 5, 'f16', 24],
+    [300, 33, 'f32', 1000],
+    [5, 1, 'f16', 16],
+  ] as [number, number, WeightFormat, number][]) {
+    const data = randn(r, rows * cols);
+    const w = uploadWeight(gpu, 'w', data, rows, cols, format, max);
+    const rowWords = format === 'f16' ? Math.ceil(cols / 2) : cols;
+    assert.equal(w.rowWords, rowWords);
+    let next = 0;
+    for (const c of w.chunks) {
+      assert.equal(c.rowStart, next);
+      assert.ok(c.rows >= 1);
+      assert.ok(c.rows * rowWords * 4 <= max, `chunk of ${c.rows} rows passes ${max} bytes`);
+      assert.ok(c.buffer.size <= Math.max(16, max));
+      next += c.rows;
+      // Check the stored words.
+      const got = await gpu.readU32(c.buffer, c.rows * rowWords);
+      const f = new Float32Array(got.buffer);
+      for (let rr = 0; rr < c.rows; rr++)
+        for (let k = 0; k < cols; k++) {
+          const v = data[(c.rowStart + rr) * cols + k];
+          if (format === 'f32') assert.equal(f[rr * rowWords + k], v);
+          else {
+            const word = got[rr * rowWords + (k >> 1)];
+            const half = k & 1 ? word >>> 16 : word & 0xffff;
+            assert.equal(f16BitsToF32(half), roundF16(v), `row ${c.rowStart + rr} col ${k}`);
+          }
+        }
+    }
+    assert.equal(next, rows);
+    const before = gpu.allocatedBytes;
+    destroyWeight(gpu, w);
+    assert.ok(gpu.allocatedBytes < before && w.chunks.length === 0);
+  }
+  assert.throws(() => uploadWeight(gpu, 'w', new Float32Array(40), 2, 20, 'f32', 64), /one row takes 80 bytes/);
+});
+
+test('matmul matches the CPU reference on awkward shapes (f32, f16, accumulate)', async () => {
+  const gpu = await testGpu();
+  const r = rng(11);
+  const Ks = [1, 3, 7, 8, 33, 130, 257];
+  const Ns = [1, 5, 63, 65, 300];
+  const Ts = [1, 2, 5, 9, 17];
+  let cases = 0;
+  for (const K of Ks)
+    for (const N of Ns) {
+      const T = Ts[randInt(r, 0, Ts.length - 1)];
+      const format: WeightFormat = cases % 2 === 0 ? 'f16' : 'f32';
+      await runCase(gpu, r, T, N, K, format, cases % 3 === 0);
+      cases++;
+    }
+  // Every T with both formats and both modes on a couple of shapes.
+  for (const T of Ts)
+    for (const format of ['f32', 'f16'] as WeightFormat[])
+      for (const acc of [false, true]) await runCase(gpu, r, T, randInt(r, 1, 70), [16, 33][randInt(r, 0, 1)], format, acc);
+});
+
+test('matmul with weights split into unaligned chunks', async () => {
+  const gpu = await testGpu();
+  const r = rng(12);
+  for (const [T, N, K, format, max] of [
+    [1, 300, 33, 'f16', 17 * 4 * 7], // 7 rows a chunk
+    [5, 300, 130, 'f32', 130 * 4 * 13 + 9], // 13 rows a chunk
+    [17, 65, 257, 'f16', 129 * 4 * 3], // 3 rows a chunk
+    [9, 63, 8, 'f32', 32], // 1 row a chunk
+    [2, 300, 64, 'f16', 128 * 41], // 41 rows a chunk
+  ] as [number, number, number, WeightFormat, number][]) {
+    for (const acc of [false, true]) {
+      const { chunks } = await runCase(gpu, r, T, N, K, format, acc, max);
+      assert.ok(chunks > 1, `expected a split for ${N}x${K}`);
+    }
+  }
+});
+
+test('matmul with explicit workgroup sizes and rows past several workgroups', async () => {
+  const gpu = await testGpu();
+  const r = rng(13);
+  for (const wg of [1, 4, 16, 64, 128]) {
+    await runCase(gpu, r, 1, 1029, 24, 'f16', wg % 2 === 0, undefined, wg);
+    await runCase(gpu, r, 6, 300, 13, 'f32', wg % 2 === 1, undefined, wg);
+  }
+  // One-thread workgroups, 4 rows each, 4 tokens each: more workgroups than one grid dimension allows.
+  const T = Math.ceil(gpu.limits.maxComputeWorkgroupsPerDimension / 75) * 4 + 5;
+  const { folded } = await runCase(gpu, r, T, 300, 2, 'f16', true, undefined, 1);
+  assert.ok(folded, 'expected the grid to fold into y');
+});
+
+test('matmul on minimal, exactly-sized buffers raises no GPU error', async () => {
+  const gpu = await testGpu();
+  gpu.device.pushErrorScope('validation');
+  for (const [T, N, K, format] of [
+    [1, 1, 1, 'f16'],
+    [1, 1, 1, 'f32'],
+    [3, 2, 1, 'f16'],
+    [5, 3, 9, 'f32'],
+    [9, 1, 16, 'f16'],
+  ] as [number, number, number, WeightFormat][]) {
+    const x = new Float32Array(T * K).fill(1);
+    const w = new Float32Array(N * K).fill(0.5);
+    const weight = uploadWeight(gpu, 'w', w, N, K, format);
+    // Plain device buffers of exactly the needed size (createBuffer pads to 16 bytes at most).
+    const xb = gpu.upload('x', x);
+    const yb = gpu.createBuffer('y', T * N * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+    const ds: Dispatch[] = matmulDispatches(gpu, weight, { tokens: T, x: xb, y: yb });
+    runDispatches(gpu, ds);
+    const got = await gpu.readF32(yb, T * N); // throws on any uncaptured GPU error
+    assertClose(got, new Float32Array(T * N).fill(0.5 * K), 0, 0, `T=${T} N=${N} K=${K} ${format}`);
+    releaseDispatches(gpu, ds);
+    destroyWeight(gpu, weight);
+    gpu.destroyBuffer(xb);
+    gpu.destroyBuffer(yb);
+  }
+  const err = await gpu.device.popErrorScope();
+  assert.equal(err, null, err?.message);
+  // A too-small y is refused on the CPU side rather than left to the GPU.
+  const weight = uploadWeight(gpu, 'w', new Float32Array(64), 8, 8, 'f32');
+  const xb = gpu.upload('x', new Float32Array(8));
+  const yb = gpu.createBuffer('y', 16, GPUBufferUsage.STORAGE);
+  assert.throws(() => matmulDispatches(gpu, weight, { tokens: 1, x: xb, y: yb }), /y holds 16 bytes/);
+  destroyWeight(gpu, weight);
+  gpu.destroyBuffer(xb);
+  gpu.destroyBuffer(yb);
+  gpu.checkErrors();
+});
+
+test('matmul q8/q4 matches the CPU product over the dequantized weights', async () => {
+  const gpu = await testGpu();
+  const r = rng(14);
+  // K: below, at and past one group; odd; not a multiple of 4; of 32 but not of 256; several
+  // scale vec4s (K > 256).
+  const Ks = [1, 3, 7, 8, 31, 32, 33, 64, 100, 130, 257, 288, 520, 1280];
+  const Ns = [1, 5, 63, 65, 300];
+  const Ts = [1, 3, 17];
+  let cases = 0;
+  for (const K of Ks)
+    for (const N of Ns) {
+      const T = Ts[cases % Ts.length];
+      const format: WeightFormat = (cases >> 1) % 2 === 0 ? 'q8' : 'q4';
+      await runCase(gpu, r, T, N, K, format, cases % 3 === 0);
+      cases++;
+    }
+  // Every T in both formats and modes.
+  for (const T of [1, 2, 3, 4, 5, 17])
+    for (const format of ['q8', 'q4'] as WeightFormat[])
+      for (const acc of [false, true]) await runCase(gpu, r, T, randInt(r, 1, 70), [16, 33, 96, 255][randInt(r, 0, 3)], format, acc);
+});
+
+test('matmul q8/q4 with weights split into chunks, and explicit workgroup sizes', async () => {
+  const gpu = await testGpu();
+  const r = rng(15);
+  for (const [T, N, K, format, rowsPerChunk] of [
+    [1, 300, 33, 'q8', 7],
+    [3, 300, 130, 'q4', 13],
+    [17, 65, 257, 'q8', 3],
+    [9, 63, 8, 'q4', 1],
+    [1, 300, 1280, 'q4', 41],
+    [17, 100, 64, 'q8', 50],
+  ] as [number, number, number, WeightFormat, number][]) {
+    const max = weightRowBytes(K, format) * rowsPerChunk + 12;
+    for (const acc of [false, true]) {
+      const { chunks } = await runCase(gpu, r, T, N, K, format, acc, max);
+      assert.equal(chunks, Math.ceil(N / rowsPerChunk), `expected ${rowsPerChunk} rows a chunk for ${N}x${K}`);
+    }
+  }
+  for (const wg of [1, 4, 16, 64, 128]) {
+    await runCase(gpu, r, 1, 1029, 64, 'q4', wg % 2 === 0, undefined, wg);
+    await runCase(gpu, r, 6, 300, 45, 'q8', wg % 2 === 1, undefined, wg);
+  }
+  // A grid folded into y.
+  const T = Math.ceil(gpu.limits.maxComputeWorkgroupsPerDimension / 75) * 4 + 5;
+  const { folded } = await runCase(gpu, r, T, 300, 2, 'q8', true, undefined, 1);
+  assert.ok(folded, 'expected the grid to fold into y');
+});
+
+test('matmul q8/q4 on minimal, exactly-sized buffers raises no GPU error', async () => {
+  const gpu = await testGpu();
+  gpu.device.pushErrorScope('validation');
+  for (const [T, N, K, format] of [
+    [1, 1, 1, 'q8'],
+    [1, 1, 1, 'q4'],
+    [3, 2, 1, 'q4'],
+    [5, 3, 9, 'q8'],
+    [9, 1, 32, 'q4'],
+    [2, 5, 4, 'q8'],
+  ] as [number, number, number, WeightFormat][]) {
+    // 0.5 = 4 * 0.125 (q4: max 0.5, d = -0.0625, q = 0) and 127 * (0.5 / 127) (q8), both exact.
+    const x = new Float32Array(T * K).fill(1);
+    const w = new Float32Array(N * K).fill(0.5);
+    const weight = uploadWeight(gpu, 'w', w, N, K, format);
+    const xb = gpu.upload('x', x);
+    const yb = gpu.createBuffer('y', T * N * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+    const ds: Dispatch[] = matmulDispatches(gpu, weight, { tokens: T, x: xb, y: yb });
+    runDispatches(gpu, ds);
+    const got = await gpu.readF32(yb, T * N);
+    const v = dequantize(w.subarray(0, K), 1, K, format)[0];
+    assertClose(got, new Float32Array(T * N).fill(v * K), 1e-6 * K, 0, `T=${T} N=${N} K=${K} ${format}`);
+    releaseDispatches(gpu, ds);
+    destroyWeight(gpu, weight);
+    gpu.destroyBuffer(xb);
+    gpu.destroyBuffer(yb);
+  }
+  const err = await gpu.device.popErrorScope();
+  assert.equal(err, null, err?.message);
+  gpu.checkErrors();
+});
+
+async function realistic(gpu: Gpu, T: number, N: number, K: number, runs: number, format: WeightFormat = 'f16'): Promise<number> {
+  const r = rng(T * 7 + N);
+  const x = randn(r, T * K);
+  const w = randn(r, N * K, 0.05);
+  const weight = uploadWeight(gpu, 'w', w, N, K, format);
+  const wRef = dequantize(w, N, K, format);
+  const xb = gpu.upload('x', x);
+  const yb = gpu.createBuffer('y', T * N * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+  const ds = matmulDispatches(gpu, weight, { tokens: T, x: xb, y: yb });
+  const ms = await timeDispatches(gpu, ds, runs);
+  console.log(`matmul ${format} T=${T} K=${K} N=${N}: ${ms.toFixed(1)} ms (median of ${runs})`);
+  // Spot-check a few outputs against the reference over the stored weights.
+  const got = await gpu.readF32(yb, T * N);
+  for (let i = 0; i < 16; i++) {
+    const t = randInt(r, 0, T - 1);
+    const n = randInt(r, 0, N - 1);
+    let s = 0;
+    let m = 0;
+    for (let k = 0; k < K; k++) {
+      const p = x[t * K + k] * wRef[n * K + k];
+      s += p;
+      m += Math.abs(p);
+    }
+    assert.ok(Math.abs(got[t * N + n] - s) <= 1e-5 * (m + 1), `[${t}, ${n}] ${got[t * N + n]} vs ${s}`);
+  }
+  releaseDispatches(gpu, ds);
+  destroyWeight(gpu, weight);
+  gpu.destroyBuffer(xb);
+  gpu.destroyBuffer(yb);
+  return ms;
+}
+
+test('matmul timing: decode shape T=1 K=1280 N=5120 f16', async () => {
+  await realistic(await testGpu(), 1, 5120, 1280, 7);
+});
+
+test('matmul timing: prefill shape T=100 K=1280 N=1536 f16', async () => {
+  await realistic(await testGpu(), 100, 1536, 1280, 5);
+});
+
+test('matmul timing: decode and prefill shapes, q8 and q4', async () => {
+  const gpu = await testGpu();
+  for (const format of ['q8', 'q4'] as WeightFormat[]) {
+    await realistic(gpu, 1, 5120, 1280, 7, format);
+    await realistic(gpu, 100, 1536, 1280, 5, format);
+  }
+});
