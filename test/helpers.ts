@@ -59,12 +59,20 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   }
 }
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The project root (tests run from build/test/). */
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+/** The project root: the nearest folder above this (bundled) test file with a package.json. */
+export const repoRoot = (() => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = up;
+  }
+  return dir;
+})();
 
 /** The reference fixtures: test/fixtures in the repository, or $OPENELM_FIXTURES (another folder of fixtures). */
 export function fixtureDir(name: string): string {
