@@ -3,13 +3,13 @@
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { releasedConfig } from '../config/released.ts';
-import { synthesizeCheckpoint } from '../io/synth.ts';
+import { SYNTH_SCHEME, synthesizeCheckpoint } from '../io/synth.ts';
 import { cacheRoot } from '../io/hub.ts';
 
 export { cacheRoot };
 
 export function syntheticDir(size: string, seed: number): string {
-  return join(cacheRoot(), `synthetic-OpenELM-${size}-F16-seed${seed}`);
+  return join(cacheRoot(), `synthetic-OpenELM-${size}-F16-seed${seed}-v${SYNTH_SCHEME}`);
 }
 
 /** The embedded default: a random-weight checkpoint of the OpenELM-270M shape, made once and cached. */

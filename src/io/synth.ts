@@ -5,7 +5,10 @@
 // and logits at a sane scale for any size):
 //   linear weights [out, in]       normal, std 1/sqrt(in)
 //   token embeddings, lm_head      normal, std 1/sqrt(model_dim)  (tied logits then have std ~1)
-//   RMSNorm weights                1 + 0.1 * normal
+//   RMSNorm weights                log-normal, median 1 (exp(0.5 * normal)), and a few outlier
+//                                  channels 16x larger: the spread trained models' gains have,
+//                                  which quantization that folds the gains into the next
+//                                  product's columns must survive (1 + 0.1 * normal hid that)
 // Each tensor has its own stream, seeded from (seed, tensor name): a tensor's values do not
 // depend on the dtype's rounding, the sharding, or which other tensors exist.
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -21,6 +24,15 @@ export interface SynthOptions {
   /** Split into shards of at most this many bytes (model.safetensors.index.json + shards). */
   shardBytes?: number;
 }
+
+/** Bumped when the weight scheme changes, so cached synthetic checkpoints of an old scheme are not reused. */
+export const SYNTH_SCHEME = 2;
+
+/** Spread (std of log g) and outliers of the synthetic RMSNorm gains. */
+const GAIN_LOG_STD = 0.5;
+const GAIN_OUTLIER = 16;
+/** One outlier channel per this many channels, at least two a norm. */
+const GAIN_OUTLIER_EVERY = 512;
 
 export const SYNTHETIC_NOTE = 'Synthetic checkpoint: random weights, not a trained model (openelm-webgpu synthesizeCheckpoint).';
 
@@ -106,9 +118,26 @@ export function* normalChunks(state: number, count: number, mean: number, std: n
   }
 }
 
-/** mean and std of the synthetic values of one tensor of the plan. */
+/**
+ * Synthetic RMSNorm gains of one norm: exp(GAIN_LOG_STD * z), then max(2, n / 512) channels
+ * (picked by the same stream) multiplied by GAIN_OUTLIER.
+ */
+export function normGains(state: number, n: number): Float32Array {
+  const g = normalChunks(state, n, 0, GAIN_LOG_STD, n).next().value ?? new Float32Array(0);
+  for (let i = 0; i < n; i++) g[i] = Math.exp(g[i]);
+  let s = (state ^ 0x5bd1e995) >>> 0 || 1;
+  const outliers = Math.min(n, Math.max(2, Math.round(n / GAIN_OUTLIER_EVERY)));
+  for (let j = 0; j < outliers; j++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    g[(s >>> 0) % n] *= GAIN_OUTLIER;
+  }
+  return g;
+}
+
+/** mean and std of the synthetic values of one matrix of the plan. */
 export function synthInit(spec: TensorSpec, plan: ModelPlan): { mean: number; std: number } {
-  if (spec.shape.length === 1) return { mean: 1, std: 0.1 }; // RMSNorm weights
   if (spec.name === 'transformer.token_embeddings.weight' || spec.name === 'lm_head.weight') {
     return { mean: 0, std: 1 / Math.sqrt(plan.modelDim) };
   }
@@ -118,13 +147,10 @@ export function synthInit(spec: TensorSpec, plan: ModelPlan): { mean: number; st
 /** The tensors of a synthetic checkpoint, data generated lazily when each is written. */
 export function synthTensors(plan: ModelPlan, dtype: WriteDtype, seed: number): TensorToWrite[] {
   return plan.tensors.map((spec) => {
+    const state = hashSeed(seed, spec.name);
+    if (spec.shape.length === 1) return { name: spec.name, dtype, shape: spec.shape, data: () => [normGains(state, spec.shape[0])] };
     const { mean, std } = synthInit(spec, plan);
-    return {
-      name: spec.name,
-      dtype,
-      shape: spec.shape,
-      data: () => normalChunks(hashSeed(seed, spec.name), numElements(spec.shape), mean, std),
-    };
+    return { name: spec.name, dtype, shape: spec.shape, data: () => normalChunks(state, numElements(spec.shape), mean, std) };
   });
 }
 
@@ -136,11 +162,11 @@ export function synthTensors(plan: ModelPlan, dtype: WriteDtype, seed: number): 
 export async function synthesizeCheckpoint(outDir: string, config: object, opts: SynthOptions): Promise<ModelPlan> {
   const plan = derivePlan(parseConfig(config, 'config'), 'config');
   await mkdir(outDir, { recursive: true });
-  const cfgOut = { ...(config as Record<string, unknown>), synthetic_note: SYNTHETIC_NOTE, synthetic_seed: opts.seed };
+  const cfgOut = { ...(config as Record<string, unknown>), synthetic_note: SYNTHETIC_NOTE, synthetic_seed: opts.seed, synthetic_scheme: SYNTH_SCHEME };
   await writeFile(join(outDir, 'config.json'), JSON.stringify(cfgOut, null, 2) + '\n');
   await writeCheckpointWeights(outDir, synthTensors(plan, opts.dtype, opts.seed), {
     maxShardBytes: opts.shardBytes,
-    metadata: { format: 'pt', synthetic: SYNTHETIC_NOTE, seed: String(opts.seed) },
+    metadata: { format: 'pt', synthetic: SYNTHETIC_NOTE, seed: String(opts.seed), scheme: String(SYNTH_SCHEME) },
   });
   return plan;
 }

@@ -3,18 +3,17 @@
 // A decode step's dispatches and bind groups are prepared once; a step writes the position,
 // submits one command buffer and reads back 4 bytes (the id of the token chosen on the GPU).
 import type { ModelPlan } from '../config/plan.ts';
-import { fmtBytes, type Gpu } from '../gpu/gpu.ts';
-import { argmaxDispatch } from '../../kernels/argmax.ts';
-import { attentionDispatch } from '../../kernels/attention.ts';
-import { embeddingDispatches } from '../../kernels/embedding.ts';
-import { logprobDispatch } from '../../kernels/logprob.ts';
+import type { Gpu } from '../gpu/gpu.ts';
 import { releaseDispatches, type Dispatch } from '../gpu/dispatch.ts';
-import { matmulDispatches, type GemvKernel } from '../../kernels/matmul.ts';
-import { prefillChunkSize } from './fits.ts';
-import { qkvPrepareDispatch, ropeTable } from '../../kernels/qkv_prepare.ts';
+import { argmaxDispatch } from '../../kernels/argmax.ts';
+import { logprobDispatch } from '../../kernels/logprob.ts';
+import type { GemvKernel } from '../../kernels/matmul.ts';
 import { sampleDispatch, validateSampling, type SamplingParams } from '../../kernels/sample.ts';
 import { specAcceptDispatch } from '../../kernels/spec_accept.ts';
-import { countDispatches, dispatchOps, encodeOps, type Op } from './ops.ts';
+import { allocateActivations, allocateKvCache, type Activations, type KvCache } from './activations.ts';
+import { prefillChunkSize } from './fits.ts';
+import { forwardPass, type ForwardModel, type PassEnd } from './forward.ts';
+import { countDispatches, encodeOps, type Op } from './ops.ts';
 import type { ModelWeights } from './model-weights.ts';
 
 export interface EngineOptions {
@@ -26,9 +25,8 @@ export interface EngineOptions {
   gemv?: GemvKernel;
 }
 
-export type LogitsMode = 'none' | 'last' | 'all';
-/** What a pass ends with: a LogitsMode, or 'rows' (every row's logits, no chooser: verify adds them). */
-type PassEnd = LogitsMode | 'rows';
+/** The logits a prefill returns: none, the last position's, or every position's. */
+export type LogitsMode = Exclude<PassEnd, 'rows'>;
 
 /** A verify pass over T tokens: the forward pass, then a chooser per row; prepared once per T. */
 interface VerifyPass {
@@ -50,30 +48,6 @@ interface SamplingBuffers {
   one: GPUBuffer; // u32 1, copied into `seen` to mark a draft
 }
 
-interface Activations {
-  ids: GPUBuffer; // u32 [chunk]
-  x: GPUBuffer; // [chunk, model_dim] residual stream
-  qkv: GPUBuffer; // [chunk, max qkv_out]
-  q: GPUBuffer; // [chunk, max q heads * head_dim]
-  attn: GPUBuffer; // [chunk, max q heads * head_dim]
-  ffnAct: GPUBuffer; // [chunk, max ffn_dim]
-  lastX: GPUBuffer; // [model_dim]: the last position's residual, for last-position logits
-  logits: GPUBuffer; // [chunk, vocab]
-  nextId: GPUBuffer; // u32: the token chosen after the last position
-  seen: GPUBuffer; // u32 [vocab]: 1 where a token occurred (repetition penalty)
-  random: GPUBuffer; // f32: this step's uniform random number (sampling)
-  residuals: GPUBuffer; // [layers + 1, model_dim]: last-position residual stream, for bisecting
-  position: GPUBuffer; // uniform u32: absolute position of the first token of a pass
-  rope: GPUBuffer; // [context, head_dim / 2, 2] cos/sin
-  staging: GPUBuffer[]; // MAP_READ, 4 bytes each, reused for token readback
-  // Multi-token steps (verify passes, several decode steps in one submission):
-  stepIds: GPUBuffer; // u32 [steps]: known input tokens, copied into ids[0] step by step
-  stepPositions: GPUBuffer; // u32 [steps, 4]: each step's position uniform, copied into `position`
-  stepRandoms: GPUBuffer; // f32 [steps]: each choice's uniform random number, copied into `random`
-  choices: GPUBuffer; // u32 [steps]: the id chosen at each step or row
-  stepStaging: GPUBuffer; // MAP_READ [steps] u32: one readback of every choice
-}
-
 export class Engine {
   readonly contextLength: number;
   readonly chunk: number;
@@ -83,8 +57,9 @@ export class Engine {
   /** Tokens currently held in the KV cache. */
   length = 0;
   private readonly a: Activations;
-  private readonly kCache: GPUBuffer[] = [];
-  private readonly vCache: GPUBuffer[] = [];
+  private readonly cache: KvCache;
+  /** What forwardPass needs: the model, its weights, this engine's run state and kernel choice. */
+  private readonly model: ForwardModel;
   private readonly decodeDispatches: Dispatch[];
   private readonly decodeOps: Op[];
   /** Picks the next token from the last position's logits (argmax unless configured otherwise). */
@@ -106,54 +81,17 @@ export class Engine {
     readonly weights: ModelWeights,
     opts: EngineOptions = {},
   ) {
-    const { modelDim: D, headDim: hd, vocabSize: V } = plan;
     this.contextLength = opts.contextLength ?? plan.maxContext;
     this.gemv = opts.gemv ?? 'rows';
     if (!Number.isInteger(this.contextLength) || this.contextLength < 1) {
       throw new Error(`context length must be a positive integer, got ${opts.contextLength}`);
     }
-    const bindLimit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
     // The all-positions logits of one chunk must fit one binding.
-    this.chunk = prefillChunkSize(V, this.contextLength, gpu.limits, opts.prefillChunk);
-    const T = this.chunk;
-    this.maxSteps = T;
-    const maxQkv = Math.max(...plan.layers.map((l) => l.qkvOut));
-    const maxQ = Math.max(...plan.layers.map((l) => l.numQueryHeads)) * hd;
-    const maxFfn = Math.max(...plan.layers.map((l) => l.ffnDim));
-    const S = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    const f32 = (label: string, n: number) => gpu.createBuffer(label, n * 4, S);
-    this.a = {
-      ids: f32('ids', T),
-      x: f32('x', T * D),
-      qkv: f32('qkv', T * maxQkv),
-      q: f32('q', T * maxQ),
-      attn: f32('attn', T * maxQ),
-      ffnAct: f32('ffn_act', T * maxFfn),
-      lastX: f32('last_x', D),
-      logits: f32('logits', T * V),
-      nextId: f32('next_id', 1),
-      seen: f32('seen', V),
-      random: f32('random', 4),
-      residuals: f32('residuals', (plan.numLayers + 1) * D),
-      position: gpu.createBuffer('position', 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
-      rope: gpu.upload('rope', ropeTable(hd, this.contextLength, plan.ropeTheta)),
-      staging: [0, 1].map((i) => gpu.createBuffer(`staging${i}`, 16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST)),
-      stepIds: f32('step_ids', T),
-      stepPositions: f32('step_positions', T * 4),
-      stepRandoms: f32('step_randoms', T),
-      choices: f32('choices', T),
-      stepStaging: gpu.createBuffer('step_staging', T * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST),
-    };
-    for (const l of plan.layers) {
-      const bytes = l.numKvHeads * this.contextLength * hd * 4;
-      if (bytes > bindLimit) {
-        throw new Error(
-          `layer ${l.index}'s KV cache needs ${fmtBytes(bytes)} but this GPU binds at most ${fmtBytes(bindLimit)}; use a shorter context length`,
-        );
-      }
-      this.kCache.push(gpu.createBuffer(`layer${l.index}.k_cache`, bytes, S));
-      this.vCache.push(gpu.createBuffer(`layer${l.index}.v_cache`, bytes, S));
-    }
+    this.chunk = prefillChunkSize(plan.vocabSize, this.contextLength, gpu.limits, opts.prefillChunk);
+    this.maxSteps = this.chunk;
+    this.cache = allocateKvCache(gpu, plan, this.contextLength);
+    this.a = allocateActivations(gpu, plan, this.chunk, this.contextLength);
+    this.model = { gpu, plan, weights, a: this.a, cache: this.cache, contextLength: this.contextLength, gemv: this.gemv };
     this.chooser = this.makeChooser(null);
     this.decodeDispatches = [];
     this.decodeOps = this.buildPass(1, 'last', false, this.decodeDispatches);
@@ -277,93 +215,15 @@ export class Engine {
     this.length = length;
   }
 
-  /**
-   * The op list for one pass over `T` tokens starting at the position in the position buffer.
-   * Every dispatch it creates is appended to `made` so the caller can release its uniforms.
-   */
-  private buildPass(T: number, logits: PassEnd, captureResiduals: boolean, made: Dispatch[]): Op[] {
-    const { plan, gpu, weights: w, a } = this;
-    const { modelDim: D, headDim: hd, vocabSize: V } = plan;
-    const gemv = this.gemv;
-    const eps = plan.rmsNormEps;
-    const ops: Op[] = [];
-    const add = (...ds: Dispatch[]) => {
-      made.push(...ds);
-      ops.push(...dispatchOps(ds));
-    };
-    const captureRow = (row: number) => {
-      if (captureResiduals) {
-        ops.push({ kind: 'copy', src: a.x, srcOffset: (T - 1) * D * 4, dst: a.residuals, dstOffset: row * D * 4, size: D * 4 });
-      }
-    };
-    add(...embeddingDispatches(gpu, w.embedding, { tokens: T, ids: a.ids, out: a.x, label: 'embedding' }));
-    captureRow(0);
-    plan.layers.forEach((l, i) => {
-      const lw = w.layers[i];
-      const n = `layer${i}`;
-      // attn_norm fused into qkv_proj.
-      add(...matmulDispatches(gpu, lw.qkv, { tokens: T, gemv, x: a.x, y: a.qkv, norm: { weight: lw.attnNorm, eps }, label: `${n}.qkv_proj` }));
-      add(
-        qkvPrepareDispatch(gpu, {
-          tokens: T,
-          numQ: l.numQueryHeads,
-          numKv: l.numKvHeads,
-          headDim: hd,
-          maxContext: this.contextLength,
-          eps: plan.rmsNormEps,
-          normalize: plan.normalizeQk,
-          qkv: a.qkv,
-          qNorm: lw.qNorm,
-          kNorm: lw.kNorm,
-          rope: a.rope,
-          position: a.position,
-          q: a.q,
-          kCache: this.kCache[i],
-          vCache: this.vCache[i],
-          label: `${n}.qkv_prepare`,
-        }),
-      );
-      add(
-        attentionDispatch(gpu, {
-          tokens: T,
-          numQ: l.numQueryHeads,
-          numKv: l.numKvHeads,
-          headDim: hd,
-          maxContext: this.contextLength,
-          q: a.q,
-          kCache: this.kCache[i],
-          vCache: this.vCache[i],
-          position: a.position,
-          out: a.attn,
-          label: `${n}.attention`,
-        }),
-      );
-      // Residual adds fused into out_proj and proj_2 (accumulate).
-      add(...matmulDispatches(gpu, lw.outProj, { tokens: T, gemv, x: a.attn, y: a.x, accumulate: true, label: `${n}.out_proj` }));
-      // ffn_norm and the (gated) SiLU fused into proj_1, whose gate/up rows are interleaved on load.
-      const activation = plan.ffnWithGlu ? 'silu-gate' : 'silu';
-      add(...matmulDispatches(gpu, lw.proj1, { tokens: T, gemv, x: a.x, y: a.ffnAct, norm: { weight: lw.ffnNorm, eps }, activation, label: `${n}.proj_1` }));
-      add(...matmulDispatches(gpu, lw.proj2, { tokens: T, gemv, x: a.ffnAct, y: a.x, accumulate: true, label: `${n}.proj_2` }));
-      captureRow(i + 1);
+  /** One forward pass over `T` tokens; its dispatches are appended to `made` for release. */
+  private buildPass(T: number, end: PassEnd, captureResiduals: boolean, made: Dispatch[]): Op[] {
+    const { gpu, a } = this;
+    const n = this.plan.vocabSize;
+    return forwardPass(this.model, T, end, made, {
+      captureResiduals,
+      chooser: this.chooser,
+      lastRowArgmax: (offset) => argmaxDispatch(gpu, { n, offset, logits: a.logits, out: a.nextId, label: 'argmax' }),
     });
-    // The final norm is fused into the output layer.
-    const finalNorm = { weight: w.finalNorm, eps };
-    if (logits === 'all') {
-      add(...matmulDispatches(gpu, w.lmHead, { tokens: T, gemv, x: a.x, y: a.logits, norm: finalNorm, label: 'lm_head' }));
-      add(argmaxDispatch(gpu, { n: V, offset: (T - 1) * V, logits: a.logits, out: a.nextId, label: 'argmax' }));
-    } else if (logits === 'rows') {
-      add(...matmulDispatches(gpu, w.lmHead, { tokens: T, gemv, x: a.x, y: a.logits, norm: finalNorm, label: 'lm_head' }));
-    } else if (logits === 'last') {
-      let src = a.x;
-      if (T > 1) {
-        ops.push({ kind: 'copy', src: a.x, srcOffset: (T - 1) * D * 4, dst: a.lastX, dstOffset: 0, size: D * 4 });
-        src = a.lastX;
-      }
-      add(...matmulDispatches(gpu, w.lmHead, { tokens: 1, gemv, x: src, y: a.logits, norm: finalNorm, label: 'lm_head' }));
-      // The chooser is shared by every pass and owned by the engine, so it is not in `made`.
-      ops.push({ kind: 'dispatch', d: this.chooser });
-    }
-    return ops;
   }
 
   private checkIds(ids: readonly number[]): void {
@@ -509,12 +369,9 @@ export class Engine {
    * random number at row j. Each choice equals what a decode step at that position would choose.
    */
   async verify(tokens: readonly number[], randoms: readonly number[] = []): Promise<number[]> {
-    this.checkLive();
-    this.checkIds(tokens);
-    const T = tokens.length;
-    if (T > this.maxSteps) throw new Error(`verify: at most ${this.maxSteps} tokens a pass, got ${T}`);
-    const pass = this.verifyPass(T);
+    const pass = this.prepareVerify(tokens, 1, 'verify');
     const { a } = this;
+    const T = tokens.length;
     // Row j's choice is what a decode step after token j would choose: the same chooser over the
     // same logits (the multi-token matmul sums in the one-token kernel's order), with row j's
     // random number; the sampler marks each choice seen, so row j + 1 sees it when it was right.
@@ -524,13 +381,28 @@ export class Engine {
       if (sampler) ops.push({ kind: 'copy', src: a.stepRandoms, srcOffset: j * 4, dst: a.random, dstOffset: 0, size: 4 });
       ops.push({ kind: 'dispatch', d }, { kind: 'copy', src: a.nextId, srcOffset: 0, dst: a.choices, dstOffset: j * 4, size: 4 });
     });
-    this.writePosition(this.length);
-    this.gpu.write(a.ids, new Uint32Array(tokens));
     this.writeRandoms(randoms, T);
-    const enc = this.gpu.device.createCommandEncoder({ label: `verify@${this.length}` });
+    return this.submitVerify(tokens, ops, 'verify', T);
+  }
+
+  /** What both verifications check and prepare first: live engine, ids, size, the pass for T tokens. */
+  private prepareVerify(tokens: readonly number[], minDrafts: number, what: string): VerifyPass {
+    this.checkLive();
+    this.checkIds(tokens);
+    const T = tokens.length;
+    if (T < minDrafts || T > this.maxSteps) throw new Error(`${what}: ${minDrafts} to ${this.maxSteps} tokens a pass, got ${T}`);
+    return this.verifyPass(T);
+  }
+
+  /** Writes the pass's position and ids, encodes `ops`, appends the tokens, reads `n` choices. */
+  private submitVerify(tokens: readonly number[], ops: readonly Op[], label: string, n: number, finish?: (enc: GPUCommandEncoder) => void): Promise<number[]> {
+    this.writePosition(this.length);
+    this.gpu.write(this.a.ids, new Uint32Array(tokens));
+    const enc = this.gpu.device.createCommandEncoder({ label: `${label}@${this.length}` });
     encodeOps(enc, ops, 'verify');
-    this.length += T;
-    return this.readChoices(enc, T);
+    finish?.(enc);
+    this.length += tokens.length;
+    return this.readChoices(enc, n);
   }
 
   /**
@@ -542,12 +414,10 @@ export class Engine {
   async verifySampled(tokens: readonly number[], draftDists: GPUBuffer, randoms: readonly number[]): Promise<{ accepted: number; next: number }> {
     this.checkLive();
     if (!this.distributions) throw new Error('verifySampled: configure the chooser for sampling with distributions first');
-    this.checkIds(tokens);
+    const pass = this.prepareVerify(tokens, 2, 'verifySampled');
     const T = tokens.length;
     const k = T - 1;
-    if (k < 1 || T > this.maxSteps) throw new Error(`verifySampled: 2 to ${this.maxSteps} tokens a pass, got ${T}`);
     if (randoms.length < T) throw new Error(`verifySampled: ${T} random numbers needed, got ${randoms.length}`);
-    const pass = this.verifyPass(T);
     const sb = this.samplingBuffers();
     const V = this.plan.vocabSize;
     if (pass.accept?.q !== draftDists) {
@@ -563,15 +433,9 @@ export class Engine {
       ops.push({ kind: 'dispatch', d });
     });
     ops.push({ kind: 'dispatch', d: pass.accept.d });
-    this.writePosition(this.length);
-    this.gpu.write(this.a.ids, new Uint32Array(tokens));
     this.gpu.write(sb.drafts, new Uint32Array(tokens.slice(1)));
     this.gpu.write(sb.acceptRandoms, new Float32Array(randoms.slice(0, T)));
-    const enc = this.gpu.device.createCommandEncoder({ label: `verify-sampled@${this.length}` });
-    encodeOps(enc, ops, 'verify');
-    enc.copyBufferToBuffer(sb.accept, 0, this.a.choices, 0, 8);
-    this.length += T;
-    const [accepted, next] = await this.readChoices(enc, 2);
+    const [accepted, next] = await this.submitVerify(tokens, ops, 'verify-sampled', 2, (enc) => enc.copyBufferToBuffer(sb.accept, 0, this.a.choices, 0, 8));
     return { accepted, next };
   }
 
@@ -660,7 +524,7 @@ export class Engine {
     this.dropVerifyPasses();
     for (const b of Object.values(this.sb ?? {})) this.gpu.destroyBuffer(b);
     for (const b of Object.values(this.a).flat() as GPUBuffer[]) this.gpu.destroyBuffer(b);
-    for (const b of [...this.kCache, ...this.vCache]) this.gpu.destroyBuffer(b);
+    for (const b of [...this.cache.k, ...this.cache.v]) this.gpu.destroyBuffer(b);
     if (this.scoreBuffers) for (const b of Object.values(this.scoreBuffers)) this.gpu.destroyBuffer(b);
   }
 }

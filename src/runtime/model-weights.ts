@@ -56,6 +56,7 @@ export async function loadWeights(
   tensors: Map<string, TensorEntry>,
   format: WeightFormat,
   onProgress?: LoadProgress,
+  opts: { foldNorms?: boolean } = {},
 ): Promise<ModelWeights> {
   checkCheckpoint(plan, tensors);
   const total = plan.tensors.length;
@@ -84,11 +85,12 @@ export async function loadWeights(
     step(name);
     return w;
   };
-  // Quantized formats round every weight anyway, so a layer's norm weights are folded into the
-  // columns of the product after it (W[n, k] * g[k], then quantized): the fused kernel then skips
-  // a load a weight group (measured ~2x on SwiftShader). f32/f16 keep the checkpoint's weights
-  // exactly and apply g in the kernel.
-  const foldNorms = isQuantFormat(format);
+  // On request, q8/q4 fold a layer's norm weights into the columns of the product after it
+  // (W[n, k] * g[k], then quantized): the fused kernel then skips a load a weight group (~2x on
+  // SwiftShader), but outlier gains widen a group's range and cost accuracy (see ModelOptions).
+  // By default every format keeps the checkpoint's weights and applies g in the kernel, so q8/q4
+  // hold exactly llama.cpp's Q8_0/Q4_0 of the checkpoint's matrices.
+  const foldNorms = !!opts.foldNorms && isQuantFormat(format);
   const norm = async (name: string): Promise<{ buffer?: GPUBuffer; fold?: Float32Array }> => {
     if (!foldNorms) return { buffer: await vector(name) };
     const fold = await readFiniteTensorF32(tensors.get(name)!);

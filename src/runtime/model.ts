@@ -27,6 +27,12 @@ export interface ModelOptions extends Omit<EngineOptions, 'gemv'> {
    * model's widest proj_1 after loading and keeps the faster (OpenElmModel.gemvTuning).
    */
   gemv?: GemvKernel | 'auto';
+  /**
+   * q8/q4 only: multiply each layer's RMSNorm gains into the columns of the product after it
+   * (qkv_proj, proj_1) before rounding, so the kernel skips loading them. Off by default: gains
+   * with outlier channels widen each group's range, and the rounding error grows with it.
+   */
+  foldNorms?: boolean;
 }
 
 /** An assistant model to load for speculative decoding: a folder, URL or hub id, and its format. */
@@ -89,7 +95,7 @@ export class OpenElmModel {
     // Sizes first: nothing is allocated for a config or context the device cannot hold.
     const contextFrom = opts.contextLength === undefined ? 'max_context_length in config.json' : 'the context length (--context-length)';
     checkModelFits(plan, opts.contextLength ?? plan.maxContext, gpu.limits, contextFrom, opts.prefillChunk);
-    const weights = await loadWeights(gpu, plan, tensors, dtype, opts.onProgress);
+    const weights = await loadWeights(gpu, plan, tensors, dtype, opts.onProgress, { foldNorms: opts.foldNorms });
     try {
       let tuning: GemvTuning | undefined;
       if (gemvOpt === 'auto') {

@@ -10,7 +10,6 @@ import { openCheckpoint } from '../../src/io/node-source.ts';
 import { readTensorF32 } from '../../src/io/safetensors.ts';
 import { loadModel } from '../../src/index.ts';
 import { dequantize } from '../../src/weights/quant.ts';
-import { foldColumnScale } from '../../kernels/matmul.ts';
 import { agreement } from '../../bench/quality.ts';
 import { cpuForward, type Tensors } from '../../src/doctor/cpu-forward.ts';
 import { assertClose, loadFixture, testGpu } from '../helpers.ts';
@@ -20,15 +19,12 @@ const plan = derivePlan(parseConfig(JSON.parse(readFileSync(join(fx.dir, 'config
 
 for (const dtype of ['q8', 'q4'] as const) {
   test(`${dtype}: the engine equals the CPU forward pass over the dequantized weights`, async () => {
-    // The weights as the engine stores them: each layer's norm weights folded into the columns of
-    // the product after it (qkv_proj, proj_1), then quantized; the norms themselves become ones.
+    // The weights as the engine stores them: every matrix quantized as it is (llama.cpp's plain
+    // Q8_0/Q4_0); the norms stay f32 and are applied in the kernels.
     const ckpt = await openCheckpoint(fx.dir);
     const t: Tensors = new Map();
-    const normBefore = (name: string) => name.replace(/attn\.qkv_proj\.weight$/, 'attn_norm.weight').replace(/ffn\.proj_1\.weight$/, 'ffn_norm.weight');
     for (const [name, e] of ckpt) {
-      let data = await readTensorF32(e);
-      if (/\.(attn_norm|ffn_norm)\.weight$/.test(name)) data = new Float32Array(data.length).fill(1);
-      else if (normBefore(name) !== name) data = foldColumnScale(data, e.shape[0], e.shape[1], await readTensorF32(ckpt.get(normBefore(name))!));
+      const data = await readTensorF32(e);
       t.set(name, Float64Array.from(e.shape.length === 2 ? dequantize(data, e.shape[0], e.shape[1], dtype) : data));
     }
     const model = await loadModel(fx.dir, { dtype, gpu: await testGpu() });
