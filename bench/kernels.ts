@@ -12,7 +12,7 @@ import { timeOurMatmul, type KernelShape, type MatmulTiming } from './matmul.ts'
 import { timeAttention, type AttentionShape, type AttentionTiming } from './attention.ts';
 import { timeChooser, type ChooserCase, type ChooserTiming } from './chooser.ts';
 
-export interface MatmulResult extends Omit<MatmulTiming, 'fraction_of_copy'> {
+export interface MatmulResult extends MatmulTiming {
   engine: 'ours' | 'tfjs';
   /** The kernel lab: the WGSL file that replaced the built-in kernel for this figure. */
   variant?: string;
@@ -24,8 +24,6 @@ export interface MatmulResult extends Omit<MatmulTiming, 'fraction_of_copy'> {
   T: number;
   N: number;
   K: number;
-  /** gb_s over the adapter's copy bandwidth (copy_gb_s). */
-  fraction_of_copy?: number;
   load: LoadSample;
 }
 

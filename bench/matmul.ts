@@ -45,8 +45,19 @@ export function kernelShapes(plan: ModelPlan, gemmTokens: number): KernelShape[]
   return shapes;
 }
 
-/** Bytes, flops and rates of a matmul timed at `ms` (gb_s counts the weight bytes read). */
-export function matmulFigures(shape: Pick<KernelShape, 'T' | 'N' | 'K'>, weightBytes: number, ms: Stat, copyGbs?: number) {
+export interface MatmulFigures {
+  /** Bytes of weights the kernel reads (f16: 2 per value; quantized formats include their scales). */
+  weight_bytes: number;
+  flops: number;
+  /** Weight bytes read per second, at the median time. */
+  gb_s: number;
+  gflop_s: number;
+  /** gb_s over the adapter's copy bandwidth, when it was measured. */
+  fraction_of_copy?: number;
+}
+
+/** Bytes, flops and rates of a matmul timed at `ms`. */
+export function matmulFigures(shape: Pick<KernelShape, 'T' | 'N' | 'K'>, weightBytes: number, ms: Stat, copyGbs?: number): MatmulFigures {
   const flops = 2 * shape.T * shape.N * shape.K;
   const gb_s = weightBytes / (ms.median / 1000) / 1e9;
   return {
@@ -54,7 +65,8 @@ export function matmulFigures(shape: Pick<KernelShape, 'T' | 'N' | 'K'>, weightB
     flops,
     gb_s,
     gflop_s: flops / (ms.median / 1000) / 1e9,
-    fraction_of_copy: copyGbs ? gb_s / copyGbs : undefined,
+    // Absent rather than undefined: the figure goes to JSON as it is.
+    ...(copyGbs ? { fraction_of_copy: gb_s / copyGbs } : {}),
   };
 }
 
@@ -87,7 +99,7 @@ export function checkMatmul(y: Float32Array, x: Float32Array, w: Float32Array, s
 export const MATMUL_REL_TOL: Readonly<Record<WeightFormat, number>> = { f32: 1e-5, f16: 2e-3, q8: 2e-2, q4: 0.2 };
 
 /** Our matmul timed on one shape. */
-export interface MatmulTiming extends Timed, ReturnType<typeof matmulFigures> {
+export interface MatmulTiming extends Timed, MatmulFigures {
   /** GEMV shapes: which one-token kernel ran (MatmulOptions.gemv). */
   gemv?: GemvKernel;
   dispatches: number;
