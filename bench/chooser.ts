@@ -1,8 +1,8 @@
 // The next-token chooser alone, over one row of the model's vocabulary: the argmax kernel (plain
 // greedy, what the engine runs by default) and the sampler in each of its paths (repetition
-// penalty with greedy; temperature alone, with top-k, with top-p). Both are one workgroup over
-// the whole row, so their time grows with the vocabulary and not with the model's width. Each
-// choice is checked against the CPU reference first. Browser-safe (no node: imports).
+// penalty with greedy; temperature alone, with top-k, with top-p, with all of them). Both are one
+// workgroup over the whole row, so their time grows with the vocabulary and not with the model's
+// width. Each choice is checked against the CPU reference first. Browser-safe (no node: imports).
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { releaseDispatches, runDispatches, type Dispatch } from '../src/gpu/dispatch.ts';
 import { argmaxDispatch, argmaxRef } from '../kernels/argmax.ts';
@@ -27,6 +27,7 @@ export const CHOOSER_CASES: readonly ChooserCase[] = [
   { name: 'sample temperature=1', kernel: 'sample', params: SAMPLE },
   { name: 'sample temperature=0.7 top_k=50', kernel: 'sample', params: { ...SAMPLE, temperature: 0.7, topK: 50 } },
   { name: 'sample temperature=0.7 top_p=0.9', kernel: 'sample', params: { ...SAMPLE, temperature: 0.7, topP: 0.9 } },
+  { name: 'sample temperature=0.7 top_k=50 top_p=0.9 repetition_penalty=1.2', kernel: 'sample', params: { doSample: true, temperature: 0.7, topK: 50, topP: 0.9, repetitionPenalty: 1.2 } },
 ];
 
 export interface ChooserTiming extends Timed {

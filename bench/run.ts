@@ -20,7 +20,7 @@ import { agreement } from './quality.ts';
 import { setKernelVariant } from '../src/gpu/kernel-variants.ts';
 import { benchFormat, type FormatResult, type QualityLogits } from './model.ts';
 import { renderChart } from './chart.ts';
-import { matmulLabel } from './labels.ts';
+import { layerRange, matmulLabel } from './labels.ts';
 import type { BenchResult, Comparison, KernelFigures } from './result.ts';
 import { renderTable } from './table.ts';
 import { roundDeep } from './stats.ts';
@@ -156,7 +156,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
         for (const a of attentionShapes(plan, o.attentionContexts ?? ATTENTION_CONTEXTS)) {
           const r = await benchAttention(kgpu, timer, a, { runs: Math.max(5, o.runs), budgetMs });
           kernels.attention.push(r);
-          log(`  ${a.name} (layers ${a.layers.join(',')}): ${r.ms.median.toFixed(3)} ms (${r.gb_s.toFixed(2)} GB/s of KV cache)`);
+          log(`  ${a.name} (layers ${layerRange(a.layers)}): ${r.ms.median.toFixed(3)} ms (${r.gb_s.toFixed(2)} GB/s of KV cache)`);
         }
         for (const c of CHOOSER_CASES) {
           const r = await benchChooser(kgpu, timer, plan.vocabSize, c, { runs: Math.max(5, o.runs), budgetMs });

@@ -1,6 +1,6 @@
 // The benchmark result as text for people: model figures per engine and format, kernel figures,
 // and the ours/theirs ratios.
-import { fmt, matmulLabel } from './labels.ts';
+import { fmt, layerRange, matmulLabel } from './labels.ts';
 import type { BenchResult } from './result.ts';
 import type { Stat } from './stats.ts';
 
@@ -8,12 +8,6 @@ import type { Stat } from './stats.ts';
 function ms(s: Stat | undefined): string {
   if (!s) return '-';
   return s.n > 1 ? `${fmt(s.median)} (${Math.round(s.rel_spread * 100)}%)` : fmt(s.median);
-}
-
-/** Layer indices as "2-6" when they run on, else listed. */
-function layerRange(layers: readonly number[]): string {
-  const runOn = layers.every((l, i) => i === 0 || l === layers[i - 1] + 1);
-  return runOn && layers.length > 2 ? `${layers[0]}-${layers[layers.length - 1]}` : layers.join(',');
 }
 
 function table(head: string[], rows: string[][]): string {
