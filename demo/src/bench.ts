@@ -130,7 +130,7 @@ async function benchDecode(model: OpenElmModel, steps: number, warmup: number): 
 }
 
 async function benchMatmul(gpu: Gpu, model: OpenElmModel, runs: number): Promise<MatmulFigure[]> {
-  // A prefill chunk of at most 64 tokens for the GEMM shapes: enough to show GEMM throughput, short for a page.
+  // The harness's shapes; GEMM at most 64 tokens (a page's run is a quick look).
   const shapes = kernelShapes(model.plan, Math.min(64, model.engine.chunk));
   const timer = new GpuTimer(gpu);
   const format = model.dtype as WeightFormat;
