@@ -2,10 +2,9 @@
 // format (log scale: the engines differ by orders of magnitude here), of matmul GB/s at the decode
 // shapes against the adapter's copy bandwidth, and of matmul GFLOP/s at the prefill shapes.
 // Bars show medians; whiskers the min-max range of the runs.
-import type { BenchResult } from './run.ts';
-import { matmulLabel } from './kernels.ts';
+import { fmt, matmulLabel } from './labels.ts';
+import type { BenchResult } from './result.ts';
 import type { Stat } from './stats.ts';
-import { fmt } from './table.ts';
 
 interface Bar {
   series: string;

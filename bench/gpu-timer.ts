@@ -4,6 +4,7 @@
 // any, else the wall clock; both are recorded.
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { encodeDispatches, type Dispatch } from '../src/gpu/dispatch.ts';
+import { repeat, summarize, type Stat } from './stats.ts';
 
 export type TimingMethod = 'timestamp-query' | 'wall-clock';
 
@@ -86,3 +87,39 @@ export class GpuTimer {
 export function primaryMs(t: GpuTime): number {
   return t.gpuMs ?? t.wallMs;
 }
+
+/** Timings of repeated runs: the figure's method, its times and the wall clock beside them. */
+export interface Timed {
+  method: TimingMethod;
+  ms: Stat;
+  wall_ms: Stat;
+  /** The only sample is the first run (compilation included): the work was too slow to repeat. */
+  warmup_used: boolean;
+}
+
+/**
+ * Runs `run` once unmeasured (pipeline compilation), then up to `runs` times measured within
+ * `budgetMs` (see stats.ts repeat), and summarizes the measured runs.
+ */
+export async function timeRepeated(run: () => Promise<GpuTime>, runs: number, budgetMs: number): Promise<Timed> {
+  const all: GpuTime[] = [];
+  const r = await repeat(
+    async () => {
+      const t = await run();
+      all.push(t);
+      return primaryMs(t);
+    },
+    { warmup: 1, runs, budgetMs },
+  );
+  // repeat() saw the warm-up run too; the measured ones are the last n.
+  const samples = all.slice(all.length - r.samples.length);
+  return {
+    method: samples.some((s) => s.gpuMs !== undefined) ? 'timestamp-query' : 'wall-clock',
+    ms: summarize(samples.map(primaryMs)),
+    wall_ms: summarize(samples.map((s) => s.wallMs)),
+    warmup_used: r.warmupUsed,
+  };
+}
+
+/** Wraps the timed runs alone (not set-up or checks): the Node harness samples the machine's load there. */
+export type AroundTiming = (fn: () => Promise<Timed>) => Promise<Timed>;

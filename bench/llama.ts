@@ -14,7 +14,7 @@ import { loadPlan } from '../src/index.ts';
 import { INDEX_FILE, openCheckpoint, SINGLE_FILE } from '../src/io/node-source.ts';
 import { writeOpenElmGguf, type GgmlTypeName } from './gguf.ts';
 import { withLoad, type LoadSample } from './machine.ts';
-import { promptIds } from './model.ts';
+import { promptIds } from './prompt.ts';
 import { rate, summarize, type Stat } from './stats.ts';
 
 export const NODE_LLAMA_CPP_VERSION = '3.22.1';

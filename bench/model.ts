@@ -14,6 +14,7 @@ import type { Engine } from '../src/runtime/engine.ts';
 import type { DType } from '../src/runtime/model.ts';
 import { withLoad, type LoadSample } from './machine.ts';
 import { rate, summarize, type Stat } from './stats.ts';
+import { promptIds } from './prompt.ts';
 
 export interface PrefillResult {
   prompt_tokens: number;
@@ -83,19 +84,6 @@ export interface ModelBenchOptions {
   slowRunMs?: number;
   /** Tokens of the fixed stream whose next-token logits are kept for comparing formats (0: none). */
   qualityTokens?: number;
-}
-
-/** Deterministic prompt ids: bos, then pseudo-random ids from the ordinary vocabulary. */
-export function promptIds(length: number, vocab: number, bos = 1): number[] {
-  const ids = [bos];
-  let s = 0x1234567;
-  const lo = Math.min(3, vocab - 1);
-  const hi = Math.min(vocab, 32000);
-  while (ids.length < length) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    ids.push(lo + ((s >>> 8) % (hi - lo)));
-  }
-  return ids.slice(0, length);
 }
 
 /** Counts the compute dispatches and copies encoded while `fn` runs (prototype wrappers). */

@@ -8,18 +8,23 @@ import { DTYPES, type DType } from '../src/runtime/model.ts';
 import { GGML_TYPE_NAMES, type GgmlTypeName } from './gguf.ts';
 import { GpuTimer } from './gpu-timer.ts';
 import { checkMatmulFully } from '../src/doctor/matmul-check.ts';
-import { benchCopy, benchOurMatmul, kernelShapes, matmulLabel, type CopyResult, type KernelShape, type MatmulResult } from './kernels.ts';
+import { benchAttention, benchChooser, benchCopy, benchOurMatmul } from './kernels.ts';
+import { kernelShapes, type KernelShape } from './matmul.ts';
+import { ATTENTION_CONTEXTS, attentionShapes } from './attention.ts';
+import { CHOOSER_CASES } from './chooser.ts';
 import { GEMV_KERNELS, type GemvKernel } from '../kernels/matmul.ts';
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { benchLlama, benchLlamaInChild, type LlamaPeerResult } from './llama.ts';
-import { machineFacts, readLoadavg, type MachineFacts } from './machine.ts';
+import { machineFacts, readLoadavg } from './machine.ts';
 import { agreement } from './quality.ts';
 import { setKernelVariant } from '../src/gpu/kernel-variants.ts';
 import { benchFormat, type FormatResult, type QualityLogits } from './model.ts';
 import { renderChart } from './chart.ts';
+import { layerRange, matmulLabel } from './labels.ts';
+import type { BenchResult, Comparison, KernelFigures } from './result.ts';
 import { renderTable } from './table.ts';
 import { roundDeep } from './stats.ts';
-import { benchTfjs, type TfjsPeerResult } from './tfjs.ts';
+import { benchTfjs } from './tfjs.ts';
 
 export const PEERS = ['tfjs', 'llama-cpu', 'llama-vulkan'] as const;
 export type PeerName = (typeof PEERS)[number];
@@ -54,6 +59,8 @@ export interface BenchOptions {
   qualityTokens?: number;
   /** Kernel figures (copy bandwidth, matmul alone); default true. */
   kernels?: boolean;
+  /** Context lengths at which the attention kernel is timed (default ATTENTION_CONTEXTS, capped at the model's). */
+  attentionContexts?: number[];
   /** Bytes of the timed buffer copy (default 256 MiB, capped by maxBufferSize). */
   copyBytes?: number;
   /** Stop repeating a kernel once its measured runs took this long (default 10 s). */
@@ -67,41 +74,6 @@ export interface BenchOptions {
   log?: (s: string) => void;
 }
 
-export interface Comparison {
-  what: string;
-  /** Unit of ours and theirs: a throughput (tokens/s), or a time (ms) for kernels. */
-  unit: string;
-  ours: { label: string; value: number };
-  theirs: { label: string; value: number };
-  /** > 1 means ours is faster: ours / theirs for throughputs, theirs / ours for times. */
-  speedup: number;
-  same_format: boolean;
-  /**
-   * Decode only: the share of greedy tokens both engines chose alike, counted up to the first
-   * difference (after it the sequences diverge). Random-weight logits have top-1/top-2 margins of
-   * a few hundredths, so formats that differ (or llama.cpp's f16 KV cache) can flip a choice.
-   */
-  greedy_agreement?: { same_prefix: number; of: number };
-}
-
-export interface BenchResult {
-  schema: 'openelm-webgpu/bench@1';
-  started_at: string;
-  duration_s: number;
-  command?: string;
-  options: Record<string, unknown>;
-  machine: MachineFacts & { loadavg_end: number[] };
-  timing: Record<string, string>;
-  model: { dir: string; synthetic: boolean; params: number; layers: number; model_dim: number; head_dim: number; vocab_size: number; max_context: number };
-  formats: FormatResult[];
-  kernels: { shapes: KernelShape[]; copy?: CopyResult; matmul: MatmulResult[]; error?: string; variant_errors?: string[] } | null;
-  peers: { tfjs?: TfjsPeerResult; 'llama-cpu'?: LlamaPeerResult; 'llama-vulkan'?: LlamaPeerResult };
-  comparisons: Comparison[];
-  /** The headline figures, flat. */
-  summary: Record<string, number | string>;
-  files?: { json: string; svg: string };
-}
-
 /** The kernel lab: checks a matmul variant against the CPU on odd shapes, then times it. */
 async function benchVariant(
   gpu: Gpu,
@@ -109,7 +81,7 @@ async function benchVariant(
   variant: { kernel: LabKernel; file: string; code: string },
   dtypes: DType[],
   shapes: KernelShape[],
-  kernels: NonNullable<BenchResult['kernels']>,
+  kernels: KernelFigures,
   o: { runs: number; budgetMs: number },
   log: (s: string) => void,
 ): Promise<void> {
@@ -165,7 +137,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const budgetMs = o.kernelBudgetMs ?? 10_000;
   try {
     if (o.kernels !== false) {
-      kernels = { shapes, matmul: [] };
+      kernels = { shapes, matmul: [], attention: [], chooser: [] };
       try {
         log(`kernels (${timer.method}):`);
         kernels.copy = await benchCopy(kgpu, timer, { bytes: o.copyBytes ?? 256 << 20, runs: Math.max(5, o.runs) });
@@ -179,6 +151,17 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
               log(`  ${matmulLabel(r)} ${s.name}: ${r.ms.median.toFixed(2)} ms (${r.gb_s.toFixed(2)} GB/s, ${r.gflop_s.toFixed(2)} GFLOP/s)`);
             }
           }
+        }
+        // Attention and the chooser run once per token whatever the weight format: timed once.
+        for (const a of attentionShapes(plan, o.attentionContexts ?? ATTENTION_CONTEXTS)) {
+          const r = await benchAttention(kgpu, timer, a, { runs: Math.max(5, o.runs), budgetMs });
+          kernels.attention.push(r);
+          log(`  ${a.name} (layers ${layerRange(a.layers)}): ${r.ms.median.toFixed(3)} ms (${r.gb_s.toFixed(2)} GB/s of KV cache)`);
+        }
+        for (const c of CHOOSER_CASES) {
+          const r = await benchChooser(kgpu, timer, plan.vocabSize, c, { runs: Math.max(5, o.runs), budgetMs });
+          kernels.chooser.push(r);
+          log(`  chooser ${c.name} over ${plan.vocabSize} logits: ${r.ms.median.toFixed(3)} ms`);
         }
         if (o.matmulVariant) await benchVariant(kgpu, timer, o.matmulVariant, kernelDtypes, shapes, kernels, { runs: o.runs, budgetMs }, log);
       } catch (e) {
@@ -261,6 +244,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       llama_formats: o.peers.some((p) => p.startsWith('llama')) ? llamaFormats : [],
       vulkan_prompt_lengths: o.peers.includes('llama-vulkan') ? (o.vulkanPromptLengths ?? o.promptLengths) : [],
       kernel_dtypes: kernelDtypes,
+      attention_contexts: o.attentionContexts ?? ATTENTION_CONTEXTS,
       gemm_tokens: gemmT,
     },
     machine: { ...machine, loadavg_end: readLoadavg() },
@@ -390,6 +374,8 @@ function summarize(r: BenchResult): Record<string, number | string> {
     s[`${key}.gb_s`] = m.gb_s;
     s[`${key}.ms`] = m.ms.median;
   }
+  for (const a of r.kernels?.attention ?? []) s[`kernels.attention.${a.numQ}_${a.numKv}_heads.ctx${a.context}.ms`] = a.ms.median;
+  for (const c of r.kernels?.chooser ?? []) s[`kernels.chooser.${c.name.replace(/\s+/g, '_')}.ms`] = c.ms.median;
   const tf = r.peers.tfjs;
   if (tf) {
     if (!tf.ok) s['tfjs.error'] = tf.error ?? 'failed';

@@ -1,18 +1,8 @@
 // The benchmark result as text for people: model figures per engine and format, kernel figures,
 // and the ours/theirs ratios.
-import type { BenchResult } from './run.ts';
-import { matmulLabel } from './kernels.ts';
+import { fmt, layerRange, matmulLabel } from './labels.ts';
+import type { BenchResult } from './result.ts';
 import type { Stat } from './stats.ts';
-
-export function fmt(x: number | undefined): string {
-  if (x === undefined || !Number.isFinite(x)) return '-';
-  const a = Math.abs(x);
-  if (a >= 1000) return x.toFixed(0);
-  if (a >= 100) return x.toFixed(1);
-  if (a >= 10) return x.toFixed(2);
-  if (a >= 1) return x.toFixed(2);
-  return x.toPrecision(2);
-}
 
 /** "median (spread%)" with spread = (max - min) / median. */
 function ms(s: Stat | undefined): string {
@@ -105,6 +95,11 @@ export function renderTable(r: BenchResult): string {
       x.fraction_of_copy === undefined ? '-' : `${(x.fraction_of_copy * 100).toFixed(0)}%`,
     ]);
     out.push(table(['matmul', 'engine', 'shape', 'ms', 'GB/s', 'GFLOP/s', 'of copy'], krows), '');
+    if (k.attention.length > 0) {
+      const arows = k.attention.map((a) => [`${a.numQ}/${a.numKv} heads x ${a.headDim}`, layerRange(a.layers), String(a.context), ms(a.ms), fmt(a.gb_s)]);
+      out.push(table(['attention (decode)', 'layers', 'context', 'ms', 'GB/s KV'], arows), '');
+    }
+    if (k.chooser.length > 0) out.push(table(['chooser', 'logits', 'ms'], k.chooser.map((c) => [c.name, String(c.n), ms(c.ms)])), '');
     if (r.peers.tfjs && !r.peers.tfjs.ok) out.push(`  ! tfjs: ${r.peers.tfjs.error}`, '');
   }
   if (r.comparisons.length > 0) {

@@ -7,7 +7,8 @@
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import type { GpuTime } from './gpu-timer.ts';
 import { randomFill } from '../src/doctor/matmul-check.ts';
-import { checkMatmul, matmulFigures, type KernelShape, type MatmulResult } from './kernels.ts';
+import type { MatmulResult } from './kernels.ts';
+import { checkMatmul, matmulFigures, type KernelShape } from './matmul.ts';
 import { withLoad } from './machine.ts';
 import { repeat, summarize } from './stats.ts';
 

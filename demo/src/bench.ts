@@ -3,20 +3,10 @@
 // WebGPU API), and our matmul kernel alone at the model's biggest shapes. Results: a table, an
 // SVG chart, and JSON (download link; also window.openelmBench.result).
 // Query parameters: model, dtype, prompt_lengths (e.g. 16,64), decode_tokens, runs, cache=0, autorun=1.
-import {
-  destroyWeight,
-  fmtBytes,
-  loadModel,
-  matmulDispatches,
-  randomFill,
-  releaseDispatches,
-  uploadWeight,
-  type Gpu,
-  type OpenElmModel,
-  type WeightFormat,
-  type WebGpuSupport,
-} from '../../src/browser.ts';
-import { GpuTimer, primaryMs, type GpuTime } from '../../bench/gpu-timer.ts';
+import { fmtBytes, loadModel, type Gpu, type OpenElmModel, type WeightFormat, type WebGpuSupport } from '../../src/browser.ts';
+import { GpuTimer } from '../../bench/gpu-timer.ts';
+import { kernelShapes, timeOurMatmul, type KernelShape, type MatmulTiming } from '../../bench/matmul.ts';
+import { promptIds } from '../../bench/prompt.ts';
 import { summarize, type Stat } from '../../bench/stats.ts';
 import { $, clearError, fmt, h, loadPresets, loadProgressText, params, refreshCache, setupCacheButton, setupPicker, showError, showSupport } from './common.ts';
 
@@ -29,23 +19,8 @@ interface PrefillFigure {
   tokens_per_s: number;
 }
 
-interface MatmulFigure {
-  name: string;
-  kind: 'gemv' | 'gemm';
-  dtype: string;
-  T: number;
-  N: number;
-  K: number;
-  dispatches: number;
-  method: 'timestamp-query' | 'wall-clock';
-  ms: Stat;
-  wall_ms: Stat;
-  weight_bytes: number;
-  gb_s: number;
-  gflop_s: number;
-  /** Largest |error| / tolerance of a few outputs checked on the CPU (< 1 passes). */
-  check: number;
-}
+/** Our matmul alone on one of the model's biggest shapes, as `openelm bench` times it. */
+type MatmulFigure = KernelShape & MatmulTiming & { dtype: string };
 
 export interface BrowserBench {
   schema: 'openelm-webgpu/browser-bench/1';
@@ -72,19 +47,6 @@ const state: { running: boolean; result?: BrowserBench; error?: string; done?: P
 
 function status(s: string): void {
   $('bench-status').textContent = s;
-}
-
-/** bos, then pseudo-random ids from the ordinary vocabulary (the Node benchmark's prompt). */
-function promptIds(length: number, vocab: number, bos = 1): number[] {
-  const ids = [bos];
-  let s = 0x1234567;
-  const lo = Math.min(3, vocab - 1);
-  const hi = Math.min(vocab, 32000);
-  while (ids.length < length) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    ids.push(lo + ((s >>> 8) % (hi - lo)));
-  }
-  return ids.slice(0, length);
 }
 
 function intList(v: string, what: string): number[] {
@@ -167,38 +129,9 @@ async function benchDecode(model: OpenElmModel, steps: number, warmup: number): 
   };
 }
 
-const REL_TOL: Record<string, number> = { f32: 1e-5, f16: 2e-3, q8: 2e-2, q4: 0.2 };
-
-function checkMatmul(y: Float32Array, x: Float32Array, w: Float32Array, T: number, N: number, K: number, relTol: number): number {
-  let worst = 0;
-  for (const t of [0, T - 1]) {
-    for (const n of [0, Math.floor(N / 2), N - 1]) {
-      let s = 0;
-      let mag = 0;
-      for (let k = 0; k < K; k++) {
-        const p = x[t * K + k] * w[n * K + k];
-        s += p;
-        mag += p * p;
-      }
-      const err = Math.abs(y[t * N + n] - s);
-      worst = Math.max(worst, Number.isNaN(err) ? Infinity : err / (relTol * Math.sqrt(mag) + 1e-4));
-    }
-  }
-  return worst;
-}
-
 async function benchMatmul(gpu: Gpu, model: OpenElmModel, runs: number): Promise<MatmulFigure[]> {
-  const plan = model.plan;
-  const D = plan.modelDim;
-  const p1 = plan.layers.reduce((a, l) => (l.proj1Out > a.proj1Out ? l : a));
-  const p2 = plan.layers.reduce((a, l) => (l.ffnDim > a.ffnDim ? l : a));
-  const T = Math.min(64, model.engine.chunk);
-  const shapes: { name: string; kind: 'gemv' | 'gemm'; T: number; N: number; K: number }[] = [
-    { name: `proj_1 GEMV (layer ${p1.index})`, kind: 'gemv', T: 1, N: p1.proj1Out, K: D },
-    { name: `proj_2 GEMV (layer ${p2.index})`, kind: 'gemv', T: 1, N: D, K: p2.ffnDim },
-    { name: 'lm_head GEMV', kind: 'gemv', T: 1, N: plan.vocabSize, K: D },
-  ];
-  if (T > 1) shapes.push({ name: `proj_1 GEMM T=${T}`, kind: 'gemm', T, N: p1.proj1Out, K: D });
+  // The harness's shapes; GEMM at most 64 tokens (a page's run is a quick look).
+  const shapes = kernelShapes(model.plan, Math.min(64, model.engine.chunk));
   const timer = new GpuTimer(gpu);
   const format = model.dtype as WeightFormat;
   const out: MatmulFigure[] = [];
@@ -206,38 +139,8 @@ async function benchMatmul(gpu: Gpu, model: OpenElmModel, runs: number): Promise
     for (const s of shapes) {
       status(`matmul ${s.name}`);
       await nextFrame();
-      const wData = randomFill(s.N * s.K, 0x9e3779b9 ^ (s.N * 31 + s.K), 1 / Math.sqrt(s.K));
-      const xData = randomFill(s.T * s.K, 12345 + s.T, 1);
-      const w = uploadWeight(gpu, `bench.${s.name}`, wData, s.N, s.K, format);
-      const x = gpu.upload('bench.x', xData);
-      const y = gpu.createBuffer('bench.y', s.T * s.N * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
-      const ds = matmulDispatches(gpu, w, { tokens: s.T, x, y, label: `bench ${s.name}` });
-      try {
-        const samples: GpuTime[] = [];
-        const t0 = performance.now();
-        await timer.timeDispatches(ds, s.name); // warm-up: pipeline compilation
-        for (let r = 0; r < runs || (samples.length < 20 && performance.now() - t0 < 1500); r++) samples.push(await timer.timeDispatches(ds, s.name));
-        const check = checkMatmul(await gpu.readF32(y, s.T * s.N), xData, wData, s.T, s.N, s.K, REL_TOL[format] ?? 0.2);
-        const ms = summarize(samples.map(primaryMs));
-        const weightBytes = w.chunks.reduce((a, c) => a + c.buffer.size, 0);
-        out.push({
-          ...s,
-          dtype: format,
-          dispatches: ds.length,
-          method: samples.some((t) => t.gpuMs !== undefined) ? 'timestamp-query' : 'wall-clock',
-          ms,
-          wall_ms: summarize(samples.map((t) => t.wallMs)),
-          weight_bytes: weightBytes,
-          gb_s: weightBytes / (ms.median / 1000) / 1e9,
-          gflop_s: (2 * s.T * s.N * s.K) / (ms.median / 1000) / 1e9,
-          check,
-        });
-      } finally {
-        releaseDispatches(gpu, ds);
-        destroyWeight(gpu, w);
-        gpu.destroyBuffer(x);
-        gpu.destroyBuffer(y);
-      }
+      // At least 5 timed runs (as the Node harness times GEMV shapes), within 5 s a shape.
+      out.push({ ...s, dtype: format, ...(await timeOurMatmul(gpu, timer, s, format, { runs: Math.max(5, runs), budgetMs: 5000 })) });
     }
   } finally {
     timer.destroy();
@@ -257,7 +160,7 @@ function renderTable(r: BrowserBench): void {
     ...r.prefill.map((p) => [`Prefill ${p.prompt_tokens} tokens (TTFT)`, `${fmt(p.ttft_ms.median)} ms`, spread(p.ttft_ms), `${fmt(p.tokens_per_s)} tokens/s; first run ${fmt(p.first_run_ms)} ms`]),
     [`Decode step (context ${r.decode.context_tokens})`, `${fmt(r.decode.step_ms.median)} ms`, spread(r.decode.step_ms), `${fmt(r.decode.tokens_per_s, 2)} tokens/s, ${r.decode.step_ms.n} steps`],
     ...r.matmul.map((m) => [
-      `matmul ${m.name} [${m.T}×${m.K}]·[${m.N}×${m.K}]ᵀ ${m.dtype}`,
+      `matmul ${m.name} (${m.source}) [${m.T}×${m.K}]·[${m.N}×${m.K}]ᵀ ${m.dtype}`,
       `${fmt(m.ms.median, 2)} ms`,
       spread(m.ms, 2),
       `${fmt(m.gb_s, 2)} GB/s, ${fmt(m.gflop_s, 2)} GFLOP/s, ${m.method}${m.check < 1 ? '' : ', WRONG RESULTS'}`,

@@ -1,7 +1,7 @@
-// An independent CPU forward pass of OpenELM in float64, written straight from DESIGN.md with no
-// shared code with the GPU path (beyond the plan). Checked against the PyTorch fixture, it then
-// serves as the reference for shapes the fixture does not cover (untied heads, one KV head per
-// query head, odd head_dim, no q/k norm, no GLU).
+// An independent CPU forward pass of OpenELM in float64, written from the model's steps (README,
+// "How it works") with no shared code with the GPU path (beyond the plan). Checked against the
+// PyTorch fixture, it then serves as the reference for shapes the fixture does not cover (untied
+// heads, one KV head per query head, odd head_dim, no q/k norm, no GLU).
 import type { ModelPlan } from '../config/plan.ts';
 
 export type Tensors = Map<string, Float64Array>;

@@ -6,7 +6,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { runBench, type BenchResult } from '../../bench/run.ts';
+import { runBench } from '../../bench/run.ts';
+import type { BenchResult } from '../../bench/result.ts';
+import { CHOOSER_CASES } from '../../bench/chooser.ts';
+import { renderTable } from '../../bench/table.ts';
 import type { Stat } from '../../bench/stats.ts';
 import { benchLlama, LLAMA_INSTALL_HINT } from '../../bench/llama.ts';
 import { fixtureDir, repoRoot } from '../helpers.ts';
@@ -96,6 +99,34 @@ test('runBench on tiny-elm: machine facts, formats, kernels, files', async () =>
     for (const key of ['gb_s', 'gflop_s', 'fraction_of_copy', 'weight_bytes', 'flops'] as const) positive(m[key], `${m.name}.${key}`);
     assert.ok(m.check < 1, `${m.dtype} ${m.name} check ${m.check}`);
   }
+
+  // Attention in decode at each head configuration of tiny-elm's layers (2/1 and 4/2 heads) and
+  // context length (128, 512 and 2048 capped at its 256), checked against the CPU.
+  assert.deepEqual(
+    k.attention.map((a) => [a.numQ, a.numKv, a.context]),
+    [[2, 1, 128], [2, 1, 256], [4, 2, 128], [4, 2, 256]],
+  );
+  assert.deepEqual(k.attention.map((a) => a.layers), [[0], [0], [1, 2, 3], [1, 2, 3]]);
+  for (const a of k.attention) {
+    stat(a.ms, `${a.name} ms`);
+    stat(a.wall_ms, `${a.name} wall_ms`);
+    positive(a.gb_s, `${a.name} gb_s`);
+    assert.equal(a.kv_bytes, 2 * a.numKv * a.context * 32 * 4);
+    assert.ok(a.check < 1, `${a.name} check ${a.check}`);
+    assert.ok(a.load.loadavg_before.length === 3 && a.load.other_cpu_pct >= 0);
+  }
+  // The chooser over tiny-elm's 512 logits: argmax and every sampler path, each agreeing with the CPU.
+  assert.deepEqual(k.chooser.map((c) => c.name), CHOOSER_CASES.map((c) => c.name));
+  for (const c of k.chooser) {
+    assert.equal(c.n, 512);
+    stat(c.ms, `${c.name} ms`);
+    assert.ok(c.agrees, c.name);
+  }
+  positive(r.summary['kernels.attention.4_2_heads.ctx256.ms'], 'summary attention');
+  positive(r.summary['kernels.chooser.argmax.ms'], 'summary argmax');
+  const text = renderTable(r);
+  assert.match(text, /attention \(decode\)\s+layers\s+context/);
+  assert.match(text, /sample temperature=0\.7 top_p=0\.9\s+512\s+\S/);
 
   // tfjs on the same adapter, and the ratios against it.
   const tf = r.peers.tfjs!;

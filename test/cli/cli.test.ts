@@ -1,4 +1,4 @@
-// The command-line contract of DESIGN.md, run as a user (or an acceptance check) would run it.
+// The command-line contract (README, "Command line"), run as a user (or an acceptance check) would run it.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';

@@ -36,7 +36,7 @@ function throwsLine(fn: () => unknown, expected: string | RegExp): void {
   });
 }
 
-test('OpenELM-270M per-layer plan matches DESIGN.md', () => {
+test('OpenELM-270M per-layer plan: the released model\'s heads, FFN widths and settings', () => {
   const plan = derivePlan(parseConfig(releasedConfig('270M'), 'config.json'));
   assert.deepEqual(plan.layers.map((l) => l.numQueryHeads), [12, 12, 12, 12, 12, 16, 16, 16, 16, 16, 16, 16, 20, 20, 20, 20]);
   assert.deepEqual(plan.layers.map((l) => l.numKvHeads), [3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5]);
