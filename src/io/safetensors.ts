@@ -5,7 +5,7 @@
 // `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}`, then the data
 // region; offsets are relative to the start of the data region.
 import type { TensorSpec } from '../config/plan.ts';
-import { f16BitsToF32 } from './dtype.ts';
+import { f16BitsToF32, f32BitsToBf16Bits, f32BitsToF16Bits } from './dtype.ts';
 
 /** Random-access bytes: a file in Node, a Blob or HTTP range requests in a browser. */
 export interface ByteSource {
@@ -281,29 +281,6 @@ export interface TensorToWrite {
   data: Float32Array | (() => Float32Array | Iterable<Float32Array>);
 }
 
-const cvtF32 = new Float32Array(1);
-const cvtU32 = new Uint32Array(cvtF32.buffer);
-
-/** f32 bits -> f16 bits, round to nearest even (matches dtype.ts f32ToF16Bits), inlined fast path. */
-function f32BitsToF16(b: number): number {
-  const sign = (b >>> 16) & 0x8000;
-  const x = b & 0x7fffffff;
-  if (x >= 0x38800000) {
-    if (x >= 0x47800000) return sign | (x > 0x7f800000 ? 0x7e00 : 0x7c00);
-    return sign | ((x - 0x38000000 + 0xfff + ((x >>> 13) & 1)) >>> 13);
-  }
-  if (x < 0x33000000) return sign; // below half the smallest subnormal: +-0
-  // Subnormal f16: shift the full mantissa, round to nearest even.
-  const e = x >>> 23;
-  const mant = (x & 0x7fffff) | 0x800000;
-  const shift = 126 - e;
-  let h = mant >>> shift;
-  const rem = mant & ((1 << shift) - 1);
-  const half = 1 << (shift - 1);
-  if (rem > half || (rem === half && h & 1)) h++;
-  return sign | h;
-}
-
 /** Encodes float32 values into `out` (at byte `at`) as dtype; returns bytes written. */
 export function encodeF32(values: Float32Array, dtype: WriteDtype, out: Uint8Array, at: number): number {
   const n = values.length;
@@ -315,21 +292,11 @@ export function encodeF32(values: Float32Array, dtype: WriteDtype, out: Uint8Arr
   if ((out.byteOffset + at) % 2 !== 0) throw new Error('encodeF32: output offset must be even');
   const dst = new Uint16Array(out.buffer, out.byteOffset + at, n);
   if (dtype === 'F16') {
-    for (let i = 0; i < n; i++) dst[i] = f32BitsToF16(src[i]);
+    for (let i = 0; i < n; i++) dst[i] = f32BitsToF16Bits(src[i]);
   } else {
-    for (let i = 0; i < n; i++) {
-      const b = src[i];
-      dst[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
-    }
+    for (let i = 0; i < n; i++) dst[i] = f32BitsToBf16Bits(src[i]);
   }
   return n * 2;
-}
-
-/** Scalar f32 -> bf16 bits (round to nearest even), for tests. */
-export function f32ToBf16Bits(x: number): number {
-  cvtF32[0] = x;
-  const b = cvtU32[0];
-  return (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
 }
 
 /**
