@@ -1,6 +1,7 @@
 // Parses and validates a Hugging Face OpenELM config.json. Pure data, no I/O: browser-safe.
 //
 // Every error is one line: `<file>: <key> must be <expected>, got <what it was>`.
+import { parseJson } from '../util/json.ts';
 
 /** A validated OpenELM config, Hugging Face key names, optional keys filled with defaults. */
 export interface OpenElmConfig {
@@ -219,11 +220,5 @@ export function parseConfig(json: unknown, file: string): OpenElmConfig {
 
 /** Parses config.json text; JSON syntax errors name the file too. */
 export function parseConfigText(text: string, file: string): OpenElmConfig {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  return parseConfig(json, file);
+  return parseConfig(parseJson(text, file), file);
 }
