@@ -9,7 +9,8 @@ import { randomFill } from '../src/doctor/matmul-check.ts';
 import { destroyWeight, uploadWeight, type WeightFormat } from '../src/weights/gpu-weight.ts';
 import { primaryMs, type GpuTime, type GpuTimer, type TimingMethod } from './gpu-timer.ts';
 import { withLoad, type LoadSample } from './machine.ts';
-import { repeat, summarize, type Stat } from './stats.ts';
+import { summarize, type Stat } from './stats.ts';
+import { repeat } from '../src/util/stats.ts';
 
 export interface KernelShape {
   /** e.g. "proj_1 GEMV". */

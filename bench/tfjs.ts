@@ -9,7 +9,8 @@ import type { GpuTime } from './gpu-timer.ts';
 import { randomFill } from '../src/doctor/matmul-check.ts';
 import { checkMatmul, matmulFigures, type KernelShape, type MatmulResult } from './kernels.ts';
 import { withLoad } from './machine.ts';
-import { repeat, summarize } from './stats.ts';
+import { summarize } from './stats.ts';
+import { repeat } from '../src/util/stats.ts';
 
 type Tf = typeof import('@tensorflow/tfjs-core');
 
