@@ -1,7 +1,7 @@
 // Parses and validates a Hugging Face OpenELM config.json. Pure data, no I/O: browser-safe.
 //
 // Every error is one line: `<file>: <key> must be <expected>, got <what it was>`.
-import { parseJson } from '../util/json.ts';
+import { describeValue, isObject, parseJson } from '../util/json.ts';
 
 /** A validated OpenELM config, Hugging Face key names, optional keys filled with defaults. */
 export interface OpenElmConfig {
@@ -62,23 +62,6 @@ export const CONFIG_BOUNDS = {
 /** Largest qkv / ffn multiplier (released models use at most 4). */
 export const MAX_MULTIPLIER = 64;
 
-/** Short JSON-ish rendering of a bad value for error messages. */
-export function describeValue(v: unknown): string {
-  if (v === undefined) return 'undefined';
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '...' : v);
-  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
-  let s: string;
-  try {
-    s = JSON.stringify(v) ?? String(v);
-  } catch {
-    s = String(v);
-  }
-  return s.length > 60 ? s.slice(0, 60) + '...' : s;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function isPosInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v > 0;

@@ -6,6 +6,7 @@
 // region; offsets are relative to the start of the data region.
 import type { TensorSpec } from '../config/plan.ts';
 import { f16BitsToF32, f32BitsToBf16Bits, f32BitsToF16Bits } from './dtype.ts';
+import { describeValue, isObject } from '../util/json.ts';
 
 /** Random-access bytes: a file in Node, a Blob or HTTP range requests in a browser. */
 export interface ByteSource {
@@ -56,22 +57,8 @@ export function numElements(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function isNonNegInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-}
-
-function show(v: unknown): string {
-  let s: string;
-  try {
-    s = JSON.stringify(v) ?? String(v);
-  } catch {
-    s = String(v);
-  }
-  return s.length > 60 ? s.slice(0, 60) + '...' : s;
 }
 
 /** Parses and validates the header of a safetensors file; reads only the header bytes. */
@@ -102,7 +89,7 @@ export async function parseSafetensors(source: ByteSource): Promise<Map<string, 
   } catch (e) {
     return fail(`header is not valid JSON (${(e as Error).message})`);
   }
-  if (!isObject(header)) return fail(`header must be a JSON object, got ${show(header)}`);
+  if (!isObject(header)) return fail(`header must be a JSON object, got ${describeValue(header)}`);
 
   const dataStart = 8 + headerLen;
   const dataLen = source.size - dataStart;
@@ -111,24 +98,24 @@ export async function parseSafetensors(source: ByteSource): Promise<Map<string, 
   for (const [name, v] of Object.entries(header)) {
     if (name === '__metadata__') {
       // The format defines it as a string -> string map (the reference reader rejects anything else).
-      if (v !== null && !isObject(v)) fail(`__metadata__ must be a JSON object of strings, got ${show(v)}`);
+      if (v !== null && !isObject(v)) fail(`__metadata__ must be a JSON object of strings, got ${describeValue(v)}`);
       for (const [k, s] of Object.entries((v ?? {}) as Record<string, unknown>)) {
-        if (typeof s !== 'string') fail(`__metadata__["${k}"] must be a string, got ${show(s)}`);
+        if (typeof s !== 'string') fail(`__metadata__["${k}"] must be a string, got ${describeValue(s)}`);
       }
       continue;
     }
     const bad = (msg: string): never => fail(`tensor "${name}" ${msg}`);
-    if (!isObject(v)) bad(`must be an object {dtype, shape, data_offsets}, got ${show(v)}`);
+    if (!isObject(v)) bad(`must be an object {dtype, shape, data_offsets}, got ${describeValue(v)}`);
     const o = v as Record<string, unknown>;
     const dtype = o.dtype;
-    if (typeof dtype !== 'string') return bad(`dtype must be a string, got ${show(dtype)}`);
+    if (typeof dtype !== 'string') return bad(`dtype must be a string, got ${describeValue(dtype)}`);
     const size = DTYPE_SIZES[dtype];
-    if (size === undefined) bad(`has unknown dtype ${show(dtype)} (expected one of ${Object.keys(DTYPE_SIZES).join(', ')})`);
+    if (size === undefined) bad(`has unknown dtype ${describeValue(dtype)} (expected one of ${Object.keys(DTYPE_SIZES).join(', ')})`);
     const shape = o.shape;
-    if (!Array.isArray(shape) || !shape.every(isNonNegInt)) return bad(`shape must be a list of non-negative integers, got ${show(shape)}`);
+    if (!Array.isArray(shape) || !shape.every(isNonNegInt)) return bad(`shape must be a list of non-negative integers, got ${describeValue(shape)}`);
     const offs = o.data_offsets;
     if (!Array.isArray(offs) || offs.length !== 2 || !offs.every(isNonNegInt)) {
-      return bad(`data_offsets must be a list [begin, end] of two non-negative integers, got ${show(offs)}`);
+      return bad(`data_offsets must be a list [begin, end] of two non-negative integers, got ${describeValue(offs)}`);
     }
     const [begin, end] = offs as [number, number];
     const where = `data_offsets [${begin}, ${end}]`;
@@ -318,7 +305,7 @@ export function buildHeader(
     if (DTYPE_SIZES[t.dtype] === undefined || !['F32', 'F16', 'BF16'].includes(t.dtype)) {
       throw new Error(`writeSafetensors: tensor "${t.name}" has dtype ${t.dtype}, expected F32, F16 or BF16`);
     }
-    if (!t.shape.every(isNonNegInt)) throw new Error(`writeSafetensors: tensor "${t.name}" has bad shape ${show(t.shape)}`);
+    if (!t.shape.every(isNonNegInt)) throw new Error(`writeSafetensors: tensor "${t.name}" has bad shape ${describeValue(t.shape)}`);
     const len = numElements(t.shape) * DTYPE_SIZES[t.dtype];
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [at, at + len] };
     at += len;

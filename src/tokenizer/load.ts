@@ -2,13 +2,9 @@
 // No file system access: callers pass the parsed JSON / the file's bytes plus its name for errors.
 import { ProtoError, ProtoReader, WireType } from './protobuf.ts';
 import { PieceType, SentencePieceBpeTokenizer } from './tokenizer.ts';
-import { parseJson } from '../util/json.ts';
+import { isObject, parseJson } from '../util/json.ts';
 
 const BYTE_PIECE = /^<0x[0-9A-Fa-f]{2}>$/;
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /**
  * A tokenizer from a Hugging Face `tokenizer.json` (already parsed, or its text) whose model is
