@@ -1,4 +1,4 @@
-// The built-in Llama-2 tokenizer: known encodings, decoding, streaming, speed, and agreement with
+// The built-in Llama-2 tokenizer: known encodings, decoding, streaming, long inputs, and agreement with
 // llama-tokenizer-js (the package that carries the vocabulary) on random text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
