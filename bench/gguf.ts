@@ -1,5 +1,5 @@
 // A small GGUF v3 writer, and the conversion of an OpenELM checkpoint (safetensors) into the GGUF
-// layout llama.cpp reads for architecture "openelm" (see shared/peers.md), so that llama.cpp can
+// layout llama.cpp reads for architecture "openelm", so that llama.cpp can
 // be benchmarked on exactly the weights we run. Tensors are F32 (norms), F16, Q8_0 or Q4_0.
 // Written tensor by tensor (never the whole model in memory) into `<path>.partial`, then renamed.
 import { open, rename, rm } from 'node:fs/promises';
@@ -7,6 +7,7 @@ import llamaTokenizerData from 'llama-tokenizer-js';
 import type { ModelPlan } from '../src/config/plan.ts';
 import { f32ToF16Bits } from '../src/io/dtype.ts';
 import { readTensorBytes, readTensorF32, type TensorEntry } from '../src/io/safetensors.ts';
+import { ggmlBlocks, QUANT_GROUP } from '../src/weights/quant.ts';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
 export const GGUF_VERSION = 3;
@@ -18,7 +19,6 @@ export type GgmlTypeName = keyof typeof GGML_TYPE;
 export const GGML_TYPE_NAMES = Object.keys(GGML_TYPE) as GgmlTypeName[];
 /** llama_ftype of a file whose matrices are all of one type. */
 const FILE_TYPE: Record<GgmlTypeName, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7 };
-export const QK = 32; // weights per Q8_0 / Q4_0 block
 
 export const GGUF_TYPE = {
   UINT8: 0,
@@ -134,8 +134,8 @@ export function ggmlTensorBytes(type: GgmlTypeName, shape: readonly number[]): n
     case 'F16': return 2 * n;
     case 'Q8_0':
     case 'Q4_0':
-      if (inner % QK !== 0) throw new Error(`${type} needs rows that are a multiple of ${QK} values, got ${inner}`);
-      return (n / QK) * (type === 'Q8_0' ? 34 : 18);
+      if (inner % QUANT_GROUP !== 0) throw new Error(`${type} needs rows that are a multiple of ${QUANT_GROUP} values, got ${inner}`);
+      return (n / QUANT_GROUP) * (type === 'Q8_0' ? 34 : 18);
   }
 }
 
@@ -175,7 +175,7 @@ export function buildGgufHeader(metadata: ReadonlyMap<string, GgufValue>, tensor
   return { header: w.bytes(), offsets, dataBytes: offset };
 }
 
-// ---- tensor encodings (ggml's reference quantizers) ----
+// ---- tensor encodings ----
 
 export function encodeF16(x: Float32Array): Uint8Array {
   const out = new Uint16Array(x.length);
@@ -183,65 +183,13 @@ export function encodeF16(x: Float32Array): Uint8Array {
   return new Uint8Array(out.buffer);
 }
 
-/** Q8_0: per 32 values, d = max|x| / 127 (stored f16), q = round(x / d) as int8. */
-export function quantizeQ8_0(x: Float32Array): Uint8Array {
-  if (x.length % QK !== 0) throw new Error(`Q8_0: ${x.length} values are not whole blocks of ${QK}`);
-  const nb = x.length / QK;
-  const out = new Uint8Array(nb * 34);
-  const view = new DataView(out.buffer);
-  for (let b = 0; b < nb; b++) {
-    let amax = 0;
-    for (let j = 0; j < QK; j++) amax = Math.max(amax, Math.abs(x[b * QK + j]));
-    const d = Math.fround(amax / 127);
-    const id = d ? Math.fround(1 / d) : 0;
-    view.setUint16(b * 34, f32ToF16Bits(d), true);
-    for (let j = 0; j < QK; j++) {
-      const v = Math.fround(x[b * QK + j] * id);
-      view.setInt8(b * 34 + 2 + j, Math.sign(v) * Math.round(Math.abs(v))); // roundf: half away from zero
-    }
-  }
-  return out;
-}
-
-/**
- * Q4_0: per 32 values, d = m / -8 where m is the value of largest magnitude (stored f16);
- * q = min(15, trunc(x / d + 8.5)); byte j holds q[j] (low nibble) and q[j + 16] (high nibble).
- */
-export function quantizeQ4_0(x: Float32Array): Uint8Array {
-  if (x.length % QK !== 0) throw new Error(`Q4_0: ${x.length} values are not whole blocks of ${QK}`);
-  const nb = x.length / QK;
-  const out = new Uint8Array(nb * 18);
-  const view = new DataView(out.buffer);
-  for (let b = 0; b < nb; b++) {
-    let amax = 0;
-    let max = 0;
-    for (let j = 0; j < QK; j++) {
-      const v = x[b * QK + j];
-      if (Math.abs(v) > amax) {
-        amax = Math.abs(v);
-        max = v;
-      }
-    }
-    const d = Math.fround(max / -8);
-    const id = d ? Math.fround(1 / d) : 0;
-    view.setUint16(b * 18, f32ToF16Bits(d), true);
-    for (let j = 0; j < QK / 2; j++) {
-      const x0 = Math.fround(x[b * QK + j] * id);
-      const x1 = Math.fround(x[b * QK + QK / 2 + j] * id);
-      const q0 = Math.min(15, Math.trunc(Math.fround(x0 + 8.5)));
-      const q1 = Math.min(15, Math.trunc(Math.fround(x1 + 8.5)));
-      out[b * 18 + 2 + j] = q0 | (q1 << 4);
-    }
-  }
-  return out;
-}
-
 export function encodeTensor(x: Float32Array, type: GgmlTypeName): Uint8Array {
   switch (type) {
     case 'F32': return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
     case 'F16': return encodeF16(x);
-    case 'Q8_0': return quantizeQ8_0(x);
-    case 'Q4_0': return quantizeQ4_0(x);
+    // The engine's quantizer, so llama.cpp runs on exactly the values our q8/q4 kernels multiply by.
+    case 'Q8_0': return ggmlBlocks(x, 'q8');
+    case 'Q4_0': return ggmlBlocks(x, 'q4');
   }
 }
 
@@ -363,7 +311,7 @@ export function openElmTensors(plan: ModelPlan, tensors: ReadonlyMap<string, Ten
     const shape = rows ? [rows[1] - rows[0], e.shape[1]] : [...e.shape];
     const matrix = shape.length === 2;
     let t: GgmlTypeName = matrix ? type : 'F32';
-    if ((t === 'Q8_0' || t === 'Q4_0') && shape[shape.length - 1] % QK !== 0) t = 'F16';
+    if ((t === 'Q8_0' || t === 'Q4_0') && shape[shape.length - 1] % QUANT_GROUP !== 0) t = 'F16';
     const cols = e.shape[1] ?? 0;
     const tensor: GgufTensor = {
       name: gguf,

@@ -4,7 +4,8 @@
 // any, else the wall clock; both are recorded.
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { encodeDispatches, type Dispatch } from '../src/gpu/dispatch.ts';
-import { repeat, summarize, type Stat } from './stats.ts';
+import { summarize, type Stat } from './stats.ts';
+import { repeat } from '../src/util/stats.ts';
 
 export type TimingMethod = 'timestamp-query' | 'wall-clock';
 

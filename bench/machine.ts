@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { cpus, release, totalmem, type as osType } from 'node:os';
 import type { Gpu } from '../src/gpu/gpu.ts';
+import { engineLimits } from '../src/gpu/device.ts';
 
 export interface LoadSample {
   /** /proc/loadavg (1, 5, 15 min) before and after. */
@@ -80,23 +81,8 @@ export interface MachineFacts {
   limits: Record<string, number>;
 }
 
-/** The device limits the engine relies on (and so the benchmark figures depend on). */
-const LIMITS = [
-  'maxBufferSize',
-  'maxStorageBufferBindingSize',
-  'maxStorageBuffersPerShaderStage',
-  'maxComputeWorkgroupStorageSize',
-  'maxComputeInvocationsPerWorkgroup',
-  'maxComputeWorkgroupSizeX',
-  'maxComputeWorkgroupsPerDimension',
-  'maxUniformBufferBindingSize',
-  'minStorageBufferOffsetAlignment',
-] as const;
-
 export function machineFacts(gpu: Gpu): MachineFacts {
   const c = cpus();
-  const limits: Record<string, number> = {};
-  for (const k of LIMITS) limits[k] = Number(gpu.limits[k]);
   return {
     cpu_model: c[0]?.model ?? 'unknown',
     cores: c.length,
@@ -106,6 +92,6 @@ export function machineFacts(gpu: Gpu): MachineFacts {
     loadavg_start: readLoadavg(),
     adapter: gpu.info,
     features: [...gpu.device.features].map(String).sort(),
-    limits,
+    limits: engineLimits(gpu.limits), // the ones the engine relies on, and so the figures depend on
   };
 }

@@ -2,7 +2,7 @@
 // plain and with each drafter, on a prompt whose continuation repeats earlier text (a quote) and
 // on one whose does not; output equality with plain greedy is checked on every run.
 import { loadModel, type DType, type GenerationStats, type OpenElmModel } from '../src/index.ts';
-import { seededRandom } from '../src/generate/generate.ts';
+import { seededRandom } from '../src/util/random.ts';
 
 export interface SpeculativeRow {
   prompt: 'quote' | 'fresh';

@@ -1,5 +1,6 @@
 // Summaries of repeated measurements. The machine is shared and noisy, so every figure is a
 // median with its spread (min, max, quartiles), never a single run or a mean alone.
+import { quantile } from '../src/util/stats.ts';
 
 export interface Stat {
   median: number;
@@ -11,14 +12,6 @@ export interface Stat {
   n: number;
   /** (max - min) / median: 0 for one sample. */
   rel_spread: number;
-}
-
-function quantile(sorted: readonly number[], q: number): number {
-  if (sorted.length === 1) return sorted[0];
-  const pos = (sorted.length - 1) * q;
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
 }
 
 export function summarize(samples: readonly number[]): Stat {
@@ -69,33 +62,4 @@ export function roundDeep<T>(v: T, digits = 5): T {
     return out as T;
   }
   return v;
-}
-
-/**
- * Runs `fn` (returning the measured ms) `warmup` times unmeasured, then up to `runs` times
- * measured, stopping early once `budgetMs` of measured time has passed (at least one measured
- * run). If a single warm-up run already took more than `budgetMs`, that run is kept as the only
- * sample and `warmupUsed` says so: a slow kernel is then timed once, compilation included.
- */
-export async function repeat(
-  fn: () => Promise<number>,
-  o: { warmup: number; runs: number; budgetMs?: number },
-): Promise<{ samples: number[]; warmupUsed: boolean; firstMs: number | undefined }> {
-  const budget = o.budgetMs ?? Infinity;
-  let firstMs: number | undefined;
-  for (let i = 0; i < o.warmup; i++) {
-    const ms = await fn();
-    firstMs ??= ms;
-    if (ms > budget) return { samples: [ms], warmupUsed: true, firstMs };
-  }
-  const samples: number[] = [];
-  let spent = 0;
-  while (samples.length < Math.max(1, o.runs)) {
-    const ms = await fn();
-    firstMs ??= ms;
-    samples.push(ms);
-    spent += ms;
-    if (spent > budget) break;
-  }
-  return { samples, warmupUsed: false, firstMs };
 }

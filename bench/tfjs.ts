@@ -10,7 +10,8 @@ import { randomFill } from '../src/doctor/matmul-check.ts';
 import type { MatmulResult } from './kernels.ts';
 import { checkMatmul, matmulFigures, type KernelShape } from './matmul.ts';
 import { withLoad } from './machine.ts';
-import { repeat, summarize } from './stats.ts';
+import { summarize } from './stats.ts';
+import { repeat } from '../src/util/stats.ts';
 
 type Tf = typeof import('@tensorflow/tfjs-core');
 

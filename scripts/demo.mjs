@@ -13,7 +13,7 @@
 // Responses carry Cache-Control: no-store, so only the page's own cache (the Cache API) can
 // spare a download.
 import { createServer } from 'node:http';
-import { createReadStream, existsSync, mkdirSync, renameSync, statSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { createReadStream, existsSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -56,75 +56,17 @@ export const SYNTH_SMALL_CONFIG = {
   bos_token_id: 1,
   eos_token_id: 2,
 };
-const SYNTH_VERSION = 'synth-small-v1';
-
-function mulberry32(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-/** f32 -> f16 bits, round to nearest even (normal range; tiny values flush to zero). */
-function toF16(x) {
-  f32[0] = x;
-  const b = u32[0];
-  const sign = (b >>> 16) & 0x8000;
-  const v = b & 0x7fffffff;
-  if (v >= 0x47800000) return sign | 0x7c00;
-  if (v < 0x38800000) return sign;
-  return sign | ((v - 0x38000000 + 0xfff + ((v >>> 13) & 1)) >>> 13);
-}
+// v2: written by the library's synthesizeCheckpoint (seed 0x5eed) instead of a copy here.
+const SYNTH_VERSION = 'synth-small-v2';
 
 /** Writes config.json and model.safetensors (F16) for SYNTH_SMALL_CONFIG into dir, once. */
 async function ensureSynthSmall(dir) {
   const marker = join(dir, '.version');
   if (existsSync(marker) && existsSync(join(dir, 'model.safetensors'))) return dir;
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(SYNTH_SMALL_CONFIG, null, 2) + '\n');
-  // The tensor list and shapes come from the engine's own plan, so they always match.
-  const { loadPlan } = await import(pathToFileURL(join(root, 'dist/index.js')).href);
-  const plan = await loadPlan(dir);
-  const header = {};
-  let at = 0;
-  for (const t of plan.tensors) {
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    header[t.name] = { dtype: 'F16', shape: t.shape, data_offsets: [at, at + 2 * n] };
-    at += 2 * n;
-  }
-  header.__metadata__ = { format: 'pt', note: 'Synthetic checkpoint: random weights, not a trained model (openelm-webgpu demo).' };
-  const json = Buffer.from(JSON.stringify(header));
-  const padded = Math.ceil(json.length / 8) * 8;
-  const head = Buffer.alloc(8 + padded, 0x20);
-  head.writeBigUInt64LE(BigInt(padded), 0);
-  json.copy(head, 8);
-  const tmp = join(dir, `model.safetensors.${process.pid}.partial`);
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, head);
-    plan.tensors.forEach((t, i) => {
-      const n = t.shape.reduce((a, b) => a * b, 1);
-      const r = mulberry32(0x5eed + i * 7919);
-      const isNorm = t.shape.length === 1;
-      const std = isNorm ? 0.1 : 1 / Math.sqrt(t.shape[1]);
-      const out = new Uint16Array(n);
-      for (let k = 0; k < n; k++) {
-        const g = Math.sqrt(-2 * Math.log(Math.max(r(), 1e-12))) * Math.cos(2 * Math.PI * r());
-        out[k] = toF16((isNorm ? 1 : 0) + std * g);
-      }
-      writeSync(fd, new Uint8Array(out.buffer));
-    });
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, join(dir, 'model.safetensors'));
-  writeFileSync(marker, SYNTH_VERSION + '\n');
+  // The built library's writer: the tensors and shapes come from the engine's own plan.
+  const { synthesizeCheckpoint } = await import(pathToFileURL(join(root, 'dist/index.js')).href);
+  await synthesizeCheckpoint(dir, SYNTH_SMALL_CONFIG, { dtype: 'F16', seed: 0x5eed });
+  writeFileSync(marker, SYNTH_VERSION + '\n'); // last, so an interrupted write is redone
   return dir;
 }
 

@@ -3,9 +3,9 @@
 //   const model = await loadModel('https://example.org/models/OpenELM-270M/');   // or 'apple/OpenELM-270M', or picked Files
 //   for await (const t of model.generate('Once upon a time', { maxNewTokens: 32 })) out.textContent += t.text;
 // Same model API as Node. No Node modules may be imported from here (a test greps the bundle).
-import { parseConfig } from './config/config.ts';
+import { parseConfigText } from './config/config.ts';
 import { derivePlan, type ModelPlan } from './config/plan.ts';
-import { acquireDevice, type AcquiredDevice } from './gpu/device.ts';
+import { acquireDevice, engineLimits, type AcquiredDevice, type EngineLimit } from './gpu/device.ts';
 import { fmtBytes, Gpu } from './gpu/gpu.ts';
 import { DEFAULT_CACHE_NAME, ModelCache, cacheUnavailableReason, quotaError, type CacheOptions } from './io/browser-cache.ts';
 import { parseSafetensors, type ByteSource, type TensorEntry } from './io/safetensors.ts';
@@ -105,7 +105,7 @@ export interface WebGpuSupport {
   reason?: string;
   info?: AcquiredDevice['info'];
   features?: { shaderF16: boolean; subgroups: boolean; timestampQuery: boolean; all: string[] };
-  limits?: { maxBufferSize: number; maxStorageBufferBindingSize: number; maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number };
+  limits?: Record<EngineLimit, number>;
 }
 
 /** Feature detection without creating a device: the adapter, its features and main limits. */
@@ -132,12 +132,7 @@ export async function webgpuSupport(): Promise<WebGpuSupport> {
       isFallback: (ai as GPUAdapterInfo & { isFallbackAdapter?: boolean })?.isFallbackAdapter ?? a.isFallbackAdapter ?? false,
     },
     features: { shaderF16: has('shader-f16'), subgroups: has('subgroups'), timestampQuery: has('timestamp-query'), all: [...adapter.features].sort() },
-    limits: {
-      maxBufferSize: adapter.limits.maxBufferSize,
-      maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
-      maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
-      maxComputeInvocationsPerWorkgroup: adapter.limits.maxComputeInvocationsPerWorkgroup,
-    },
+    limits: engineLimits(adapter.limits),
   };
 }
 
@@ -356,13 +351,7 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
   const cfgBytes = await folder.bytes(CONFIG_FILE);
   const cfgName = `${folder.name}${folder.url ? '' : '/'}${CONFIG_FILE}`;
   if (!cfgBytes) throw new Error(`${cfgName}: not found (is ${folder.name} a model folder in the Hugging Face layout?)`);
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder().decode(cfgBytes));
-  } catch (e) {
-    throw new Error(`${cfgName}: not valid JSON (${(e as Error).message})`);
-  }
-  const plan: ModelPlan = derivePlan(parseConfig(json, cfgName), cfgName);
+  const plan: ModelPlan = derivePlan(parseConfigText(new TextDecoder().decode(cfgBytes), cfgName), cfgName);
 
   emit('files', `reading the weights' headers`);
   const { tensors, sources } = await openWeights(folder);

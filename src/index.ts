@@ -1,7 +1,7 @@
 // Node entry point of the library: `import { loadModel } from 'openelm-webgpu'`.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseConfig } from './config/config.ts';
+import { parseConfigText } from './config/config.ts';
 import { derivePlan } from './config/plan.ts';
 import { acquireDevice } from './gpu/device.ts';
 import { Gpu } from './gpu/gpu.ts';
@@ -23,6 +23,7 @@ export type { Tokenizer } from './tokenizer/tokenizer.ts';
 export { loadTokenizer, loadChatTemplate } from './tokenizer/node-load.ts';
 export { renderChat, encodeChat, type ChatMessage, type ChatTemplate } from './tokenizer/chat.ts';
 export type { ModelPlan, LayerPlan } from './config/plan.ts';
+export { synthesizeCheckpoint, type SynthOptions } from './io/synth.ts';
 
 export interface LoadOptions extends ModelOptions {
   /** Reuse a device (several models on one GPU); by default each model gets its own. */
@@ -54,13 +55,7 @@ export async function loadPlan(dir: string) {
   } catch {
     throw new Error(`${file}: cannot read the model's config.json (is ${dir} a model folder in the Hugging Face layout?)`);
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  return derivePlan(parseConfig(json, file), file);
+  return derivePlan(parseConfigText(text, file), file);
 }
 
 export async function createGpu(): Promise<Gpu> {

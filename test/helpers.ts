@@ -2,7 +2,7 @@
 import { acquireDevice } from '../src/gpu/device.ts';
 import { Gpu } from '../src/gpu/gpu.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
-import { seededRandom } from '../src/generate/generate.ts';
+import { seededRandom } from '../src/util/random.ts';
 import { medianSubmitMs } from '../src/gpu/dispatch.ts';
 
 let shared: Promise<Gpu> | undefined;
@@ -11,7 +11,7 @@ export function testGpu(): Promise<Gpu> {
   return shared;
 }
 
-/** Deterministic PRNG (the generator's own mulberry32) so failures reproduce. */
+/** Deterministic PRNG (src/util/random.ts, the one the generator samples with) so failures reproduce. */
 export const rng = seededRandom;
 
 /** Median wall ms of `runs` submits of `ds`, each waited for. Reported by timing tests, never asserted. */

@@ -1,6 +1,7 @@
 // Parses and validates a Hugging Face OpenELM config.json. Pure data, no I/O: browser-safe.
 //
 // Every error is one line: `<file>: <key> must be <expected>, got <what it was>`.
+import { describeValue, isObject, parseJson } from '../util/json.ts';
 
 /** A validated OpenELM config, Hugging Face key names, optional keys filled with defaults. */
 export interface OpenElmConfig {
@@ -61,23 +62,6 @@ export const CONFIG_BOUNDS = {
 /** Largest qkv / ffn multiplier (released models use at most 4). */
 export const MAX_MULTIPLIER = 64;
 
-/** Short JSON-ish rendering of a bad value for error messages. */
-export function describeValue(v: unknown): string {
-  if (v === undefined) return 'undefined';
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '...' : v);
-  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
-  let s: string;
-  try {
-    s = JSON.stringify(v) ?? String(v);
-  } catch {
-    s = String(v);
-  }
-  return s.length > 60 ? s.slice(0, 60) + '...' : s;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function isPosInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
@@ -219,11 +203,5 @@ export function parseConfig(json: unknown, file: string): OpenElmConfig {
 
 /** Parses config.json text; JSON syntax errors name the file too. */
 export function parseConfigText(text: string, file: string): OpenElmConfig {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  return parseConfig(json, file);
+  return parseConfig(parseJson(text, file), file);
 }

@@ -3,6 +3,7 @@
 // which variants the engine would choose and why. The report is plain JSON (what a user attaches
 // to a bug report). Browser-safe: no Node imports.
 import type { Gpu } from '../gpu/gpu.ts';
+import { engineLimits, type EngineLimit } from '../gpu/device.ts';
 import type { DType } from '../runtime/model.ts';
 import { kernelOrigin, KERNEL_NAMES, type KernelName } from '../gpu/kernel-variants.ts';
 import { maxWeightChunkBytes } from '../weights/gpu-weight.ts';
@@ -13,18 +14,6 @@ import { checkModel, syntheticModel, type DoctorModel, type ModelCheck } from '.
 export type { CheckResult } from './kernel-checks.ts';
 export type { DoctorModel, ModelCheck, DtypeCheck } from './model-check.ts';
 
-/** The limits the engine reads (weight splitting, workgroup sizes, dispatch grids). */
-export const ENGINE_LIMITS = [
-  'maxBufferSize',
-  'maxStorageBufferBindingSize',
-  'maxStorageBuffersPerShaderStage',
-  'maxComputeWorkgroupStorageSize',
-  'maxComputeInvocationsPerWorkgroup',
-  'maxComputeWorkgroupSizeX',
-  'maxComputeWorkgroupsPerDimension',
-  'maxUniformBufferBindingSize',
-] as const;
-
 export interface AdapterReport {
   vendor: string;
   architecture: string;
@@ -32,7 +21,7 @@ export interface AdapterReport {
   description: string;
   is_fallback: boolean;
   features: string[];
-  limits: Record<(typeof ENGINE_LIMITS)[number], number>;
+  limits: Record<EngineLimit, number>;
 }
 
 /** A choice and one line on why. */
@@ -79,8 +68,7 @@ export interface DoctorOptions {
 }
 
 export function adapterReport(gpu: Gpu): AdapterReport {
-  const limits = {} as AdapterReport['limits'];
-  for (const k of ENGINE_LIMITS) limits[k] = gpu.limits[k];
+  const limits = engineLimits(gpu.limits);
   return {
     vendor: gpu.info.vendor,
     architecture: gpu.info.architecture,

@@ -3,7 +3,7 @@
 // Tolerances are those of the kernel's own tests (test/NAME.test.ts): exact where the kernel is
 // specified bit for bit (gathers, choices), float32 rounding elsewhere.
 import type { Gpu } from '../gpu/gpu.ts';
-import { seededRandom } from '../generate/generate.ts';
+import { seededRandom } from '../util/random.ts';
 import { argmaxDispatch, argmaxRef } from '../../kernels/argmax.ts';
 import { attentionDispatch, attentionRef } from '../../kernels/attention.ts';
 import { embeddingDispatches, embeddingRef } from '../../kernels/embedding.ts';

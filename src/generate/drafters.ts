@@ -1,6 +1,7 @@
 // The two drafters of speculative decoding: prompt lookup (n-grams of the text so far) and an
 // assistant model (a smaller, or more quantized, OpenELM with the same vocabulary).
-import { seededRandom, type Drafter } from './generate.ts';
+import type { Drafter } from './generate.ts';
+import { seededRandom } from '../util/random.ts';
 import type { GenerationConfig } from './options.ts';
 import { promptLookupCandidates } from './prompt-lookup.ts';
 import type { TokenEngine } from './token-engine.ts';

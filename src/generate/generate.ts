@@ -5,6 +5,7 @@
 // so speculative decoding with prompt lookup samples exactly the tokens plain decoding does.
 import type { GenerationConfig } from './options.ts';
 import type { TokenEngine } from './token-engine.ts';
+import { seededRandom } from '../util/random.ts';
 
 export interface GeneratedToken {
   id: number;
@@ -83,18 +84,6 @@ function indexedRandom(seed: number): (n: number) => number {
   return (n) => {
     while (drawn.length <= n) drawn.push(next());
     return drawn[n];
-  };
-}
-
-/** mulberry32: small, fast and seedable, so the same seed gives the same samples everywhere. */
-export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 

@@ -19,9 +19,12 @@ export const NO_ADAPTER_HELP =
   'then VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json); in a browser, use Chrome 113+ or Safari 18+ ' +
   '(headless Chromium needs --enable-unsafe-webgpu).';
 
-// The limits a language model leans on; we ask for everything the adapter offers for these so that
-// large weights need as few splits as possible. Anything else stays at the default.
-const LIMITS_TO_RAISE = [
+/**
+ * The limits the engine reads (weight splitting, workgroup sizes, dispatch grids). The device is
+ * asked for the adapter's best of each, so that large weights need as few splits as possible;
+ * anything else stays at the default. The doctor, the benchmark and webGpuSupport report these.
+ */
+export const ENGINE_LIMITS = [
   'maxBufferSize',
   'maxStorageBufferBindingSize',
   'maxStorageBuffersPerShaderStage',
@@ -31,11 +34,19 @@ const LIMITS_TO_RAISE = [
   'maxComputeWorkgroupsPerDimension',
 ] as const;
 
+export type EngineLimit = (typeof ENGINE_LIMITS)[number];
+
+/** The engine's limits out of an adapter's or a device's. */
+export function engineLimits(limits: GPUSupportedLimits): Record<EngineLimit, number> {
+  const out = {} as Record<EngineLimit, number>;
+  for (const name of ENGINE_LIMITS) out[name] = Number(limits[name]);
+  return out;
+}
+
 export async function acquireDevice(gpu: GPU, opts: { powerPreference?: GPUPowerPreference } = {}): Promise<AcquiredDevice> {
   const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
   if (!adapter) throw new Error(NO_ADAPTER_HELP);
-  const requiredLimits: Record<string, number> = {};
-  for (const name of LIMITS_TO_RAISE) requiredLimits[name] = adapter.limits[name];
+  const requiredLimits = engineLimits(adapter.limits);
   const wanted: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
   const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ label: 'openelm', requiredLimits, requiredFeatures });

@@ -1,6 +1,7 @@
 // What every kernel wrapper shares: a dispatch is a pipeline, its bind group and a grid, prepared
 // once and encoded as often as needed. Kernels know nothing about models.
 import type { Gpu, Pipeline } from './gpu.ts';
+import { median, repeat } from '../util/stats.ts';
 
 export interface Dispatch {
   label: string;
@@ -48,17 +49,16 @@ export function runDispatches(gpu: Gpu, dispatches: readonly Dispatch[], label =
 
 /** Median wall ms of `runs` submits of `ds`, each waited for, after one warm-up submit (which also compiles). */
 export async function medianSubmitMs(gpu: Gpu, ds: readonly Dispatch[], runs: number, label = 'timed'): Promise<number> {
-  runDispatches(gpu, ds, label);
-  await gpu.device.queue.onSubmittedWorkDone();
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    runDispatches(gpu, ds, label);
-    await gpu.device.queue.onSubmittedWorkDone();
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return times[times.length >> 1];
+  const { samples } = await repeat(
+    async () => {
+      const t0 = performance.now();
+      runDispatches(gpu, ds, label);
+      await gpu.device.queue.onSubmittedWorkDone();
+      return performance.now() - t0;
+    },
+    { warmup: 1, runs },
+  );
+  return median(samples);
 }
 
 export function releaseDispatches(gpu: Gpu, dispatches: readonly Dispatch[]): void {

@@ -12,29 +12,44 @@ export function f16BitsToF32(h: number): number {
   return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
+/** f32 -> f16 bits, round to nearest even (what the hardware does); NaN stays a quiet NaN. */
 export function f32ToF16Bits(x: number): number {
   f32[0] = x;
-  const b = u32[0];
+  return f32BitsToF16Bits(u32[0]);
+}
+
+/**
+ * The same from the f32's bits, for loops over a Uint32Array view (the safetensors writer): adding
+ * 0xfff plus the kept mantissa's lowest bit before the shift rounds to nearest even, and a carry
+ * out of the mantissa correctly bumps the exponent (up to infinity).
+ */
+export function f32BitsToF16Bits(b: number): number {
   const sign = (b >>> 16) & 0x8000;
-  const exp = (b >>> 23) & 0xff;
-  let mant = b & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let h = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && h & 1)) h++;
-    return sign | h;
+  const x = b & 0x7fffffff;
+  if (x >= 0x38800000) {
+    if (x >= 0x47800000) return sign | (x > 0x7f800000 ? 0x7e00 : 0x7c00);
+    return sign | ((x - 0x38000000 + 0xfff + ((x >>> 13) & 1)) >>> 13);
   }
-  let h = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // may carry into the exponent: still correct
+  if (x < 0x33000000) return sign; // below half the smallest subnormal: +-0
+  // Subnormal f16: shift the full mantissa, round to nearest even.
+  const e = x >>> 23;
+  const mant = (x & 0x7fffff) | 0x800000;
+  const shift = 126 - e;
+  let h = mant >>> shift;
+  const rem = mant & ((1 << shift) - 1);
+  const half = 1 << (shift - 1);
+  if (rem > half || (rem === half && h & 1)) h++;
   return sign | h;
+}
+
+/** f32 -> bf16 bits, round to nearest even; a NaN stays a (quiet) NaN. */
+export function f32ToBf16Bits(x: number): number {
+  f32[0] = x;
+  return f32BitsToBf16Bits(u32[0]);
+}
+
+export function f32BitsToBf16Bits(b: number): number {
+  return (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
 }
 
 export function bf16BitsToF32(h: number): number {

@@ -5,7 +5,8 @@
 // `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}`, then the data
 // region; offsets are relative to the start of the data region.
 import type { TensorSpec } from '../config/plan.ts';
-import { f16BitsToF32 } from './dtype.ts';
+import { f16BitsToF32, f32BitsToBf16Bits, f32BitsToF16Bits } from './dtype.ts';
+import { describeValue, isObject } from '../util/json.ts';
 
 /** Random-access bytes: a file in Node, a Blob or HTTP range requests in a browser. */
 export interface ByteSource {
@@ -56,22 +57,8 @@ export function numElements(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function isNonNegInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-}
-
-function show(v: unknown): string {
-  let s: string;
-  try {
-    s = JSON.stringify(v) ?? String(v);
-  } catch {
-    s = String(v);
-  }
-  return s.length > 60 ? s.slice(0, 60) + '...' : s;
 }
 
 /** Parses and validates the header of a safetensors file; reads only the header bytes. */
@@ -102,7 +89,7 @@ export async function parseSafetensors(source: ByteSource): Promise<Map<string, 
   } catch (e) {
     return fail(`header is not valid JSON (${(e as Error).message})`);
   }
-  if (!isObject(header)) return fail(`header must be a JSON object, got ${show(header)}`);
+  if (!isObject(header)) return fail(`header must be a JSON object, got ${describeValue(header)}`);
 
   const dataStart = 8 + headerLen;
   const dataLen = source.size - dataStart;
@@ -111,24 +98,24 @@ export async function parseSafetensors(source: ByteSource): Promise<Map<string, 
   for (const [name, v] of Object.entries(header)) {
     if (name === '__metadata__') {
       // The format defines it as a string -> string map (the reference reader rejects anything else).
-      if (v !== null && !isObject(v)) fail(`__metadata__ must be a JSON object of strings, got ${show(v)}`);
+      if (v !== null && !isObject(v)) fail(`__metadata__ must be a JSON object of strings, got ${describeValue(v)}`);
       for (const [k, s] of Object.entries((v ?? {}) as Record<string, unknown>)) {
-        if (typeof s !== 'string') fail(`__metadata__["${k}"] must be a string, got ${show(s)}`);
+        if (typeof s !== 'string') fail(`__metadata__["${k}"] must be a string, got ${describeValue(s)}`);
       }
       continue;
     }
     const bad = (msg: string): never => fail(`tensor "${name}" ${msg}`);
-    if (!isObject(v)) bad(`must be an object {dtype, shape, data_offsets}, got ${show(v)}`);
+    if (!isObject(v)) bad(`must be an object {dtype, shape, data_offsets}, got ${describeValue(v)}`);
     const o = v as Record<string, unknown>;
     const dtype = o.dtype;
-    if (typeof dtype !== 'string') return bad(`dtype must be a string, got ${show(dtype)}`);
+    if (typeof dtype !== 'string') return bad(`dtype must be a string, got ${describeValue(dtype)}`);
     const size = DTYPE_SIZES[dtype];
-    if (size === undefined) bad(`has unknown dtype ${show(dtype)} (expected one of ${Object.keys(DTYPE_SIZES).join(', ')})`);
+    if (size === undefined) bad(`has unknown dtype ${describeValue(dtype)} (expected one of ${Object.keys(DTYPE_SIZES).join(', ')})`);
     const shape = o.shape;
-    if (!Array.isArray(shape) || !shape.every(isNonNegInt)) return bad(`shape must be a list of non-negative integers, got ${show(shape)}`);
+    if (!Array.isArray(shape) || !shape.every(isNonNegInt)) return bad(`shape must be a list of non-negative integers, got ${describeValue(shape)}`);
     const offs = o.data_offsets;
     if (!Array.isArray(offs) || offs.length !== 2 || !offs.every(isNonNegInt)) {
-      return bad(`data_offsets must be a list [begin, end] of two non-negative integers, got ${show(offs)}`);
+      return bad(`data_offsets must be a list [begin, end] of two non-negative integers, got ${describeValue(offs)}`);
     }
     const [begin, end] = offs as [number, number];
     const where = `data_offsets [${begin}, ${end}]`;
@@ -281,29 +268,6 @@ export interface TensorToWrite {
   data: Float32Array | (() => Float32Array | Iterable<Float32Array>);
 }
 
-const cvtF32 = new Float32Array(1);
-const cvtU32 = new Uint32Array(cvtF32.buffer);
-
-/** f32 bits -> f16 bits, round to nearest even (matches dtype.ts f32ToF16Bits), inlined fast path. */
-function f32BitsToF16(b: number): number {
-  const sign = (b >>> 16) & 0x8000;
-  const x = b & 0x7fffffff;
-  if (x >= 0x38800000) {
-    if (x >= 0x47800000) return sign | (x > 0x7f800000 ? 0x7e00 : 0x7c00);
-    return sign | ((x - 0x38000000 + 0xfff + ((x >>> 13) & 1)) >>> 13);
-  }
-  if (x < 0x33000000) return sign; // below half the smallest subnormal: +-0
-  // Subnormal f16: shift the full mantissa, round to nearest even.
-  const e = x >>> 23;
-  const mant = (x & 0x7fffff) | 0x800000;
-  const shift = 126 - e;
-  let h = mant >>> shift;
-  const rem = mant & ((1 << shift) - 1);
-  const half = 1 << (shift - 1);
-  if (rem > half || (rem === half && h & 1)) h++;
-  return sign | h;
-}
-
 /** Encodes float32 values into `out` (at byte `at`) as dtype; returns bytes written. */
 export function encodeF32(values: Float32Array, dtype: WriteDtype, out: Uint8Array, at: number): number {
   const n = values.length;
@@ -315,21 +279,11 @@ export function encodeF32(values: Float32Array, dtype: WriteDtype, out: Uint8Arr
   if ((out.byteOffset + at) % 2 !== 0) throw new Error('encodeF32: output offset must be even');
   const dst = new Uint16Array(out.buffer, out.byteOffset + at, n);
   if (dtype === 'F16') {
-    for (let i = 0; i < n; i++) dst[i] = f32BitsToF16(src[i]);
+    for (let i = 0; i < n; i++) dst[i] = f32BitsToF16Bits(src[i]);
   } else {
-    for (let i = 0; i < n; i++) {
-      const b = src[i];
-      dst[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
-    }
+    for (let i = 0; i < n; i++) dst[i] = f32BitsToBf16Bits(src[i]);
   }
   return n * 2;
-}
-
-/** Scalar f32 -> bf16 bits (round to nearest even), for tests. */
-export function f32ToBf16Bits(x: number): number {
-  cvtF32[0] = x;
-  const b = cvtU32[0];
-  return (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
 }
 
 /**
@@ -351,7 +305,7 @@ export function buildHeader(
     if (DTYPE_SIZES[t.dtype] === undefined || !['F32', 'F16', 'BF16'].includes(t.dtype)) {
       throw new Error(`writeSafetensors: tensor "${t.name}" has dtype ${t.dtype}, expected F32, F16 or BF16`);
     }
-    if (!t.shape.every(isNonNegInt)) throw new Error(`writeSafetensors: tensor "${t.name}" has bad shape ${show(t.shape)}`);
+    if (!t.shape.every(isNonNegInt)) throw new Error(`writeSafetensors: tensor "${t.name}" has bad shape ${describeValue(t.shape)}`);
     const len = numElements(t.shape) * DTYPE_SIZES[t.dtype];
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [at, at + len] };
     at += len;

@@ -1,6 +1,7 @@
 // The sharded-checkpoint index (`model.safetensors.index.json`), parsed and checked in one place
 // for the Node folder loader, the hub downloader and the browser loader. Browser-safe.
 import type { TensorEntry } from './safetensors.ts';
+import { parseJson } from '../util/json.ts';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 
@@ -17,12 +18,7 @@ export function parseShardIndex(text: string, where: string): Map<string, string
   const fail = (msg: string): never => {
     throw new Error(`${where}: ${msg}`);
   };
-  let index: unknown;
-  try {
-    index = JSON.parse(text);
-  } catch (e) {
-    return fail(`not valid JSON (${(e as Error).message})`);
-  }
+  const index = parseJson(text, where);
   const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
   if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
     return fail(`expected an object with "weight_map": {tensor name: shard file}, got ${typeof index === 'object' && index !== null ? 'no weight_map object' : JSON.stringify(index)}`);

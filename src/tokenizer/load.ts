@@ -2,12 +2,9 @@
 // No file system access: callers pass the parsed JSON / the file's bytes plus its name for errors.
 import { ProtoError, ProtoReader, WireType } from './protobuf.ts';
 import { PieceType, SentencePieceBpeTokenizer } from './tokenizer.ts';
+import { isObject, parseJson } from '../util/json.ts';
 
 const BYTE_PIECE = /^<0x[0-9A-Fa-f]{2}>$/;
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /**
  * A tokenizer from a Hugging Face `tokenizer.json` (already parsed, or its text) whose model is
@@ -16,13 +13,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
  * text (as SentencePiece does); non-special added tokens are matched whole.
  */
 export function tokenizerFromJson(json: unknown, source: string): SentencePieceBpeTokenizer {
-  if (typeof json === 'string') {
-    try {
-      json = JSON.parse(json);
-    } catch (e) {
-      throw new Error(`${source}: not valid JSON (${(e as Error).message})`);
-    }
-  }
+  if (typeof json === 'string') json = parseJson(json, source);
   const bad = (msg: string): never => {
     throw new Error(`${source}: ${msg}`);
   };

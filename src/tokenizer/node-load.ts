@@ -4,6 +4,7 @@ import { basename, join } from 'node:path';
 import { tokenizerFromJson, tokenizerFromModelProto } from './load.ts';
 import type { Tokenizer } from './tokenizer.ts';
 import { chatTemplateFromConfig, type ChatTemplate } from './chat.ts';
+import { parseJson } from '../util/json.ts';
 
 /** The tokenizer file in a folder: tokenizer.json first, then tokenizer.model; undefined if neither. */
 export async function findTokenizerFile(dir: string): Promise<string | undefined> {
@@ -68,11 +69,5 @@ export async function loadChatTemplate(dir: string): Promise<ChatTemplate | unde
   } catch {
     return undefined;
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  return chatTemplateFromConfig(json, file);
+  return chatTemplateFromConfig(parseJson(text, file), file);
 }

@@ -261,9 +261,10 @@ export function unpackQuantRows(quants: Uint32Array, scales: Uint32Array, rows: 
 }
 
 /**
- * llama.cpp block bytes for one row (cols a multiple of 32), as a GGUF file stores a Q8_0 or Q4_0
- * tensor row: per group the f16 scale (little-endian) then 32 int8 quants (Q8_0, 34 bytes) or 16
- * nibble-pair bytes (Q4_0, 18 bytes).
+ * ggml's block bytes for whole groups of 32 (a row, or rows of a multiple of 32 back to back), as
+ * a GGUF file stores a Q8_0 or Q4_0 tensor: per group the f16 scale (little-endian) then 32 int8
+ * quants (Q8_0, 34 bytes) or 16 nibble-pair bytes (Q4_0, 18 bytes). The GGUF writer of the
+ * llama.cpp peer uses this, so both engines run on the same values.
  */
 export function ggmlBlocks(x: ArrayLike<number>, format: QuantFormat): Uint8Array {
   if (x.length % QUANT_GROUP !== 0) throw new Error(`ggmlBlocks: row length ${x.length} is not a multiple of ${QUANT_GROUP}`);

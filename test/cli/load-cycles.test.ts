@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fixtureDir, repoRoot } from '../helpers.ts';
 import { cliEnv } from '../cli-spawn.ts';
+import { median } from '../../src/util/stats.ts';
 
 const CYCLES = 45;
 const FIT = 30; // the last 30 cycles; the first 15 warm up caches (pipelines, the tokenizer, JIT)
@@ -43,9 +44,7 @@ console.log(JSON.stringify(rss));
 function slope(ys: readonly number[]): number {
   const s: number[] = [];
   for (let i = 0; i < ys.length; i++) for (let j = i + 1; j < ys.length; j++) s.push((ys[j] - ys[i]) / (j - i));
-  s.sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+  return median(s);
 }
 
 test(`${CYCLES} load/dispose cycles of the tiny model: RSS grows less than ${MAX_SLOPE_MIB} MiB a cycle`, { timeout: 900_000 }, () => {

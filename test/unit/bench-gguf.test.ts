@@ -9,7 +9,8 @@ import { loadPlan } from '../../src/index.ts';
 import { openCheckpoint } from '../../src/io/node-source.ts';
 import { readTensorF32 } from '../../src/io/safetensors.ts';
 import { f16BitsToF32 } from '../../src/io/dtype.ts';
-import { buildGgufHeader, gv, GGUF_TYPE, quantizeQ4_0, quantizeQ8_0, writeOpenElmGguf, type GgmlTypeName } from '../../bench/gguf.ts';
+import { buildGgufHeader, gv, GGUF_TYPE, writeOpenElmGguf, type GgmlTypeName } from '../../bench/gguf.ts';
+import { ggmlBlocks } from '../../src/weights/quant.ts';
 import { fixtureDir } from '../helpers.ts';
 
 const dir = fixtureDir('tiny-elm');
@@ -162,22 +163,6 @@ test('header, metadata and tensor infos of a hand-made file parse back', () => {
   ]);
 });
 
-test('Q8_0 and Q4_0 blocks follow ggml reference quantization', () => {
-  const x = new Float32Array(32).map((_, i) => (i - 10) / 4); // max |x| = 21/4 at i = 31
-  const q8 = quantizeQ8_0(x);
-  assert.equal(q8.length, 34);
-  const d8 = f16BitsToF32(q8[0] | (q8[1] << 8));
-  assert.ok(Math.abs(d8 - 5.25 / 127) < 1e-4);
-  assert.equal(new Int8Array(q8.buffer, 2, 32)[31], 127);
-  assert.equal(new Int8Array(q8.buffer, 2, 32)[10], 0);
-  const q4 = quantizeQ4_0(x);
-  assert.equal(q4.length, 18);
-  const d4 = f16BitsToF32(q4[0] | (q4[1] << 8));
-  assert.ok(Math.abs(d4 - 5.25 / -8) < 1e-3); // the largest-magnitude value maps to q = 0
-  assert.equal(q4[2 + 15] >> 4, 0); // x[31]
-  assert.equal(q4[2 + 10] & 15, 8); // x[10] = 0
-});
-
 for (const type of ['F16', 'F32', 'Q8_0', 'Q4_0'] as GgmlTypeName[]) {
   test(`the tiny-elm checkpoint as a ${type} GGUF reads back as llama.cpp's openelm layout`, async () => {
     const plan = await loadPlan(dir);
@@ -255,6 +240,12 @@ for (const type of ['F16', 'F32', 'Q8_0', 'Q4_0'] as GgmlTypeName[]) {
           assert.ok(Math.abs(got[i] - src[i]) <= tol * amax + 1e-7, `${name}[${i}]: ${got[i]} vs ${src[i]}`);
         }
       }
+    }
+    if (type === 'Q8_0' || type === 'Q4_0') {
+      // The quantized bytes are the engine's (ggmlBlocks, whose layout ggml-blocks.test.ts checks), byte for byte.
+      const gate = g.tensors.find((x) => x.name === 'blk.1.ffn_gate.weight')!;
+      const start = g.dataStart + gate.offset;
+      assert.deepEqual(g.bytes.subarray(start, start + nbytes(gate)), ggmlBlocks(proj1.subarray(0, F * 128), type === 'Q8_0' ? 'q8' : 'q4'));
     }
     const norm = g.tensors.find((x) => x.name === 'output_norm.weight')!;
     assert.deepEqual(Array.from(dequant(g, norm)), Array.from(await readTensorF32(tensors.get('transformer.norm.weight')!)));

@@ -6,13 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/config.ts';
 import { derivePlan } from '../../src/config/plan.ts';
-import { f16BitsToF32, f32ToF16Bits, bf16BitsToF32 } from '../../src/io/dtype.ts';
+import { f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, bf16BitsToF32 } from '../../src/io/dtype.ts';
 import {
   bytesToF32,
   checkCheckpointTensors,
   checkTensorShape,
   encodeF32,
-  f32ToBf16Bits,
   memorySource,
   parseSafetensors,
   readTensorF32,
@@ -100,7 +99,24 @@ test('round trip F32, F16, BF16 through a file', async () => {
   }
 });
 
-test('fast f16 encoder matches dtype.ts f32ToF16Bits on many bit patterns', () => {
+/**
+ * The f16 value nearest to v (ties to an even last mantissa bit), from the format's definition:
+ * 10 mantissa bits below the leading one, exponents -14..15, subnormals spaced 2^-24, and
+ * anything from 65520 (halfway past the largest finite, 65504) up is infinite. Exact in f64.
+ */
+function nearestF16(v: number): number {
+  const a = Math.abs(v);
+  if (a >= 65520) return Math.sign(v) * Infinity;
+  let e = -14;
+  while (e < 15 && 2 ** (e + 1) <= a) e++;
+  const ulp = 2 ** (e - 10);
+  const q = a / ulp;
+  let r = Math.floor(q);
+  if (q - r > 0.5 || (q - r === 0.5 && r % 2 === 1)) r++;
+  return (v < 0 || Object.is(v, -0) ? -1 : 1) * r * ulp;
+}
+
+test('f16 encoding rounds to the nearest f16, ties to even, on many bit patterns', () => {
   const n = 1 << 18;
   const vals = new Float32Array(n);
   const bits = new Uint32Array(vals.buffer);
@@ -112,15 +128,22 @@ test('fast f16 encoder matches dtype.ts f32ToF16Bits on many bit patterns', () =
     bits[i] = s >>> 0;
   }
   // plus edge values around the f16 range boundaries and subnormals
-  const edges = [65504, 65519.99, 65520, 65536, 2 ** -14, 2 ** -14 * (1 - 2 ** -11), 2 ** -24, 2 ** -25, 2 ** -25 * 1.0001, 3 * 2 ** -26, 1 + 2 ** -11, 1 + 3 * 2 ** -11, NaN];
+  const edges = [65504, 65519.99, 65520, 65536, 2 ** -14, 2 ** -14 * (1 - 2 ** -11), 2 ** -24, 2 ** -25, 2 ** -25 * 1.0001, 3 * 2 ** -26, 1 + 2 ** -11, 1 + 3 * 2 ** -11, -0, NaN];
   edges.forEach((v, i) => (vals[i] = v));
   for (let i = 0; i < 2000; i++) vals[100 + i] = (i - 1000) * 2 ** -26; // subnormal range
   const out = new Uint8Array(n * 2);
   encodeF32(vals, 'F16', out, 0);
   const got = new Uint16Array(out.buffer);
   for (let i = 0; i < n; i++) {
-    const want = f32ToF16Bits(vals[i]);
-    if (got[i] !== want) assert.fail(`value ${vals[i]} (bits 0x${bits[i].toString(16)}): got 0x${got[i].toString(16)}, want 0x${want.toString(16)}`);
+    const v = vals[i];
+    if (got[i] !== f32ToF16Bits(v)) assert.fail(`value ${v}: the scalar and the array encoder differ`);
+    const decoded = f16BitsToF32(got[i]);
+    if (Number.isNaN(v)) {
+      assert.ok(Number.isNaN(decoded), `NaN (bits 0x${bits[i].toString(16)}) encodes as 0x${got[i].toString(16)}`);
+      continue;
+    }
+    const want = nearestF16(v);
+    if (!Object.is(decoded, want)) assert.fail(`value ${v} (bits 0x${bits[i].toString(16)}): got 0x${got[i].toString(16)} = ${decoded}, want ${want}`);
   }
   // and the lookup-table decoder agrees with the scalar one for every f16
   const all = new Uint16Array(65536).map((_, i) => i);

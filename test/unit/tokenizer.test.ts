@@ -1,24 +1,13 @@
-// The built-in Llama-2 tokenizer: known encodings, decoding, streaming, speed, and agreement with
+// The built-in Llama-2 tokenizer: known encodings, decoding, streaming, long inputs, and agreement with
 // llama-tokenizer-js (the package that carries the vocabulary) on random text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import llamaTokenizerJs from 'llama-tokenizer-js';
 import { defaultTokenizer } from '../../src/tokenizer/default.ts';
 import { StreamDecoder, type Tokenizer } from '../../src/tokenizer/tokenizer.ts';
+import { rng } from '../helpers.ts';
 
 const tok = defaultTokenizer();
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ALPHABET = [...'abcdefghijklmnopqrstuvwxyzABCXYZ      \n\t0123456789.,;:\'"!?-()[]{}<>#@&*/\\éüñçßà日本語中文한국어Привет🦙😀👍🏽Ꙋ\u0301\u200d'];
 const WORDS = ['the', ' the', 'Hello', ' world', '  ', '   ', '        ', 'token', 'izer', 'ing', 'tion', '\n\n', 'def ', 'return', 'http://', '.com', '2024', ' über', '<s>', '</s>'];
