@@ -11,7 +11,7 @@ import type { Gpu } from '../src/gpu/gpu.ts';
 import { createGpu, loadModel } from '../src/index.ts';
 import type { Agreement } from './quality.ts';
 import type { Engine } from '../src/runtime/engine.ts';
-import type { DType } from '../src/runtime/model.ts';
+import type { DType } from '../src/api/model.ts';
 import { withLoad, type LoadSample } from './machine.ts';
 import { rate, summarize, type Stat } from './stats.ts';
 import { promptIds } from './prompt.ts';

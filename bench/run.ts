@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createGpu, loadPlan } from '../src/index.ts';
-import { DTYPES, type DType } from '../src/runtime/model.ts';
+import { DTYPES, type DType } from '../src/api/model.ts';
 import { GGML_TYPE_NAMES, type GgmlTypeName } from './gguf.ts';
 import { GpuTimer } from './gpu-timer.ts';
 import { checkMatmulFully } from '../src/doctor/matmul-check.ts';

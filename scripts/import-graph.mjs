@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 
-const root = resolve(new URL('..', import.meta.url).pathname);
+const defaultRoot = resolve(new URL('..', import.meta.url).pathname);
 const ROOTS = ['src', 'kernels', 'bench', 'demo/src', 'test', 'scripts'];
 const LONG = 400;
 
@@ -33,7 +33,8 @@ function folderOf(rel) {
   return parts[0];
 }
 
-export function importGraph() {
+/** Files (relative to `root`) with the files they import, and their line counts. */
+export function importGraph(root = defaultRoot) {
   const files = ROOTS.flatMap((r) => {
     try {
       return walk(join(root, r), []);
@@ -90,8 +91,8 @@ export function cycles(edges) {
   return out;
 }
 
-export function report() {
-  const { edges, lines } = importGraph();
+export function report(root = defaultRoot) {
+  const { edges, lines } = importGraph(root);
   const folders = {};
   for (const [from, tos] of edges) {
     const a = folderOf(from);

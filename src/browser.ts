@@ -11,11 +11,11 @@ import { DEFAULT_CACHE_NAME, ModelCache, cacheUnavailableReason, quotaError, typ
 import { parseSafetensors, type ByteSource, type TensorEntry } from './io/safetensors.ts';
 import { assembleShards, INDEX_FILE, parseShardIndex } from './io/shard-index.ts';
 import { blobSource, fetchOptional, httpSource, HttpError } from './io/web-source.ts';
-import { OpenElmModel, type ModelOptions } from './runtime/model.ts';
+import { OpenElmModel, type ModelOptions } from './api/model.ts';
 import { tokenizerFromJson, tokenizerFromModelProto } from './tokenizer/load.ts';
 import type { Tokenizer } from './tokenizer/tokenizer.ts';
 
-export { OpenElmModel, DTYPES, type DType, type ModelOptions, type GenerateOptions, type GenerateResult, type AssistantSpec } from './runtime/model.ts';
+export { OpenElmModel, DTYPES, type DType, type ModelOptions, type GenerateOptions, type GenerateResult, type AssistantSpec } from './api/model.ts';
 export { encodePair, type ScoreResult, type ScoreOptions, type TokenRequest } from './generate/score.ts';
 export { TASKS, TASK_NAMES, isTaskName, type TaskName, type McItem } from './eval/tasks.ts';
 export { evaluate, loadItems, summarizeEval, type EvalItem, type EvalReport } from './eval/eval.ts';

@@ -8,12 +8,12 @@ import { Gpu } from './gpu/gpu.ts';
 import { nodeGpu } from './gpu/node-gpu.ts';
 import { openCheckpoint } from './io/node-source.ts';
 import { downloadModel, isHubId, type DownloadOptions } from './io/hub.ts';
-import { OpenElmModel, type ModelLoader, type ModelOptions } from './runtime/model.ts';
+import { OpenElmModel, type ModelLoader, type ModelOptions } from './api/model.ts';
 import { checkCheckpoint } from './runtime/model-weights.ts';
 import { loadTokenizer } from './tokenizer/node-load.ts';
 import type { Tokenizer } from './tokenizer/tokenizer.ts';
 
-export { OpenElmModel, DTYPES, type DType, type ModelOptions, type GenerateOptions, type AssistantSpec } from './runtime/model.ts';
+export { OpenElmModel, DTYPES, type DType, type ModelOptions, type GenerateOptions, type AssistantSpec } from './api/model.ts';
 export type { GenerationStats, GeneratedToken, SpeculativeStats } from './generate/generate.ts';
 export type { GenerationConfig } from './generate/options.ts';
 export { encodePair, type ScoreResult, type ScoreOptions, type TokenRequest } from './generate/score.ts';

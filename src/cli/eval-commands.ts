@@ -2,7 +2,7 @@
 // (sliding window over a text file) and eval (the model card's zero-shot tasks from JSONL data).
 // main.ts registers them with its shared options and model loader.
 import { readFileSync } from 'node:fs';
-import type { OpenElmModel } from '../runtime/model.ts';
+import type { OpenElmModel } from '../api/model.ts';
 import type { ScoreResult } from '../generate/score.ts';
 import { evaluate, loadItems, summarizeEval } from '../eval/eval.ts';
 import { countProgress } from '../eval/progress.ts';

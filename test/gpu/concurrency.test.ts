@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModel } from '../../src/index.ts';
-import { FifoLock } from '../../src/runtime/fifo-lock.ts';
+import { FifoLock } from '../../src/api/fifo-lock.ts';
 import { loadFixture, testGpu } from '../helpers.ts';
 
 const fx = loadFixture('tiny-elm');

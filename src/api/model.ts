@@ -10,11 +10,11 @@ import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { encodePair, scoreRequests, type ScoreOptions, type ScoreResult, type TokenRequest } from '../generate/score.ts';
 import { WEIGHT_FORMATS, type WeightFormat } from '../weights/gpu-weight.ts';
 import { GEMV_KERNELS, tuneGemv, type GemvKernel, type GemvTuning } from '../../kernels/matmul.ts';
-import { Engine, type EngineOptions } from './engine.ts';
-import { checkModelFits } from './fits.ts';
+import { Engine, type EngineOptions } from '../runtime/engine.ts';
+import { checkModelFits } from '../runtime/fits.ts';
 import { FifoLock } from './fifo-lock.ts';
 import { perplexity, type PerplexityOptions, type PerplexityResult } from '../eval/perplexity.ts';
-import { destroyWeights, loadWeights, type LoadProgress } from './model-weights.ts';
+import { destroyWeights, loadWeights, type LoadProgress } from '../runtime/model-weights.ts';
 
 export type DType = WeightFormat;
 export const DTYPES: readonly string[] = WEIGHT_FORMATS;
