@@ -5,6 +5,7 @@ import { parseKernelVariant, type KernelVariantFile } from '../src/cli/kernel-va
 import { cacheRoot, defaultModel } from '../src/cli/default-model.ts';
 import { GGML_TYPE_NAMES, type GgmlTypeName } from './gguf.ts';
 import { benchLlama, LLAMA_INSTALL_HINT } from './llama.ts';
+import { WEIGHT_FORMATS } from '../src/weights/gpu-weight.ts';
 import { BENCH_DTYPES, LAB_KERNELS, PEERS, runBench, type LabKernel, type PeerName } from './run.ts';
 import { renderTable } from './table.ts';
 import { benchSpeculative, speculativeTable } from './speculative.ts';
@@ -107,7 +108,7 @@ async function runBenchCommand(p: Parsed): Promise<void> {
 
 async function runSpeculative(p: Parsed, json: boolean): Promise<void> {
   const given = p.values.get('model');
-  const [dtype] = oneOf((list(p, 'dtype') ?? ['f16']).map((d) => d.toLowerCase()), BENCH_DTYPES, 'dtype');
+  const [dtype] = oneOf((list(p, 'dtype') ?? ['f16']).map((d) => d.toLowerCase()), WEIGHT_FORMATS, 'dtype');
   const result = await benchSpeculative({
     modelDir: given ?? (await defaultModel(json)),
     dtype,

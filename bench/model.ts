@@ -76,6 +76,10 @@ export interface FormatResult {
 export interface ModelBenchOptions {
   dir: string;
   dtype: DType;
+  /** q8/q4: fold the norm gains into the weights (ModelOptions.foldNorms). */
+  foldNorms?: boolean;
+  /** The format's name in the results (default: dtype). */
+  label?: string;
   promptLengths: number[];
   decodeTokens: number;
   runs: number;
@@ -179,23 +183,24 @@ export async function benchFormat(
   log: (s: string) => void = () => {},
   quality: { logits?: QualityLogits } = {},
 ): Promise<FormatResult> {
-  const out: FormatResult = { dtype: o.dtype, ok: false };
+  const name = o.label ?? o.dtype;
+  const out: FormatResult = { dtype: name, ok: false };
   const t0 = performance.now();
   const gpu = await createGpu();
   out.device_ms = performance.now() - t0;
   let model: Awaited<ReturnType<typeof loadModel>> | undefined;
   try {
     const t1 = performance.now();
-    model = await loadModel(o.dir, { dtype: o.dtype, gpu });
+    model = await loadModel(o.dir, { dtype: o.dtype, foldNorms: o.foldNorms, gpu });
     out.load_ms = performance.now() - t1;
     const { engine, plan } = model;
     out.context_length = engine.contextLength;
     out.prefill_chunk = engine.chunk;
     out.dispatches_per_token = engine.dispatchesPerToken;
     out.gemv = { kernel: engine.gemv, tuning_ms: model.gemvTuning?.ms };
-    if (model.gemvTuning) log(`  ${o.dtype}: decode matmul kernel ${engine.gemv} (${Object.entries(model.gemvTuning.ms).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(', ')} on the widest proj_1)`);
+    if (model.gemvTuning) log(`  ${name}: decode matmul kernel ${engine.gemv} (${Object.entries(model.gemvTuning.ms).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(', ')} on the widest proj_1)`);
     out.gpu_bytes_after_load = gpu.allocatedBytes;
-    log(`  ${o.dtype}: loaded in ${(out.load_ms / 1000).toFixed(1)} s`);
+    log(`  ${name}: loaded in ${(out.load_ms / 1000).toFixed(1)} s`);
     const warmup = o.warmupSteps ?? 2;
     const longest = Math.max(...o.promptLengths);
     const decodeSteps = o.decodeTokens * Math.max(1, o.runs);
@@ -243,11 +248,11 @@ export async function benchFormat(
         copies: counted.copies,
         load,
       });
-      log(`  ${o.dtype}: prefill ${L} tokens: ${(L / (ttft.median / 1000)).toFixed(2)} tok/s (median of ${samples.length})`);
+      log(`  ${name}: prefill ${L} tokens: ${(L / (ttft.median / 1000)).toFixed(2)} tok/s (median of ${samples.length})`);
       if (L === o.promptLengths[0] && o.decodeTokens > 0) out.decode = await decode(engine, gpu, choice, warmup, decodeSteps);
     }
     out.prefill.sort((a, b) => o.promptLengths.indexOf(a.prompt_tokens) - o.promptLengths.indexOf(b.prompt_tokens));
-    if (out.decode) log(`  ${o.dtype}: decode: ${(1000 / out.decode.step_ms.median).toFixed(2)} tok/s (median of ${out.decode.step_ms.n} steps)`);
+    if (out.decode) log(`  ${name}: decode: ${(1000 / out.decode.step_ms.median).toFixed(2)} tok/s (median of ${out.decode.step_ms.n} steps)`);
     if (o.qualityTokens) {
       quality.logits = await model.logits(promptIds(Math.min(o.qualityTokens, engine.contextLength), plan.vocabSize, plan.bosTokenId), { allPositions: true });
     }
@@ -255,7 +260,7 @@ export async function benchFormat(
     out.ok = true;
   } catch (e) {
     out.error = (e as Error).message.split('\n')[0];
-    log(`  ${o.dtype}: failed: ${out.error}`);
+    log(`  ${name}: failed: ${out.error}`);
   } finally {
     model?.dispose();
     gpu.destroy();

@@ -29,8 +29,14 @@ import { benchTfjs } from './tfjs.ts';
 export const PEERS = ['tfjs', 'llama-cpu', 'llama-vulkan'] as const;
 export type PeerName = (typeof PEERS)[number];
 /** Weight formats the harness knows; ours runs those in DTYPES, llama.cpp its GGUF equivalent. */
-export const BENCH_DTYPES = ['f32', 'f16', 'q8', 'q4'] as const;
-export const GGML_OF: Record<string, GgmlTypeName> = { f32: 'F32', f16: 'F16', q8: 'Q8_0', q4: 'Q4_0' };
+/** Weight formats the harness runs; '-folded': q8/q4 with the norm gains folded in (ModelOptions.foldNorms). */
+export const BENCH_DTYPES = ['f32', 'f16', 'q8', 'q4', 'q8-folded', 'q4-folded'] as const;
+export const GGML_OF: Record<string, GgmlTypeName> = { f32: 'F32', f16: 'F16', q8: 'Q8_0', q4: 'Q4_0', 'q8-folded': 'Q8_0', 'q4-folded': 'Q4_0' };
+
+/** The engine's weight format of a bench format, and whether the norm gains are folded into it. */
+function engineFormat(d: string): { dtype: string; foldNorms: boolean } {
+  return d.endsWith('-folded') ? { dtype: d.slice(0, -'-folded'.length), foldNorms: true } : { dtype: d, foldNorms: false };
+}
 /** Our prefill runs in passes of at most this many tokens (Engine's default prefillChunk). */
 export const PREFILL_CHUNK = 128;
 
@@ -121,7 +127,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   if (o.promptLengths.length === 0 || o.promptLengths.some((n) => !Number.isInteger(n) || n < 1)) throw new Error('prompt lengths must be positive integers');
   for (const d of o.dtypes) if (!(BENCH_DTYPES as readonly string[]).includes(d)) throw new Error(`unknown dtype "${d}" (known: ${BENCH_DTYPES.join(', ')})`);
   const plan = await loadPlan(o.modelDir);
-  const ours = o.dtypes.filter((d) => DTYPES.includes(d));
+  const ours = o.dtypes.filter((d) => DTYPES.includes(engineFormat(d).dtype));
   const llamaFormats = o.llamaFormats ?? [...new Set(o.dtypes.map((d) => GGML_OF[d]))];
   for (const f of llamaFormats) if (!GGML_TYPE_NAMES.includes(f)) throw new Error(`unknown GGUF format "${f}" (known: ${GGML_TYPE_NAMES.join(', ')})`);
 
@@ -133,7 +139,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const shapes = kernelShapes(plan, gemmT);
   let kernels: BenchResult['kernels'] = null;
   const timer = new GpuTimer(kgpu);
-  const kernelDtypes = [...new Set([...ours, ...(o.peers.includes('tfjs') ? ['f32', 'f16'] : [])])].filter((d) => DTYPES.includes(d)) as DType[];
+  const kernelDtypes = [...new Set([...ours.map((d) => engineFormat(d).dtype), ...(o.peers.includes('tfjs') ? ['f32', 'f16'] : [])])].filter((d) => DTYPES.includes(d)) as DType[];
   const budgetMs = o.kernelBudgetMs ?? 10_000;
   try {
     if (o.kernels !== false) {
@@ -194,7 +200,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     const quality: { logits?: QualityLogits } = {};
     const wantQuality = (o.qualityTokens ?? 32) > 0 && o.dtypes.length > 1;
     const f = await benchFormat(
-      { dir: o.modelDir, dtype: dtype as DType, promptLengths: o.promptLengths, decodeTokens: o.decodeTokens, runs: o.runs, qualityTokens: wantQuality ? (o.qualityTokens ?? 32) : 0 },
+      { dir: o.modelDir, label: dtype, dtype: engineFormat(dtype).dtype as DType, foldNorms: engineFormat(dtype).foldNorms, promptLengths: o.promptLengths, decodeTokens: o.decodeTokens, runs: o.runs, qualityTokens: wantQuality ? (o.qualityTokens ?? 32) : 0 },
       log,
       quality,
     );
