@@ -5,10 +5,13 @@
 // and logits at a sane scale for any size):
 //   linear weights [out, in]       normal, std 1/sqrt(in)
 //   token embeddings, lm_head      normal, std 1/sqrt(model_dim)  (tied logits then have std ~1)
-//   RMSNorm weights                log-normal, median 1 (exp(0.5 * normal)), and a few outlier
-//                                  channels 16x larger: the spread trained models' gains have,
-//                                  which quantization that folds the gains into the next
-//                                  product's columns must survive (1 + 0.1 * normal hid that)
+//   RMSNorm weights                log-normal, median 1 (exp(0.5 * normal)); the layer norms
+//                                  also have a few outlier channels 16x larger: the spread
+//                                  trained models' gains have, which quantization that folds
+//                                  the gains into the next product's columns must survive
+//                                  (1 + 0.1 * normal hid that). No outliers in the q/k norms:
+//                                  with random weights they make attention needle-sharp and
+//                                  every rounding flips its choices, unlike a trained model.
 // Each tensor has its own stream, seeded from (seed, tensor name): a tensor's values do not
 // depend on the dtype's rounding, the sharding, or which other tensors exist.
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -26,7 +29,7 @@ export interface SynthOptions {
 }
 
 /** Bumped when the weight scheme changes, so cached synthetic checkpoints of an old scheme are not reused. */
-export const SYNTH_SCHEME = 2;
+export const SYNTH_SCHEME = 3;
 
 /** Spread (std of log g) and outliers of the synthetic RMSNorm gains. */
 const GAIN_LOG_STD = 0.5;
@@ -119,15 +122,16 @@ export function* normalChunks(state: number, count: number, mean: number, std: n
 }
 
 /**
- * Synthetic RMSNorm gains of one norm: exp(GAIN_LOG_STD * z), then max(2, n / 512) channels
- * (picked by the same stream) multiplied by GAIN_OUTLIER.
+ * Synthetic RMSNorm gains of one norm: exp(GAIN_LOG_STD * z), then (with `outliers`)
+ * max(2, n / 512) channels picked by the same stream multiplied by GAIN_OUTLIER.
  */
-export function normGains(state: number, n: number): Float32Array {
+export function normGains(state: number, n: number, outliers = true): Float32Array {
   const g = normalChunks(state, n, 0, GAIN_LOG_STD, n).next().value ?? new Float32Array(0);
   for (let i = 0; i < n; i++) g[i] = Math.exp(g[i]);
+  if (!outliers) return g;
   let s = (state ^ 0x5bd1e995) >>> 0 || 1;
-  const outliers = Math.min(n, Math.max(2, Math.round(n / GAIN_OUTLIER_EVERY)));
-  for (let j = 0; j < outliers; j++) {
+  const count = Math.min(n, Math.max(2, Math.round(n / GAIN_OUTLIER_EVERY)));
+  for (let j = 0; j < count; j++) {
     s ^= s << 13;
     s ^= s >>> 17;
     s ^= s << 5;
@@ -148,7 +152,10 @@ export function synthInit(spec: TensorSpec, plan: ModelPlan): { mean: number; st
 export function synthTensors(plan: ModelPlan, dtype: WriteDtype, seed: number): TensorToWrite[] {
   return plan.tensors.map((spec) => {
     const state = hashSeed(seed, spec.name);
-    if (spec.shape.length === 1) return { name: spec.name, dtype, shape: spec.shape, data: () => [normGains(state, spec.shape[0])] };
+    if (spec.shape.length === 1) {
+      const outliers = !/\.(q|k)_norm\.weight$/.test(spec.name);
+      return { name: spec.name, dtype, shape: spec.shape, data: () => [normGains(state, spec.shape[0], outliers)] };
+    }
     const { mean, std } = synthInit(spec, plan);
     return { name: spec.name, dtype, shape: spec.shape, data: () => normalChunks(state, numElements(spec.shape), mean, std) };
   });

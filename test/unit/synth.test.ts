@@ -8,7 +8,7 @@ import { parseConfig } from '../../src/config/config.ts';
 import { derivePlan } from '../../src/config/plan.ts';
 import { checkCheckpointTensors, parseSafetensors, readTensorF32 } from '../../src/io/safetensors.ts';
 import { fileSource, openCheckpoint } from '../../src/io/node-source.ts';
-import { normalChunks, normalTable16, synthesizeCheckpoint, SYNTHETIC_NOTE } from '../../src/io/synth.ts';
+import { hashSeed, normalChunks, normalTable16, normGains, synthesizeCheckpoint, SYNTHETIC_NOTE } from '../../src/io/synth.ts';
 import { fixtureDir } from '../helpers.ts';
 
 const TINY = fixtureDir('tiny-elm');
@@ -65,8 +65,17 @@ test('synthesize the tiny-elm config and read it back', async () => {
     assert.ok(Math.abs(p2.std * Math.sqrt(512) - 1) < 0.05, `proj_2 std ${p2.std}`);
     const emb = stats(await readTensorF32(m.get('transformer.token_embeddings.weight')!));
     assert.ok(Math.abs(emb.std * Math.sqrt(128) - 1) < 0.05 && Math.abs(emb.mean) < 0.01, `emb ${JSON.stringify(emb)}`);
-    const norm = stats(await readTensorF32(m.get('transformer.layers.0.attn_norm.weight')!));
-    assert.ok(Math.abs(norm.mean - 1) < 0.05 && norm.std > 0.05 && norm.std < 0.15, `norm ${JSON.stringify(norm)}`);
+    // Norm gains: log-normal around 1; the layer norms have exactly two channels 16x larger (128
+    // channels: max(2, 128 / 512)), the q/k norms none.
+    for (const [name, outliers] of [['transformer.layers.0.attn_norm.weight', 2], ['transformer.layers.1.attn.q_norm.weight', 0]] as const) {
+      const g = await readTensorF32(m.get(name)!);
+      const plain = normGains(hashSeed(3, name), g.length, false);
+      const ratios = Array.from(g, (v, i) => v / plain[i]);
+      assert.equal(ratios.filter((r) => Math.abs(r - 16) < 0.05).length, outliers, `${name}: outlier channels`);
+      assert.equal(ratios.filter((r) => Math.abs(r - 1) < 2e-3).length, g.length - outliers, `${name}: the other channels`);
+      const logs = stats(plain.map(Math.log));
+      assert.ok(Math.abs(logs.mean) < 0.2 && logs.std > 0.35 && logs.std < 0.65, `${name}: log gains ${JSON.stringify(logs)}`);
+    }
     const file = readFileSync(join(dir, 'model.safetensors'));
     const header = JSON.parse(file.subarray(8, 8 + Number(file.readBigUInt64LE(0))).toString('utf8'));
     assert.equal(header.__metadata__.synthetic, SYNTHETIC_NOTE);
