@@ -9,7 +9,7 @@ import { GGML_TYPE_NAMES, type GgmlTypeName } from './gguf.ts';
 import { GpuTimer } from './gpu-timer.ts';
 import { checkMatmulFully } from '../src/doctor/matmul-check.ts';
 import { benchCopy, benchOurMatmul, kernelShapes, matmulLabel, type CopyResult, type KernelShape, type MatmulResult } from './kernels.ts';
-import { GEMV_KERNELS, type GemvKernel } from '../kernels/matmul.ts';
+import { GEMV_KERNELS, MATMUL_KERNEL_FORMATS, type GemvKernel } from '../src/runtime/linear.ts';
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { benchLlama, benchLlamaInChild, type LlamaPeerResult } from './llama.ts';
 import { machineFacts, readLoadavg, type MachineFacts } from './machine.ts';
@@ -29,8 +29,8 @@ export const GGML_OF: Record<string, GgmlTypeName> = { f32: 'F32', f16: 'F16', q
 /** Our prefill runs in passes of at most this many tokens (Engine's default prefillChunk). */
 export const PREFILL_CHUNK = 128;
 
-/** Kernels the lab can time a variant of: the matmul (a thread a row) and the coalesced GEMV. */
-export const LAB_KERNELS = ['matmul', 'matmul_gemv'] as const;
+/** Kernels the lab can time a variant of: the matmuls (a thread a row; f32/f16 and q8/q4) and the coalesced GEMV. */
+export const LAB_KERNELS = ['matmul', 'matmul_q', 'matmul_gemv'] as const;
 export type LabKernel = (typeof LAB_KERNELS)[number];
 
 export interface BenchOptions {
@@ -117,7 +117,7 @@ async function benchVariant(
   // matmul_gemv is the coalesced one-token kernel: checked and timed on T = 1 only.
   const gemv: GemvKernel = variant.kernel === 'matmul_gemv' ? 'coalesced' : 'rows';
   try {
-    for (const dtype of dtypes) {
+    for (const dtype of dtypes.filter((d) => MATMUL_KERNEL_FORMATS[variant.kernel].includes(d))) {
       let check: number;
       try {
         check = await checkMatmulFully(gpu, dtype, gemv);

@@ -9,7 +9,7 @@ import { attentionDispatch } from '../../kernels/attention.ts';
 import { embeddingDispatches } from '../../kernels/embedding.ts';
 import { logprobDispatch } from '../../kernels/logprob.ts';
 import { releaseDispatches, type Dispatch } from '../gpu/dispatch.ts';
-import { matmulDispatches, type GemvKernel } from '../../kernels/matmul.ts';
+import { matmulDispatches, type GemvKernel } from './linear.ts';
 import { prefillChunkSize } from './fits.ts';
 import { qkvPrepareDispatch, ropeTable } from '../../kernels/qkv_prepare.ts';
 import { sampleDispatch, validateSampling, type SamplingParams } from '../../kernels/sample.ts';

@@ -10,7 +10,7 @@ import { openCheckpoint } from '../../src/io/node-source.ts';
 import { readTensorF32 } from '../../src/io/safetensors.ts';
 import { loadModel } from '../../src/index.ts';
 import { dequantize } from '../../src/weights/quant.ts';
-import { foldColumnScale } from '../../kernels/matmul.ts';
+import { foldColumnScale } from '../../src/runtime/linear.ts';
 import { agreement } from '../../bench/quality.ts';
 import { cpuForward, type Tensors } from '../../src/doctor/cpu-forward.ts';
 import { assertClose, loadFixture, testGpu } from '../helpers.ts';
