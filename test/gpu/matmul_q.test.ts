@@ -11,7 +11,7 @@ import type { Gpu } from '../../src/gpu/gpu.ts';
 import { assertClose, randInt, randn, rng, testGpu } from '../helpers.ts';
 import { runPlainCase } from './matmul-cases.ts';
 
-test('matmul q8/q4 matches the CPU product over the dequantized weights', async () => {
+test('matmul_q (q8/q4) matches the CPU product over the dequantized weights', async () => {
   const gpu = await testGpu();
   const r = rng(14);
   // K: below, at and past one group; odd; not a multiple of 4; of 32 but not of 256; several
@@ -33,7 +33,7 @@ test('matmul q8/q4 matches the CPU product over the dequantized weights', async 
       for (const acc of [false, true]) await runPlainCase(gpu, r, T, randInt(r, 1, 70), [16, 33, 96, 255][randInt(r, 0, 3)], format, acc);
 });
 
-test('matmul q8/q4 with weights split into chunks, and explicit workgroup sizes', async () => {
+test('matmul_q (q8/q4) with weights split into chunks, and explicit workgroup sizes', async () => {
   const gpu = await testGpu();
   const r = rng(15);
   for (const [T, N, K, format, rowsPerChunk] of [
@@ -60,7 +60,7 @@ test('matmul q8/q4 with weights split into chunks, and explicit workgroup sizes'
   assert.ok(folded, 'expected the grid to fold into y');
 });
 
-test('matmul q8/q4 on minimal, exactly-sized buffers raises no GPU error', async () => {
+test('matmul_q (q8/q4) on minimal, exactly-sized buffers raises no GPU error', async () => {
   const gpu = await testGpu();
   gpu.device.pushErrorScope('validation');
   for (const [T, N, K, format] of [
