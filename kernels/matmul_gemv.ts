@@ -2,15 +2,15 @@
 // rows, its threads striding over K in 16-byte units, summed with subgroup operations where the
 // device has them (else a tree in workgroup memory). Every weight format and fused form of
 // kernels/matmul.ts; K must be a whole number of units (f32: 4, f16: 8, q8/q4: 32), which
-// src/runtime/linear.ts checks before choosing this kernel (gemvTakes).
+// src/runtime/linear.ts checks before choosing this kernel (gemvTakes). The CPU reference of every
+// form is matmulRef (kernels/matmul.ts) over the weights as stored (dequantize).
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/matmul_gemv.wgsl';
 import { shaderSource } from '../src/gpu/kernel-variants.ts';
 import { grid, type Dispatch } from '../src/gpu/dispatch.ts';
-import { dequantize } from '../src/weights/quant.ts';
 import type { GpuWeight, WeightFormat } from '../src/weights/gpu-weight.ts';
-import { checkMatmulInputs, chunkDispatch, fusionDefines, matmulBindings, matmulRef, variantName, yOffset, type MatmulOptions, type MatmulRefForm } from './matmul.ts';
+import { checkMatmulInputs, chunkDispatch, fusionDefines, matmulBindings, variantName, yOffset, type MatmulOptions } from './matmul.ts';
 
 const GEMV_WG = 64;
 
@@ -38,9 +38,4 @@ export function matmulGemvDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions): 
     const params = [c.rows, w.cols, w.rowWords / 4, yOffset(c, gate), c.scaleOffset / 4, w.scaleRowWords / 4];
     return chunkDispatch(gpu, p, w, i, label, params, o, grid(gpu, Math.ceil(c.rows / 4)));
   });
-}
-
-/** CPU reference: `form` of the one-token product over w ([N, K] f32, as given to uploadWeight) stored as `format`. */
-export function matmulGemvRef(x: Float32Array, w: Float32Array, N: number, K: number, format: WeightFormat, form: MatmulRefForm = {}): Float32Array {
-  return matmulRef(x, dequantize(w, N, K, format), 1, N, K, form);
 }

@@ -1,26 +1,24 @@
 // The matrix product with q8/q4 weights (shaders/matmul_q.wgsl): groups of 32 along K with one f16
 // scale each (layout in src/weights/quant.ts), decoded in registers; the thread-a-row layout of
 // matmul.wgsl (a thread 4 weight rows, T > 1: 4 tokens) and the same fused forms (kernels/matmul.ts).
-// Each weight is q d up to one f32 rounding, so the reference is matmulRef over the dequantized weights.
+// Each weight is q d up to one f32 rounding, so the CPU reference of every form is matmulRef
+// (kernels/matmul.ts) over the dequantized weights (dequantize in src/weights/quant.ts).
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/matmul_q.wgsl';
 import { shaderSource } from '../src/gpu/kernel-variants.ts';
 import { grid, type Dispatch } from '../src/gpu/dispatch.ts';
-import { dequantize, type QuantFormat } from '../src/weights/quant.ts';
 import type { GpuWeight } from '../src/weights/gpu-weight.ts';
 import {
   checkMatmulInputs,
   chunkDispatch,
   fusionDefines,
   matmulBindings,
-  matmulRef,
   threadRowsSizing,
   tokenTiles,
   variantName,
   yOffset,
   type MatmulOptions,
-  type MatmulRefForm,
 } from './matmul.ts';
 
 export function matmulQuantDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions): Dispatch[] {
@@ -38,9 +36,4 @@ export function matmulQuantDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions):
     const params = [T, c.rows, K, w.rowWords / 4, outCols, yOffset(c, gate), tiles, w.groups, c.scaleOffset / 4, w.scaleRowWords / 4];
     return chunkDispatch(gpu, p, w, i, label, params, o, grid(gpu, workgroups));
   });
-}
-
-/** CPU reference: `form` of the product over w ([N, K] f32, as given to uploadWeight) stored as `format`. */
-export function matmulQuantRef(x: Float32Array, w: Float32Array, T: number, N: number, K: number, format: QuantFormat, form: MatmulRefForm = {}): Float32Array {
-  return matmulRef(x, dequantize(w, N, K, format), T, N, K, form);
 }

@@ -31,7 +31,7 @@ test('the chooser picks the kernel by format, token count, gemv option and K', a
   }
 });
 
-test('fused matmul (norm, silu, silu-gate) match matmulRef's forms on awkward shapes', async () => {
+test('fused matmul (norm, silu, silu-gate) match the forms of matmulRef on awkward shapes', async () => {
   const gpu = await testGpu();
   const r = rng(21);
   // K: tiny, odd, not a multiple of 4 / 8 / 32, of 32 but not of 256, several scale vec4s.
