@@ -127,6 +127,8 @@ test('openelm doctor: bad options are one stderr line, exit 2', async () => {
     [['--dtype', 'f8'], /--dtype must be one of/],
     [['--only', 'matmul,bogus'], /--only: "bogus" is not one of/],
     [['--kernel-variant', 'nope=x.wgsl'], /--kernel-variant: "nope" is not one of/],
+    // Kernels the engine no longer runs are not offered (their math is matmulRef's fused forms).
+    [['--kernel-variant', 'rmsnorm=x.wgsl'], /--kernel-variant: "rmsnorm" is not one of argmax, .*matmul_q/],
     [['--kernel-variant', `matmul=${join(tmp, 'missing.wgsl')}`], /--kernel-variant: cannot read .*missing\.wgsl \(ENOENT\)/],
     [['--kernel-variant', 'matmul'], /--kernel-variant must be KERNEL=FILE/],
   ] as [string[], RegExp][]) {
