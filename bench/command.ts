@@ -22,7 +22,7 @@ const spec: Spec = {
   runs: { kind: 'string', value: 'N', help: 'runs of each measurement; figures are medians (default 3; kernels at least 5)' },
   peers: { kind: 'string', value: 'LIST', help: `peers to measure too, comma-separated: ${PEERS.join(', ')} (default none; llama-* need node-llama-cpp: ${LLAMA_INSTALL_HINT})` },
   'llama-formats': { kind: 'string', value: 'LIST', help: `GGUF formats for llama.cpp: ${GGML_TYPE_NAMES.join(', ')} (default: those of --dtype)` },
-  'kernel-variant': { kind: 'string', value: 'KERNEL=FILE', help: 'kernel lab: matmul=FILE (same bindings and defines as shaders/matmul.wgsl) or matmul_gemv=FILE (as shaders/matmul_gemv.wgsl, the coalesced one-token kernel); checked against the CPU on odd shapes in every fused form, then timed beside the built-in kernel' },
+  'kernel-variant': { kind: 'string', value: 'KERNEL=FILE', help: 'kernel lab: matmul=FILE (f32/f16 weights; same bindings and defines as shaders/matmul.wgsl), matmul_q=FILE (q8/q4, as shaders/matmul_q.wgsl) or matmul_gemv=FILE (as shaders/matmul_gemv.wgsl, the coalesced one-token kernel); `#include` lines resolve from shaders/include/; checked against the CPU on odd shapes in every fused form, then timed beside the built-in kernel' },
   'quality-tokens': { kind: 'string', value: 'N', help: 'tokens of the stream on which each format is compared with f16: top-1 agreement and mean KL (default 32; 0 skips)' },
   'no-kernels': { kind: 'flag', help: 'skip the kernel figures (copy bandwidth, matmul alone)' },
   out: { kind: 'string', value: 'DIR', help: 'folder for bench-<timestamp>.json and .svg (default bench/results)' },

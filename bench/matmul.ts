@@ -5,7 +5,7 @@
 import type { ModelPlan } from '../src/config/plan.ts';
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { releaseDispatches } from '../src/gpu/dispatch.ts';
-import { matmulDispatches, type GemvKernel } from '../kernels/matmul.ts';
+import { matmulDispatches, type GemvKernel } from '../src/runtime/linear.ts';
 import { randomFill } from '../src/doctor/matmul-check.ts';
 import { destroyWeight, uploadWeight, type WeightFormat } from '../src/weights/gpu-weight.ts';
 import { timeRepeated, type AroundTiming, type GpuTimer, type Timed } from './gpu-timer.ts';

@@ -12,7 +12,7 @@ import { benchAttention, benchChooser, benchCopy, benchOurMatmul } from './kerne
 import { kernelShapes, type KernelShape } from './matmul.ts';
 import { ATTENTION_CONTEXTS, attentionShapes } from './attention.ts';
 import { CHOOSER_CASES } from './chooser.ts';
-import { GEMV_KERNELS, type GemvKernel } from '../kernels/matmul.ts';
+import { GEMV_KERNELS, MATMUL_KERNEL_FORMATS, type GemvKernel } from '../src/runtime/linear.ts';
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { benchLlama, benchLlamaInChild, type LlamaPeerResult } from './llama.ts';
 import { machineFacts, readLoadavg } from './machine.ts';
@@ -40,8 +40,8 @@ function engineFormat(d: string): { dtype: string; foldNorms: boolean } {
 /** Our prefill runs in passes of at most this many tokens (Engine's default prefillChunk). */
 export const PREFILL_CHUNK = 128;
 
-/** Kernels the lab can time a variant of: the matmul (a thread a row) and the coalesced GEMV. */
-export const LAB_KERNELS = ['matmul', 'matmul_gemv'] as const;
+/** Kernels the lab can time a variant of: the matmuls (a thread a row; f32/f16 and q8/q4) and the coalesced GEMV. */
+export const LAB_KERNELS = ['matmul', 'matmul_q', 'matmul_gemv'] as const;
 export type LabKernel = (typeof LAB_KERNELS)[number];
 
 export interface BenchOptions {
@@ -95,7 +95,7 @@ async function benchVariant(
   // matmul_gemv is the coalesced one-token kernel: checked and timed on T = 1 only.
   const gemv: GemvKernel = variant.kernel === 'matmul_gemv' ? 'coalesced' : 'rows';
   try {
-    for (const dtype of dtypes) {
+    for (const dtype of dtypes.filter((d) => MATMUL_KERNEL_FORMATS[variant.kernel].includes(d))) {
       let check: number;
       try {
         check = await checkMatmulFully(gpu, dtype, gemv);

@@ -1,5 +1,6 @@
 // Greedy decoding on the GPU: the index of the largest logit, so only 4 bytes are read back.
 import type { Gpu } from '../src/gpu/gpu.ts';
+import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/argmax.wgsl';
 import { shaderSource } from '../src/gpu/kernel-variants.ts';
 import { makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
@@ -21,7 +22,7 @@ export function argmaxDispatch(gpu: Gpu, o: ArgmaxOptions): Dispatch {
     throw new Error(`argmax: n (${o.n}) must be a positive integer and offset (${o.offset}) a non-negative one`);
   }
   const wg = Math.min(WG, gpu.limits.maxComputeInvocationsPerWorkgroup);
-  const p = gpu.pipeline({ label: 'argmax', code: shaderSource('argmax', builtIn), bindings: ['uniform', 'read', 'write'], constants: { WG: wg } });
+  const p = gpu.pipeline({ label: 'argmax', code: preprocess(shaderSource('argmax', builtIn)), bindings: ['uniform', 'read', 'write'], constants: { WG: wg } });
   return makeDispatch(gpu, p, o.label ?? 'argmax', [o.n, o.offset], [o.logits, o.out], [1, 1, 1]);
 }
 

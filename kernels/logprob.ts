@@ -2,6 +2,7 @@
 // the target (log-softmax gathered at it) and whether it is the greedy choice. A row costs 8 bytes
 // of readback instead of a vocab-sized row.
 import type { Gpu } from '../src/gpu/gpu.ts';
+import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/logprob.wgsl';
 import { shaderSource } from '../src/gpu/kernel-variants.ts';
 import { grid, makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
@@ -28,7 +29,7 @@ export function logprobDispatch(gpu: Gpu, o: LogprobOptions): Dispatch {
     if (!Number.isInteger(v) || v < min) throw new Error(`logprob: ${k} must be an integer >= ${min}, got ${v}`);
   }
   const wg = Math.min(WG, gpu.limits.maxComputeInvocationsPerWorkgroup);
-  const p = gpu.pipeline({ label: 'logprob', code: shaderSource('logprob', builtIn), bindings: ['uniform', 'read', 'read', 'write'], constants: { WG: wg } });
+  const p = gpu.pipeline({ label: 'logprob', code: preprocess(shaderSource('logprob', builtIn)), bindings: ['uniform', 'read', 'read', 'write'], constants: { WG: wg } });
   return makeDispatch(gpu, p, o.label ?? 'logprob', [o.n, o.offset, o.rows], [o.logits, o.targets, o.out], grid(gpu, o.rows));
 }
 

@@ -1,6 +1,7 @@
 // Attention-input preparation: split a fused QKV projection into heads, optional per-head RMSNorm
 // of queries and keys, rotate-half RoPE, and the key/value cache writes, in one dispatch.
 import type { Gpu } from '../src/gpu/gpu.ts';
+import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/qkv_prepare.wgsl';
 import { shaderSource } from '../src/gpu/kernel-variants.ts';
 import { grid, makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
@@ -44,7 +45,7 @@ export function qkvPrepareDispatch(gpu: Gpu, o: QkvPrepareOptions): Dispatch {
   if (o.headDim % 2 !== 0) throw new Error(`qkv_prepare: headDim ${o.headDim} must be even for rotate-half RoPE`);
   const p = gpu.pipeline({
     label: 'qkv_prepare',
-    code: shaderSource('qkv_prepare', builtIn),
+    code: preprocess(shaderSource('qkv_prepare', builtIn)),
     bindings: ['uniform', 'read', 'read', 'read', 'read', 'uniform', 'write', 'write', 'write'],
     constants: { WG },
   });

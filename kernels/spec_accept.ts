@@ -2,6 +2,7 @@
 // first rejected position from norm(max(P - Q, 0)), or draw the bonus token from P after k
 // acceptances) on the GPU, so a verification reads back 8 bytes. See shaders/spec_accept.wgsl.
 import type { Gpu } from '../src/gpu/gpu.ts';
+import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/spec_accept.wgsl';
 import { shaderSource } from '../src/gpu/kernel-variants.ts';
 import { makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
@@ -44,7 +45,7 @@ export function specAcceptDispatch(gpu: Gpu, o: SpecAcceptOptions): Dispatch {
   if (o.out === o.scratch || inputs.includes(o.out) || inputs.includes(o.scratch)) {
     throw new Error(`${label}: out and scratch must be buffers of their own`);
   }
-  const pipeline = gpu.pipeline({ label, code: shaderSource('spec_accept', builtIn), bindings: ['uniform', 'read', 'read', 'read', 'read', 'write', 'write'] });
+  const pipeline = gpu.pipeline({ label, code: preprocess(shaderSource('spec_accept', builtIn)), bindings: ['uniform', 'read', 'read', 'read', 'read', 'write', 'write'] });
   return makeDispatch(gpu, pipeline, label, [o.n, o.k, 0, 0], [o.p, o.q, o.drafts, o.random, o.out, o.scratch], [1, 1, 1]);
 }
 

@@ -9,21 +9,8 @@ struct Params { n: u32, offset: u32 }
 override WG: u32 = 256;  // a power of two
 const NONE = 0xffffffffu;
 
-var<workgroup> bestVal: array<f32, WG>;
-var<workgroup> bestIdx: array<u32, WG>;
-
-fn isNan(v: f32) -> bool {
-  // A bit test, so fast-math compilers cannot fold it away as `v != v` may be.
-  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
-}
-
-// Whether candidate (v, i) beats (bv, bi); a NONE index is an empty slot.
-fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
-  if (i == NONE) {
-    return false;
-  }
-  return bi == NONE || v > bv || (v == bv && i < bi);
-}
+#include is_nan
+#include argmax_reduce
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) li: u32) {
@@ -37,20 +24,7 @@ fn main(@builtin(local_invocation_index) li: u32) {
       bi = i;
     }
   }
-  bestVal[li] = bv;
-  bestIdx[li] = bi;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (li < stride) {
-      let ov = bestVal[li + stride];
-      let oi = bestIdx[li + stride];
-      if (better(ov, oi, bestVal[li], bestIdx[li])) {
-        bestVal[li] = ov;
-        bestIdx[li] = oi;
-      }
-    }
-    workgroupBarrier();
-  }
+  argmaxReduce(li, bv, bi);
   if (li == 0u) {
     result[0] = select(bestIdx[0], 0u, bestIdx[0] == NONE);
   }

@@ -11,8 +11,7 @@ struct Params { n: u32, offset: u32, rows: u32 }
 override WG: u32 = 256;  // a power of two
 const NONE = 0xffffffffu;
 
-var<workgroup> bestVal: array<f32, WG>;
-var<workgroup> bestIdx: array<u32, WG>;
+#include argmax_reduce
 var<workgroup> sums: array<f32, WG>;
 
 @compute @workgroup_size(WG)
@@ -33,22 +32,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
       bi = i;
     }
   }
-  bestVal[li] = bv;
-  bestIdx[li] = bi;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (li < stride) {
-      let ov = bestVal[li + stride];
-      let oi = bestIdx[li + stride];
-      let cv = bestVal[li];
-      let ci = bestIdx[li];
-      if (oi != NONE && (ci == NONE || ov > cv || (ov == cv && oi < ci))) {
-        bestVal[li] = ov;
-        bestIdx[li] = oi;
-      }
-    }
-    workgroupBarrier();
-  }
+  argmaxReduce(li, bv, bi);
   let m = bestVal[0];
   var s = 0.0;
   for (var i = li; i < params.n; i += WG) {

@@ -4,17 +4,21 @@
 // bytes of the same row, the access pattern a GPU's memory system serves at full width. Each
 // thread keeps 4 partial sums (one a row) and the workgroup adds them up at the end: with
 // SUBGROUPS by subgroupAdd, then one partial a subgroup through workgroup memory; without, by a
-// tree in workgroup memory (WG a power of two). matmul.wgsl, a thread a row, stays the kernel for
+// tree in workgroup memory (WG a power of two). matmul.wgsl / matmul_q.wgsl, a thread a row, stay the kernels for
 // T > 1 and for shapes this one does not take (K not a whole number of units).
 //
 // Units: f32 4 weights (one vec4u of bits), F16 8 (one vec4u of packed halves), QUANT one group of
 // 32 (q8: 2 vec4u of int8, q4: 1 vec4u of nibbles, plus the group's f16 scale; layout in
-// kernels/quant.ts, decoding as in matmul.wgsl).
-// Fusions as in matmul.wgsl: NORM (RMSNorm in front; NORMW: g at binding 4, else folded into W), SILU, GLU (row pairs 2p,
+// src/weights/quant.ts, decoding as in matmul_q.wgsl).
+// Fusions as in include/matmul_out.wgsl: NORM (RMSNorm in front; NORMW: g at binding 4, else folded into W), SILU, GLU (row pairs 2p,
 // 2p + 1 are gate and up; the workgroup's 4 rows are 2 pairs and it writes 2 outputs), ACC.
 #if SUBGROUPS
 enable subgroups;
 #endif
+
+#include half
+#include quant_decode
+#include silu
 
 struct Params {
   N: u32,
@@ -71,10 +75,6 @@ fn loadx(u: u32) -> f32 {
   return sq;
 }
 
-fn half(v: vec4u, i: u32) -> f32 {
-  return unpack2x16float(v[i >> 1u] >> ((i & 1u) << 4u)).x;
-}
-
 // Weight row r's unit u against xs.
 fn unitDot(r: u32, u: u32) -> f32 {
 #if QUANT
@@ -86,7 +86,7 @@ fn unitDot(r: u32, u: u32) -> f32 {
   var sx = vec4f(0.0);
   for (var j = 0u; j < 4u; j++) {
     // Word j: low nibbles are weights 4j.., high nibbles 16 + 4j.. of the group.
-    s += dot(unpack4x8unorm(b[j] & 0x0F0F0F0Fu), xs[j]) + dot(unpack4x8unorm((b[j] >> 4u) & 0x0F0F0F0Fu), xs[4u + j]);
+    s += dot(q4lo(b[j]), xs[j]) + dot(q4hi(b[j]), xs[4u + j]);
     sx += xs[j] + xs[4u + j];
   }
   return d * (255.0 * s - 8.0 * dot(sx, vec4f(1.0)));
@@ -95,7 +95,7 @@ fn unitDot(r: u32, u: u32) -> f32 {
   let e = w[r * params.rowVecs + 2u * u + 1u];
   var s = 0.0;
   for (var j = 0u; j < 4u; j++) {
-    s += dot(unpack4x8snorm(a[j]), xs[j]) + dot(unpack4x8snorm(e[j]), xs[4u + j]);
+    s += dot(q8(a[j]), xs[j]) + dot(q8(e[j]), xs[4u + j]);
   }
   return s * d * 127.0;
 #endif
@@ -115,11 +115,6 @@ var<workgroup> count: atomic<u32>;
 var<workgroup> parts: array<vec4f, WG>;
 var<workgroup> sqs: array<f32, WG>;
 #endif
-
-fn silu(a: f32) -> f32 {
-  let e = exp(-abs(a));
-  return a * select(e / (1.0 + e), 1.0 / (1.0 + e), a >= 0.0);
-}
 
 fn store(n: u32, v: f32) {
   let i = params.yOffset + n;
@@ -190,11 +185,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 #if GLU
   // Pairs 2 blk and 2 blk + 1.
   let P = N / 2u;
-  store(2u * blk, silu(v.x) * v.y);
-  if (2u * blk + 1u < P) { store(2u * blk + 1u, silu(v.z) * v.w); }
+  let a = silu(vec4f(v.x, v.z, 0.0, 0.0));
+  store(2u * blk, a.x * v.y);
+  if (2u * blk + 1u < P) { store(2u * blk + 1u, a.y * v.w); }
 #else
 #if SILU
-  let o = vec4f(silu(v.x), silu(v.y), silu(v.z), silu(v.w));
+  let o = silu(v);
 #else
   let o = v;
 #endif

@@ -51,10 +51,7 @@ const WG: u32 = 256u;
 const NONE = 0xffffffffu;
 const NEG_INF_KEY = 0x007fffffu;  // toKey(-inf): NaN logits are treated as -inf when sampling
 
-fn isNan(v: f32) -> bool {
-  // A bit test, so fast-math compilers cannot fold it away as `v != v` may be.
-  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
-}
+#include is_nan
 
 fn canon(v: f32) -> f32 {
   if ((bitcast<u32>(v) & 0x7f800000u) == 0u) {
@@ -111,10 +108,10 @@ var<workgroup> snapMin: array<atomic<u32>, 4>;
 var<workgroup> snapMax: array<atomic<u32>, 4>;
 var<workgroup> wgRange: vec2<u32>;
 var<workgroup> redF: array<vec4<f32>, WG>;
-var<workgroup> chunkSum: array<f32, WG>;
-var<workgroup> pick: u32;  // chosen chunk, NONE if none
-var<workgroup> pickBase: f32;    // running total before that chunk
-var<workgroup> wgTarget: f32;
+var<workgroup> wgTarget: f32;    // top-p's target mass
+// Tokens at or above this key are kept (top-k and top-p's cut); set once by every thread.
+var<private> keepKey: u32;
+#include draw_chunk
 
 // Four rising candidates in (lo, hi]: evenly spaced values (logits are spread linearly, so this
 // takes fewer rounds than splitting the key range), or keys when an end is infinite. Any rising
@@ -147,6 +144,11 @@ fn treeF(li: u32, v: vec4<f32>) -> vec4<f32> {
 
 fn weight(i: u32) -> f32 {
   return bitcast<f32>(scratch[params.n + i]);
+}
+
+// The draw's weights: the kept tokens' (draw_chunk.wgsl).
+fn drawWeight(i: u32) -> f32 {
+  return select(0.0, weight(i), scratch[i] >= keepKey);
 }
 
 @compute @workgroup_size(WG)
@@ -288,70 +290,24 @@ fn main(@builtin(local_invocation_index) li: u32) {
   let chunk = (n + WG - 1u) / WG;
   let start = min(li * chunk, n);
   let end = min(start + chunk, n);
+  keepKey = kp;
   var cs = 0.0;
   for (var i = start; i < end; i++) {
-    if (scratch[i] >= kp) {
-      cs += weight(i);
-    }
+    // Adding 0 for the tokens not kept leaves the sum as it was (every weight is >= +0).
+    let e = drawWeight(i);
+    cs += e;
 #if DIST
-    dist[params.distOffset + i] = select(0.0, weight(i), scratch[i] >= kp);
+    dist[params.distOffset + i] = e;
 #endif
   }
   chunkSum[li] = cs;
   workgroupBarrier();
   if (li == 0u) {
-    var total = 0.0;
-    for (var t = 0u; t < WG; t++) {
-      total += chunkSum[t];
-    }
-    let r = random[0] * total;
-    var run = 0.0;
-    var chosen = NONE;
-    var base = 0.0;
-    var lastPos = NONE;
-    var lastBase = 0.0;
-    for (var t = 0u; t < WG; t++) {
-      let s = chunkSum[t];
-      let after = run + s;
-      if (s > 0.0) {
-        lastPos = t;
-        lastBase = run;
-        if (after > r) {
-          chosen = t;
-          base = run;
-          break;
-        }
-      }
-      run = after;
-    }
-    if (chosen == NONE) {
-      chosen = lastPos;
-      base = lastBase;
-    }
-    pick = chosen;
-    pickBase = base;
-    wgTarget = r;
+    pickChunk(random[0]);
   }
   workgroupBarrier();
   if (li == pick) {
-    let r = wgTarget;
-    var run = pickBase;
-    var id = NONE;
-    var last = NONE;
-    for (var i = start; i < end; i++) {
-      let e = weight(i);
-      if (scratch[i] >= kp && e > 0.0) {
-        run += e;
-        last = i;
-        if (run > r) {
-          id = i;
-          break;
-        }
-      }
-    }
-    if (id == NONE) {
-      id = last;
-    }
+    let id = scanChunk(start, end);
     result[0] = id;
 #if DIST
 #else
@@ -369,16 +325,7 @@ fn main(@builtin(local_invocation_index) li: u32) {
 }
 
 #else
-var<workgroup> bestVal: array<f32, WG>;
-var<workgroup> bestIdx: array<u32, WG>;
-
-// Whether candidate (v, i) beats (bv, bi); a NONE index is an empty slot.
-fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
-  if (i == NONE) {
-    return false;
-  }
-  return bi == NONE || v > bv || (v == bv && i < bi);
-}
+#include argmax_reduce
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) li: u32) {
@@ -392,20 +339,7 @@ fn main(@builtin(local_invocation_index) li: u32) {
       bi = i;
     }
   }
-  bestVal[li] = bv;
-  bestIdx[li] = bi;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (li < stride) {
-      let ov = bestVal[li + stride];
-      let oi = bestIdx[li + stride];
-      if (better(ov, oi, bestVal[li], bestIdx[li])) {
-        bestVal[li] = ov;
-        bestIdx[li] = oi;
-      }
-    }
-    workgroupBarrier();
-  }
+  argmaxReduce(li, bv, bi);
   if (li == 0u) {
     let id = select(bestIdx[0], 0u, bestIdx[0] == NONE);
     result[0] = id;

@@ -28,12 +28,14 @@ const WG: u32 = 256u;
 const NONE = 0xffffffffu;
 
 var<workgroup> part: array<f32, WG>;
-var<workgroup> chunkSum: array<f32, WG>;
 var<workgroup> verdict: u32;
-var<workgroup> pick: u32;
-var<workgroup> pickBase: f32;
-var<workgroup> goal: f32;
 var<workgroup> chosenId: u32;
+#include draw_chunk
+
+// The draw's weights (draw_chunk.wgsl).
+fn drawWeight(i: u32) -> f32 {
+  return resid[i];
+}
 
 fn tree(li: u32, v: f32) -> f32 {
   part[li] = v;
@@ -74,46 +76,12 @@ fn draw(li: u32, start: u32, end: u32, u: f32) -> u32 {
   chunkSum[li] = cs;
   workgroupBarrier();
   if (li == 0u) {
-    var total = 0.0;
-    for (var t = 0u; t < WG; t++) {
-      total += chunkSum[t];
-    }
-    let r = u * total;
-    var run = 0.0;
-    var chosen = NONE;
-    var base = 0.0;
-    for (var t = 0u; t < WG; t++) {
-      let s = chunkSum[t];
-      let after = run + s;
-      if (s > 0.0) {
-        chosen = t;
-        base = run;
-        if (after > r) {
-          break;
-        }
-      }
-      run = after;
-    }
-    pick = chosen;
-    pickBase = base;
-    goal = r;
+    pickChunk(u);
     chosenId = NONE;
   }
   workgroupBarrier();
   if (li == pick) {
-    var run = pickBase;
-    var id = NONE;
-    for (var i = start; i < end; i++) {
-      let e = resid[i];
-      if (e > 0.0) {
-        run += e;
-        id = i;
-        if (run > goal) {
-          break;
-        }
-      }
-    }
-    chosenId = id;
+    chosenId = scanChunk(start, end);
   }
   return workgroupUniformLoad(&chosenId);
 }

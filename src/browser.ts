@@ -32,7 +32,7 @@ export { parseSafetensors, type ByteSource, type TensorEntry } from './io/safete
 export { httpSource, blobSource, HttpError, type HttpSourceOptions, type HttpByteSource } from './io/web-source.ts';
 export { listCache, clearCache, QuotaError, DEFAULT_CACHE_NAME, type CachedFile, type CacheOptions } from './io/browser-cache.ts';
 // Lower-level pieces for the browser benchmark page (kernel timing).
-export { matmulDispatches } from '../kernels/matmul.ts';
+export { matmulDispatches } from './runtime/linear.ts';
 export { uploadWeight, destroyWeight, type GpuWeight, type WeightFormat } from './weights/gpu-weight.ts';
 export { releaseDispatches, runDispatches, type Dispatch } from './gpu/dispatch.ts';
 export { runDoctor, formatReport, reportJson, type DoctorReport, type DoctorOptions, type DoctorModel, type CheckResult } from './doctor/doctor.ts';

@@ -9,7 +9,7 @@ import { resolveGeneration, type GenerationConfig } from '../generate/options.ts
 import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { encodePair, scoreRequests, type ScoreOptions, type ScoreResult, type TokenRequest } from '../generate/score.ts';
 import { WEIGHT_FORMATS, type WeightFormat } from '../weights/gpu-weight.ts';
-import { GEMV_KERNELS, tuneGemv, type GemvKernel, type GemvTuning } from '../../kernels/matmul.ts';
+import { GEMV_KERNELS, tuneGemv, type GemvKernel, type GemvTuning } from '../runtime/linear.ts';
 import { Engine, type EngineOptions } from '../runtime/engine.ts';
 import { checkModelFits } from '../runtime/fits.ts';
 import { FifoLock } from './fifo-lock.ts';

@@ -1,5 +1,5 @@
 // `--kernel-variant KERNEL=FILE`: a researcher's WGSL file to stand in for a built-in kernel
-// (kernels/variants.ts), shared by `openelm bench` and `openelm doctor`.
+// (src/gpu/kernel-variants.ts), shared by `openelm bench` and `openelm doctor`.
 import { readFileSync } from 'node:fs';
 import { UsageError } from './args.ts';
 

@@ -3,7 +3,7 @@
 // library never imports the harness.
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { GEMV_KERNELS, type GemvKernel } from '../../kernels/matmul.ts';
+import { GEMV_KERNELS, type GemvKernel } from '../runtime/linear.ts';
 import { RELEASED_SIZES, releasedConfig } from '../config/released.ts';
 import { synthesizeCheckpoint } from '../io/synth.ts';
 import { DTYPES, loadModel, resolveModelSource, type DType, type GenerationStats } from '../index.ts';

@@ -7,7 +7,7 @@ import { engineLimits, type EngineLimit } from '../gpu/device.ts';
 import type { DType } from '../api/model.ts';
 import { kernelOrigin, KERNEL_NAMES, type KernelName } from '../gpu/kernel-variants.ts';
 import { maxWeightChunkBytes } from '../weights/gpu-weight.ts';
-import type { GemvTuning } from '../../kernels/matmul.ts';
+import type { GemvTuning } from '../runtime/linear.ts';
 import { kernelChecks, runCheck, type CheckResult } from './kernel-checks.ts';
 import { checkModel, syntheticModel, type DoctorModel, type ModelCheck } from './model-check.ts';
 

@@ -8,7 +8,7 @@ import { argmaxDispatch, argmaxRef } from '../../kernels/argmax.ts';
 import { attentionDispatch, attentionRef } from '../../kernels/attention.ts';
 import { embeddingDispatches, embeddingRef } from '../../kernels/embedding.ts';
 import { releaseDispatches, runDispatches, type Dispatch } from '../gpu/dispatch.ts';
-import { GEMV_KERNELS } from '../../kernels/matmul.ts';
+import { GEMV_KERNELS } from '../runtime/linear.ts';
 import { qkvPrepareDispatch, qkvPrepareRef, ropeTable } from '../../kernels/qkv_prepare.ts';
 import { dequantize } from '../weights/quant.ts';
 import { logprobDispatch, logprobRef } from '../../kernels/logprob.ts';
@@ -102,8 +102,9 @@ function matmulChecks(gpu: Gpu): CheckSpec[] {
           format,
           tolerance: MATMUL_TOL,
           rel_tolerance: MATMUL_TOL,
-          // T > 1 shapes run matmul.wgsl in both; T = 1 shapes run matmul_gemv.wgsl when coalesced.
-          kernels: gemv === 'coalesced' ? ['matmul', 'matmul_gemv'] : ['matmul'],
+          // T > 1 shapes run the thread-a-row kernel of the format in both; T = 1 shapes run
+          // matmul_gemv.wgsl when coalesced.
+          kernels: [format === 'q8' || format === 'q4' ? 'matmul_q' : 'matmul', ...(gemv === 'coalesced' ? (['matmul_gemv'] as const) : [])],
           run: async (g) => {
             const r = await checkMatmulForm(g, format, gemv, form);
             return { maxAbs: r.maxAbs, pass: r.ratio < 1 };

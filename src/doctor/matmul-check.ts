@@ -4,9 +4,8 @@
 // engine uses.
 import type { Gpu } from '../gpu/gpu.ts';
 import { releaseDispatches, runDispatches } from '../gpu/dispatch.ts';
-import { foldColumnScale, interleaveGateUp, matmulDispatches, matmulRef, type GemvKernel } from '../../kernels/matmul.ts';
-import { rmsNormRef } from '../../kernels/rmsnorm.ts';
-import { silu } from '../../kernels/silu_gate.ts';
+import { matmulRef } from '../../kernels/matmul.ts';
+import { foldColumnScale, interleaveGateUp, matmulDispatches, type GemvKernel } from '../runtime/linear.ts';
 import { dequantize } from '../weights/quant.ts';
 import { destroyWeight, uploadWeight, type WeightFormat } from '../weights/gpu-weight.ts';
 
@@ -91,9 +90,11 @@ export async function checkMatmulForm(gpu: Gpu, format: WeightFormat, gemv: Gemv
     try {
       runDispatches(gpu, ds, 'lab check');
       const got = await gpu.readF32(y, T * outN);
-      const input = form.norm ? rmsNormRef(xData, form.folded ? new Float32Array(K).fill(1) : gData, T, K, eps) : xData;
-      const prod = matmulRef(input, dequantize(wData, N, K, format), T, N, K, form.accumulate ? y0 : undefined);
-      const want = form.gate ? prod.filter((_, i) => i % 2 === 0).map((a, i) => silu(a) * prod[2 * i + 1]) : prod;
+      const want = matmulRef(xData, dequantize(wData, N, K, format), T, N, K, {
+        acc: form.accumulate ? y0.subarray(0, T * outN) : undefined,
+        norm: form.norm ? { weight: form.folded ? undefined : gData, eps } : undefined,
+        activation: form.gate ? 'silu-gate' : undefined,
+      });
       for (let i = 0; i < got.length; i++) {
         const err = Math.abs(got[i] - want[i]);
         const e = Number.isNaN(err) ? Infinity : err;

@@ -6,7 +6,7 @@ import { derivePlan, type ModelPlan } from '../config/plan.ts';
 import type { Gpu } from '../gpu/gpu.ts';
 import { memorySource, readTensorF32, type TensorEntry } from '../io/safetensors.ts';
 import { OpenElmModel, type DType } from '../api/model.ts';
-import type { GemvTuning } from '../../kernels/matmul.ts';
+import type { GemvTuning } from '../runtime/linear.ts';
 import { dequantize } from '../weights/quant.ts';
 import { cpuForward, type Tensors } from './cpu-forward.ts';
 import { randomFill } from './matmul-check.ts';

@@ -1,8 +1,10 @@
 // The kernel lab's switchboard: a researcher's WGSL file can stand in for a built-in kernel. The
 // variant must declare the same bindings, entry point, overrides and `#if` defines as the file it
-// replaces; the benchmark harness checks it against the CPU reference before timing it.
+// replaces (its `#include` lines resolve as the built-in's do); the benchmark harness checks it against the CPU reference before timing it.
 
-export const KERNEL_NAMES = ['add', 'argmax', 'attention', 'embedding', 'logprob', 'matmul', 'matmul_gemv', 'qkv_prepare', 'rmsnorm', 'sample', 'silu_gate', 'spec_accept'] as const;
+// Exactly the kernels the engine dispatches, each a shaders/NAME.wgsl with its kernels/NAME.ts
+// (test/unit/kernel-names.test.ts checks both ways).
+export const KERNEL_NAMES = ['argmax', 'attention', 'embedding', 'logprob', 'matmul', 'matmul_gemv', 'matmul_q', 'qkv_prepare', 'sample', 'spec_accept'] as const;
 export type KernelName = (typeof KERNEL_NAMES)[number];
 
 const variants = new Map<KernelName, { code: string; origin: string }>();

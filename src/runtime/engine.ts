@@ -7,7 +7,7 @@ import type { Gpu } from '../gpu/gpu.ts';
 import { releaseDispatches, type Dispatch } from '../gpu/dispatch.ts';
 import { argmaxDispatch } from '../../kernels/argmax.ts';
 import { logprobDispatch } from '../../kernels/logprob.ts';
-import type { GemvKernel } from '../../kernels/matmul.ts';
+import type { GemvKernel } from './linear.ts';
 import { sampleDispatch, validateSampling, type SamplingParams } from '../../kernels/sample.ts';
 import { specAcceptDispatch } from '../../kernels/spec_accept.ts';
 import { allocateActivations, allocateKvCache, type Activations, type KvCache } from './activations.ts';

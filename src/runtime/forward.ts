@@ -7,7 +7,7 @@ import type { Dispatch } from '../gpu/dispatch.ts';
 import type { GpuWeight } from '../weights/gpu-weight.ts';
 import { attentionDispatch } from '../../kernels/attention.ts';
 import { embeddingDispatches } from '../../kernels/embedding.ts';
-import { matmulDispatches, type GemvKernel, type MatmulOptions } from '../../kernels/matmul.ts';
+import { matmulDispatches, type GemvKernel, type MatmulOptions } from './linear.ts';
 import { qkvPrepareDispatch } from '../../kernels/qkv_prepare.ts';
 import type { Activations, KvCache } from './activations.ts';
 import type { LayerWeights, ModelWeights } from './model-weights.ts';

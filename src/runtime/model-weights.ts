@@ -3,7 +3,7 @@
 import type { ModelPlan } from '../config/plan.ts';
 import { checkTensorShape, readFiniteTensorF32, type TensorEntry } from '../io/safetensors.ts';
 import type { Gpu } from '../gpu/gpu.ts';
-import { foldColumnScale, interleaveGateUp } from '../../kernels/matmul.ts';
+import { foldColumnScale, interleaveGateUp } from './linear.ts';
 import { isQuantFormat } from '../weights/quant.ts';
 import { destroyWeight, uploadWeight, type GpuWeight, type WeightFormat } from '../weights/gpu-weight.ts';
 

@@ -1,0 +1,74 @@
+// The model's linear layers: one entry point for every matrix product with a weight, which picks
+// the kernel by weight format, token count and the `gemv` option (the fused forms are the same in
+// all three; see kernels/matmul.ts):
+//   f32/f16 weights -> matmul (a thread 4 rows; T > 1 register-tiled over 4 tokens)
+//   q8/q4 weights   -> matmul_q (the same layout, quantized weights decoded in registers)
+//   one token with gemv 'coalesced' and K a whole number of its units -> matmul_gemv
+// and times the two one-token kernels on this device (tuneGemv).
+import type { Gpu } from '../gpu/gpu.ts';
+import { medianSubmitMs, releaseDispatches, type Dispatch } from '../gpu/dispatch.ts';
+import type { GpuWeight, WeightFormat } from '../weights/gpu-weight.ts';
+import { GEMV_KERNELS, matmulFloatDispatches, type GemvKernel, type MatmulOptions } from '../../kernels/matmul.ts';
+import { matmulQuantDispatches } from '../../kernels/matmul_q.ts';
+import { gemvTakes, matmulGemvDispatches } from '../../kernels/matmul_gemv.ts';
+
+export { foldColumnScale, GEMV_KERNELS, interleaveGateUp, MATMUL_ROWS_PER_THREAD, MATMUL_TOKEN_TILE, type GemvKernel, type MatmulOptions } from '../../kernels/matmul.ts';
+
+export type MatmulKernelName = 'matmul' | 'matmul_q' | 'matmul_gemv';
+
+/** The weight formats each matmul kernel takes. */
+export const MATMUL_KERNEL_FORMATS: Readonly<Record<MatmulKernelName, readonly WeightFormat[]>> = {
+  matmul: ['f32', 'f16'],
+  matmul_q: ['q8', 'q4'],
+  matmul_gemv: ['f32', 'f16', 'q8', 'q4'],
+};
+
+/** The kernel (shaders/NAME.wgsl) a product with `weight` over `tokens` tokens runs. */
+export function matmulKernel(weight: GpuWeight, tokens: number, gemv: GemvKernel = 'rows'): MatmulKernelName {
+  if (tokens === 1 && gemv === 'coalesced' && gemvTakes(weight)) return 'matmul_gemv';
+  return weight.format === 'q8' || weight.format === 'q4' ? 'matmul_q' : 'matmul';
+}
+
+/** y (= or +=) the fused product of x with `weight`: one dispatch per weight chunk. */
+export function matmulDispatches(gpu: Gpu, weight: GpuWeight, opts: MatmulOptions): Dispatch[] {
+  switch (matmulKernel(weight, opts.tokens, opts.gemv)) {
+    case 'matmul_gemv':
+      return matmulGemvDispatches(gpu, weight, opts);
+    case 'matmul_q':
+      return matmulQuantDispatches(gpu, weight, opts);
+    case 'matmul':
+      return matmulFloatDispatches(gpu, weight, opts);
+  }
+}
+
+export interface GemvTuning {
+  choice: GemvKernel;
+  /** Median ms of one product with `weight`, per kernel. */
+  ms: Record<GemvKernel, number>;
+}
+
+/**
+ * Times the one-token product with `weight` (plain, random input) in each GEMV kernel on this
+ * device and picks the faster: a thread a row wins on CPU rasterizers like SwiftShader, coalesced
+ * reads are what GPU memory systems want.
+ */
+export async function tuneGemv(gpu: Gpu, weight: GpuWeight, runs = 5): Promise<GemvTuning> {
+  const x = gpu.upload('tune.x', new Float32Array(weight.cols).map((_, i) => Math.sin(i)));
+  const y = gpu.createBuffer('tune.y', weight.rows * 4, GPUBufferUsage.STORAGE);
+  const ms = {} as Record<GemvKernel, number>;
+  try {
+    for (const kind of GEMV_KERNELS) {
+      const ds = matmulDispatches(gpu, weight, { tokens: 1, x, y, gemv: kind, label: `tune ${kind}` });
+      try {
+        ms[kind] = await medianSubmitMs(gpu, ds, runs, 'tune');
+      } finally {
+        releaseDispatches(gpu, ds);
+      }
+    }
+  } finally {
+    gpu.destroyBuffer(x);
+    gpu.destroyBuffer(y);
+  }
+  gpu.checkErrors();
+  return { choice: ms.coalesced < ms.rows ? 'coalesced' : 'rows', ms };
+}
