@@ -8,7 +8,7 @@ import { foldColumnScale, interleaveGateUp, matmulDispatches, type MatmulOptions
 import { dequantize } from '../../src/weights/quant.ts';
 import { destroyWeight, uploadWeight, type WeightFormat } from '../../src/weights/gpu-weight.ts';
 import type { Gpu } from '../../src/gpu/gpu.ts';
-import { randInt, randn } from '../helpers.ts';
+import { randInt, randn, rng } from '../helpers.ts';
 
 /** Tolerance for an f32 dot product of length K: relative to the sum of |x*w| terms. */
 function plainMagnitudes(x: Float32Array, w: Float32Array, T: number, N: number, K: number): Float32Array {
@@ -173,3 +173,33 @@ export const FUSIONS: Pick<Case, 'norm' | 'activation' | 'folded'>[] = [
   { norm: true, activation: 'silu' },
 ];
 
+/** A model-sized product (OpenELM-270M's), spot-checked at random outputs. */
+export async function checkModelSized(gpu: Gpu, T: number, N: number, K: number, format: WeightFormat): Promise<void> {
+  const r = rng(T * 7 + N);
+  const x = randn(r, T * K);
+  const w = randn(r, N * K, 0.05);
+  const weight = uploadWeight(gpu, 'w', w, N, K, format);
+  const wRef = dequantize(w, N, K, format);
+  const xb = gpu.upload('x', x);
+  const yb = gpu.createBuffer('y', T * N * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+  const ds = matmulDispatches(gpu, weight, { tokens: T, x: xb, y: yb });
+  runDispatches(gpu, ds);
+  // Spot-check a few outputs against the reference over the stored weights.
+  const got = await gpu.readF32(yb, T * N);
+  for (let i = 0; i < 16; i++) {
+    const t = randInt(r, 0, T - 1);
+    const n = randInt(r, 0, N - 1);
+    let s = 0;
+    let m = 0;
+    for (let k = 0; k < K; k++) {
+      const p = x[t * K + k] * wRef[n * K + k];
+      s += p;
+      m += Math.abs(p);
+    }
+    assert.ok(Math.abs(got[t * N + n] - s) <= 1e-5 * (m + 1), `[${t}, ${n}] ${got[t * N + n]} vs ${s}`);
+  }
+  releaseDispatches(gpu, ds);
+  destroyWeight(gpu, weight);
+  gpu.destroyBuffer(xb);
+  gpu.destroyBuffer(yb);
+}

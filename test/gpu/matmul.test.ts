@@ -5,12 +5,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { releaseDispatches, runDispatches, type Dispatch } from '../../src/gpu/dispatch.ts';
 import { matmulDispatches } from '../../src/runtime/linear.ts';
-import { dequantize } from '../../src/weights/quant.ts';
 import { destroyWeight, planChunks, uploadWeight, type WeightFormat } from '../../src/weights/gpu-weight.ts';
-import type { Gpu } from '../../src/gpu/gpu.ts';
 import { f16BitsToF32, roundF16 } from '../../src/io/dtype.ts';
 import { assertClose, randInt, randn, rng, testGpu } from '../helpers.ts';
-import { runPlainCase } from './matmul-cases.ts';
+import { checkModelSized, runPlainCase } from './matmul-cases.ts';
 
 test('planChunks splits big tensors evenly and never past the limit', () => {
   // OpenELM-3B's embedding in f16: 32000 x 3072 halves = 187.5 MiB against a 128 MiB binding.
@@ -152,41 +150,11 @@ test('matmul on minimal, exactly-sized buffers raises no GPU error', async () =>
   gpu.checkErrors();
 });
 
-/** A model-sized product (OpenELM-270M's), spot-checked at random outputs. */
-async function realistic(gpu: Gpu, T: number, N: number, K: number, format: WeightFormat): Promise<void> {
-  const r = rng(T * 7 + N);
-  const x = randn(r, T * K);
-  const w = randn(r, N * K, 0.05);
-  const weight = uploadWeight(gpu, 'w', w, N, K, format);
-  const wRef = dequantize(w, N, K, format);
-  const xb = gpu.upload('x', x);
-  const yb = gpu.createBuffer('y', T * N * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
-  const ds = matmulDispatches(gpu, weight, { tokens: T, x: xb, y: yb });
-  runDispatches(gpu, ds);
-  // Spot-check a few outputs against the reference over the stored weights.
-  const got = await gpu.readF32(yb, T * N);
-  for (let i = 0; i < 16; i++) {
-    const t = randInt(r, 0, T - 1);
-    const n = randInt(r, 0, N - 1);
-    let s = 0;
-    let m = 0;
-    for (let k = 0; k < K; k++) {
-      const p = x[t * K + k] * wRef[n * K + k];
-      s += p;
-      m += Math.abs(p);
-    }
-    assert.ok(Math.abs(got[t * N + n] - s) <= 1e-5 * (m + 1), `[${t}, ${n}] ${got[t * N + n]} vs ${s}`);
-  }
-  releaseDispatches(gpu, ds);
-  destroyWeight(gpu, weight);
-  gpu.destroyBuffer(xb);
-  gpu.destroyBuffer(yb);
-}
 
 test('matmul at model sizes: decode T=1 K=1280 N=5120 and prefill T=100 K=1280 N=1536 (f32, f16)', async () => {
   const gpu = await testGpu();
   for (const format of ['f32', 'f16'] as WeightFormat[]) {
-    await realistic(gpu, 1, 5120, 1280, format);
-    await realistic(gpu, 100, 1536, 1280, format);
+    await checkModelSized(gpu, 1, 5120, 1280, format);
+    await checkModelSized(gpu, 100, 1536, 1280, format);
   }
 });
