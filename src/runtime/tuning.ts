@@ -2,8 +2,15 @@
 // choice when one exists for (adapter, engine version, decision, shape), else times every
 // candidate, stores the fastest and returns it. The store is injected by the entry points (a JSON
 // file in the cache folder in Node, localStorage in browsers) so this module stays browser-safe.
-import { ENGINE_LIMITS, type EngineLimit } from '../gpu/device.ts';
+import { ENGINE_LIMITS, type DeviceFeatures, type EngineLimit } from '../gpu/device.ts';
 import type { Gpu } from '../gpu/gpu.ts';
+
+/** What the tuner reads of a device (a Gpu, or a stand-in in tests). */
+export interface AdapterFacts {
+  info: Gpu['info'];
+  features: DeviceFeatures;
+  limits: Pick<GPUSupportedLimits, EngineLimit>;
+}
 
 /**
  * Bump when a kernel that a tuned decision chooses between changes: choices remembered by an
@@ -23,7 +30,7 @@ export interface AdapterIdentity {
   limits: Record<EngineLimit, number>;
 }
 
-export function adapterIdentity(gpu: Pick<Gpu, 'info' | 'features' | 'limits'>): AdapterIdentity {
+export function adapterIdentity(gpu: AdapterFacts): AdapterIdentity {
   const limits = {} as Record<EngineLimit, number>;
   for (const name of ENGINE_LIMITS) limits[name] = Number(gpu.limits[name]);
   const features: string[] = [];
@@ -55,7 +62,7 @@ export function tuningKey(adapter: AdapterIdentity, decision: string, shape: str
 }
 
 /** The key for a decision on `gpu`'s adapter. */
-export function gpuTuningKey(gpu: Pick<Gpu, 'info' | 'features' | 'limits'>, decision: string, shape: string): TuningKey {
+export function gpuTuningKey(gpu: AdapterFacts, decision: string, shape: string): TuningKey {
   return tuningKey(adapterIdentity(gpu), decision, shape);
 }
 
