@@ -39,7 +39,8 @@ export { releaseDispatches, runDispatches, type Dispatch } from './gpu/dispatch.
 export { runDoctor, formatReport, reportJson, type DoctorReport, type DoctorOptions, type DoctorModel, type CheckResult } from './doctor/doctor.ts';
 export { randomFill } from './doctor/matmul-check.ts';
 export { browserTuningStore } from './io/browser-tuning-store.ts';
-export { memoryTuningStore, retuningStore, type TuningStore, type TuningRecord, type Tuned } from './runtime/tuning.ts';
+export { memoryTuningStore, retuningStore, type TuningStore, type TuningRecord } from './io/tuning-store.ts';
+export type { Tuned } from './runtime/tuning.ts';
 
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 const CONFIG_FILE = 'config.json';

@@ -82,6 +82,7 @@ export async function loadModel(source: string, opts: LoadOptions = {}): Promise
   }
 }
 export { setKernelVariant, kernelOrigin, KERNEL_NAMES, type KernelName } from './gpu/kernel-variants.ts';
-export { tune, memoryTuningStore, retuningStore, TUNING_ENGINE_VERSION, type TuningStore, type TuningRecord, type Tuned } from './runtime/tuning.ts';
+export { tune, TUNING_ENGINE_VERSION, type Tuned } from './runtime/tuning.ts';
+export { memoryTuningStore, retuningStore, type TuningStore, type TuningRecord } from './io/tuning-store.ts';
 export { nodeTuningStore, defaultNodeTuningStore } from './io/node-tuning-store.ts';
 export { runDoctor, formatReport, reportJson, type DoctorReport, type DoctorOptions, type DoctorModel, type CheckResult } from './doctor/doctor.ts';

@@ -8,7 +8,8 @@ import type { DType } from '../runtime/model.ts';
 import { kernelOrigin, KERNEL_NAMES, type KernelName } from '../gpu/kernel-variants.ts';
 import { maxWeightChunkBytes } from '../weights/gpu-weight.ts';
 import type { GemvKernel } from '../../kernels/matmul.ts';
-import { adapterIdentity, rememberedFor, type Tuned, type TuningStore } from '../runtime/tuning.ts';
+import { adapterIdentity, rememberedFor, type Tuned } from '../runtime/tuning.ts';
+import type { TuningStore } from '../io/tuning-store.ts';
 import { kernelChecks, runCheck, type CheckResult } from './kernel-checks.ts';
 import { checkModel, syntheticModel, type DoctorModel, type ModelCheck } from './model-check.ts';
 

@@ -1,7 +1,7 @@
 // The tuner's memory in browsers: one localStorage item holding the same JSON as the Node file.
 // No localStorage (workers, some private modes), a throwing one (blocked storage, quota) or an
 // unreadable item all mean the same, silently: nothing is remembered and choices are timed again.
-import { parseTuningText, tuningText, type TuningRecord, type TuningStore } from '../runtime/tuning.ts';
+import { parseTuningText, tuningText, type TuningRecord, type TuningStore } from './tuning-store.ts';
 
 export const TUNING_ITEM = 'openelm-webgpu-tuning';
 

@@ -5,7 +5,7 @@
 import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { cacheRoot } from './hub.ts';
-import { parseTuningText, retuningStore, tuningText, type TuningRecord, type TuningStore } from '../runtime/tuning.ts';
+import { parseTuningText, retuningStore, tuningText, type TuningRecord, type TuningStore } from './tuning-store.ts';
 
 export const TUNING_FILE = 'tuning.json';
 

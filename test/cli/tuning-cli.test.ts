@@ -7,11 +7,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../cli-spawn.ts';
-import { fixtureDir } from '../helpers.ts';
-import { parseTuningText } from '../../src/runtime/tuning.ts';
+import { fixtureDir, testGpu } from '../helpers.ts';
+import { memoryTuningStore, parseTuningText } from '../../src/io/tuning-store.ts';
 import { runDoctor, type DoctorReport } from '../../src/doctor/doctor.ts';
-import { memoryTuningStore } from '../../src/runtime/tuning.ts';
-import { testGpu } from '../helpers.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'openelm-tuning-cli-'));
 after(() => rmSync(root, { recursive: true, force: true }));

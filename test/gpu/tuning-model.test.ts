@@ -7,7 +7,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../../src/index.ts';
-import { gpuTuningKey, keyString, memoryTuningStore, parseTuningText, type TuningRecord, type TuningStore } from '../../src/runtime/tuning.ts';
+import { gpuTuningKey, keyString } from '../../src/runtime/tuning.ts';
+import { memoryTuningStore, parseTuningText, type TuningRecord, type TuningStore } from '../../src/io/tuning-store.ts';
 import { nodeTuningStore } from '../../src/io/node-tuning-store.ts';
 import { loadFixture, maxAbsDiff, testGpu } from '../helpers.ts';
 

@@ -14,17 +14,13 @@ import {
   adapterIdentity,
   gpuTuningKey,
   keyString,
-  memoryTuningStore,
-  parseTuningText,
   rememberedFor,
-  retuningStore,
   tune,
   tuningKey,
   TUNING_ENGINE_VERSION,
   type AdapterFacts,
-  type TuningRecord,
-  type TuningStore,
 } from '../../src/runtime/tuning.ts';
+import { memoryTuningStore, parseTuningText, retuningStore, type TuningRecord, type TuningStore } from '../../src/io/tuning-store.ts';
 import { nodeTuningStore } from '../../src/io/node-tuning-store.ts';
 import { browserTuningStore, TUNING_ITEM } from '../../src/io/browser-tuning-store.ts';
 
