@@ -77,7 +77,10 @@ export interface Tuned<C extends string> {
  * The fastest of `candidates` for `key`: remembered when `store` holds a record for the key with
  * a time for every candidate (a new candidate means timing again), else `measure` times all of
  * them (one call, so they can share their setup), the result is stored and returned. Ties go to
- * the earlier candidate. A single candidate is returned untimed.
+ * the earlier candidate. A single candidate is returned untimed. A decision is one call, e.g.
+ *   tune(opts.tuningStore ?? null, gpuTuningKey(gpu, 'attention', `kv=${kvHeads}:d=${headDim}:L=${L}`),
+ *        ['single', 'split'], (cs) => timeEach(cs))
+ * with a shape string holding whatever the timing depends on besides the adapter.
  */
 export async function tune<C extends string>(
   store: TuningStore | null,
