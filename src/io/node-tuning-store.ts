@@ -3,7 +3,8 @@
 // same time) sees the old file or the new one, never half of one. A file that cannot be read or
 // parsed is ignored with one warning line and replaced at the next write.
 import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { homedir } from 'node:os';
+import { dirname, join, sep } from 'node:path';
 import { cacheRoot } from './hub.ts';
 import { parseTuningText, retuningStore, tuningText, type TuningRecord, type TuningStore } from './tuning-store.ts';
 
@@ -60,8 +61,11 @@ export function nodeTuningStore(opts: NodeTuningStoreOptions = {}): TuningStore 
     }
   };
 
+  // `where` ends up in doctor reports that users attach to bug reports: no user name in it.
+  const home = homedir();
+  const where = home && file.startsWith(home + sep) ? `~${file.slice(home.length)}` : file;
   return {
-    where: file,
+    where,
     get: async (key) => (await read()).get(key),
     set: (key, record) => {
       const next = (queues.get(file) ?? Promise.resolve()).then(() => write(key, record));

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENGINE_LIMITS, type EngineLimit } from '../../src/gpu/device.ts';
@@ -166,6 +166,9 @@ test('node store: records survive in the file for the next store (the next proce
     const onDisk = parseTuningText(readFileSync(file, 'utf8'));
     assert.equal(onDisk.get(keyString(key))?.choice, 'coalesced');
     assert.deepEqual(readdirSync(join(dir, 'sub')), ['tuning.json'], 'no temporary file left behind');
+    // The path goes into doctor reports users attach to bug reports: their home is ~ there.
+    assert.equal(nodeTuningStore({ file: join(homedir(), 'c', 'tuning.json') }).where, join('~', 'c', 'tuning.json'));
+    assert.equal(nodeTuningStore({ file }).where, file);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
