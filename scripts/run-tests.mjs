@@ -7,7 +7,8 @@
 // contain a NAME. Points the Vulkan loader at SwiftShader when no driver was chosen and Debian's
 // chromium ships one, so the GPU tests run on a machine without a GPU.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const GROUPS = ['unit', 'gpu', 'cli', 'browser'];
@@ -27,5 +28,9 @@ if (files.length === 0) {
 const env = { ...process.env };
 const swiftshader = '/usr/lib/chromium/vk_swiftshader_icd.json';
 if (!env.VK_ICD_FILENAMES && existsSync(swiftshader)) env.VK_ICD_FILENAMES = swiftshader;
+// Kernel choices the tests time are remembered in a file of this run's own, not the user's cache.
+const tuningDir = env.OPENELM_TUNING_FILE ? undefined : mkdtempSync(join(tmpdir(), 'openelm-tests-tuning-'));
+if (tuningDir) env.OPENELM_TUNING_FILE = join(tuningDir, 'tuning.json');
 const r = spawnSync(process.execPath, ['--enable-source-maps', '--test', '--test-concurrency=1', ...files], { stdio: 'inherit', env });
+if (tuningDir) rmSync(tuningDir, { recursive: true, force: true });
 process.exit(r.status ?? 1);

@@ -12,6 +12,7 @@ import { parseSafetensors, type ByteSource, type TensorEntry } from './io/safete
 import { assembleShards, INDEX_FILE, parseShardIndex } from './io/shard-index.ts';
 import { blobSource, fetchOptional, httpSource, HttpError } from './io/web-source.ts';
 import { OpenElmModel, type ModelOptions } from './api/model.ts';
+import { browserTuningStore } from './io/browser-tuning-store.ts';
 import { tokenizerFromJson, tokenizerFromModelProto } from './tokenizer/load.ts';
 import type { Tokenizer } from './tokenizer/tokenizer.ts';
 
@@ -37,6 +38,9 @@ export { uploadWeight, destroyWeight, type GpuWeight, type WeightFormat } from '
 export { releaseDispatches, runDispatches, type Dispatch } from './gpu/dispatch.ts';
 export { runDoctor, formatReport, reportJson, type DoctorReport, type DoctorOptions, type DoctorModel, type CheckResult } from './doctor/doctor.ts';
 export { randomFill } from './doctor/matmul-check.ts';
+export { browserTuningStore } from './io/browser-tuning-store.ts';
+export { memoryTuningStore, retuningStore, type TuningStore, type TuningRecord } from './io/tuning-store.ts';
+export type { Tuned } from './runtime/tuning.ts';
 
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 const CONFIG_FILE = 'config.json';
@@ -383,12 +387,14 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
   emit('gpu', 'requesting a WebGPU device');
   const gpu = opts.gpu ?? (await createGpu());
   try {
+    const tuningStore = opts.tuningStore === undefined ? browserTuningStore() : opts.tuningStore;
     const model = await OpenElmModel.create(gpu, plan, tensors, {
       ...opts,
+      tuningStore,
       tokenizer,
       ownsGpu: !opts.gpu,
       // Assistants (speculative decoding) load on this model's device, cached like any model.
-      loader: (src, o) => loadModel(src, { hub: opts.hub, cache: opts.cache, cacheName: opts.cacheName, gemv: opts.gemv, tokenizer, ...o }),
+      loader: (src, o) => loadModel(src, { hub: opts.hub, cache: opts.cache, cacheName: opts.cacheName, gemv: opts.gemv, tuningStore, tokenizer, ...o }),
       onProgress: (done, n, tensor) => {
         ev.tensorsDone = done;
         ev.tensorsTotal = n;

@@ -8,6 +8,7 @@ import { Gpu } from './gpu/gpu.ts';
 import { nodeGpu } from './gpu/node-gpu.ts';
 import { openCheckpoint } from './io/node-source.ts';
 import { downloadModel, isHubId, type DownloadOptions } from './io/hub.ts';
+import { defaultNodeTuningStore } from './io/node-tuning-store.ts';
 import { OpenElmModel, type ModelLoader, type ModelOptions } from './api/model.ts';
 import { checkCheckpoint } from './runtime/model-weights.ts';
 import { loadTokenizer } from './tokenizer/node-load.ts';
@@ -72,12 +73,16 @@ export async function loadModel(source: string, opts: LoadOptions = {}): Promise
   const gpu = opts.gpu ?? (await createGpu());
   try {
     // Assistants (speculative decoding) load on this model's device with its tokenizer and kernels.
-    const loader: ModelLoader = (src, o) => loadModel(src, { hub: opts.hub, gemv: opts.gemv, tokenizer, ...o });
-    return await OpenElmModel.create(gpu, plan, tensors, { ...opts, tokenizer, ownsGpu: !opts.gpu, loader });
+    const tuningStore = opts.tuningStore === undefined ? defaultNodeTuningStore() : opts.tuningStore;
+    const loader: ModelLoader = (src, o) => loadModel(src, { hub: opts.hub, gemv: opts.gemv, tuningStore, tokenizer, ...o });
+    return await OpenElmModel.create(gpu, plan, tensors, { ...opts, tuningStore, tokenizer, ownsGpu: !opts.gpu, loader });
   } catch (e) {
     if (!opts.gpu) gpu.destroy();
     throw e;
   }
 }
 export { setKernelVariant, kernelOrigin, KERNEL_NAMES, type KernelName } from './gpu/kernel-variants.ts';
+export { tune, TUNING_ENGINE_VERSION, type Tuned } from './runtime/tuning.ts';
+export { memoryTuningStore, retuningStore, type TuningStore, type TuningRecord } from './io/tuning-store.ts';
+export { nodeTuningStore, defaultNodeTuningStore } from './io/node-tuning-store.ts';
 export { runDoctor, formatReport, reportJson, type DoctorReport, type DoctorOptions, type DoctorModel, type CheckResult } from './doctor/doctor.ts';

@@ -1,7 +1,7 @@
 // The "Check this GPU" page (demo/gpu.html): the library's runDoctor in the browser, a table of its
 // checks, the model check, the choices, and the report as JSON (download link; also
-// window.openelmDoctor.report). Query parameters: dtype, only (kernel checks, e.g. matmul,attention), autorun=1.
-import { createGpu, reportJson, runDoctor, type CheckResult, type DoctorReport } from '../../src/browser.ts';
+// window.openelmDoctor.report). Query parameters: dtype, only (kernel checks, e.g. matmul,attention), autorun=1, retune=1 (time the kernel choices again).
+import { browserTuningStore, createGpu, retuningStore, reportJson, runDoctor, type CheckResult, type DoctorReport } from '../../src/browser.ts';
 import { $, clearError, h, params, showError, showSupport } from './common.ts';
 
 declare global {
@@ -73,6 +73,8 @@ async function run(): Promise<void> {
     const report = await runDoctor(gpu, {
       dtype,
       only,
+      // Timed choices are kept in localStorage, as loads keep them; retune=1 times them again.
+      tuningStore: params.get('retune') === '1' ? retuningStore(browserTuningStore()) : browserTuningStore(),
       onCheck: (c, i, n) => {
         progress.value = (i + 1) / (n + 1);
         status.textContent = `${i + 1}/${n}: ${c.name} ${c.variant} ${c.format} ${c.pass ? 'passed' : 'FAILED'}`;

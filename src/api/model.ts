@@ -9,7 +9,9 @@ import { resolveGeneration, type GenerationConfig } from '../generate/options.ts
 import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { encodePair, scoreRequests, type ScoreOptions, type ScoreResult, type TokenRequest } from '../generate/score.ts';
 import { WEIGHT_FORMATS, type WeightFormat } from '../weights/gpu-weight.ts';
-import { GEMV_KERNELS, tuneGemv, type GemvKernel, type GemvTuning } from '../runtime/linear.ts';
+import { GEMV_KERNELS, tuneGemv, type GemvKernel } from '../runtime/linear.ts';
+import { gpuTuningKey, tune, type Tuned } from '../runtime/tuning.ts';
+import type { TuningStore } from '../io/tuning-store.ts';
 import { Engine, type EngineOptions } from '../runtime/engine.ts';
 import { checkModelFits } from '../runtime/fits.ts';
 import { FifoLock } from './fifo-lock.ts';
@@ -24,9 +26,16 @@ export interface ModelOptions extends Omit<EngineOptions, 'gemv'> {
   onProgress?: LoadProgress;
   /**
    * The decode matmul kernel (see MatmulOptions.gemv). 'auto' (the default) times both on the
-   * model's widest proj_1 after loading and keeps the faster (OpenElmModel.gemvTuning).
+   * model's widest proj_1 after loading and keeps the faster (OpenElmModel.gemvTuning), or takes
+   * the choice tuningStore remembers for this adapter and shape.
    */
   gemv?: GemvKernel | 'auto';
+  /**
+   * Where timed kernel choices are remembered per adapter and shape (see runtime/tuning.ts), so a
+   * load does not time them again. Default: the entry point's (Node: <cache>/tuning.json; browser:
+   * localStorage); null: remember nothing, time at every load.
+   */
+  tuningStore?: TuningStore | null;
   /**
    * q8/q4 only: multiply each layer's RMSNorm gains into the columns of the product after it
    * (qkv_proj, proj_1) before rounding, so the kernel skips loading them. Off by default: gains
@@ -74,8 +83,8 @@ export class OpenElmModel {
     readonly dtype: DType,
     readonly tokenizer: Tokenizer | undefined,
     private readonly ownsGpu: boolean,
-    /** What 'auto' measured, when it ran. */
-    readonly gemvTuning?: GemvTuning,
+    /** What 'auto' chose: timed now, or remembered from an earlier load on this adapter. */
+    readonly gemvTuning?: Tuned<GemvKernel>,
     private readonly loader?: ModelLoader,
   ) {}
 
@@ -97,10 +106,12 @@ export class OpenElmModel {
     checkModelFits(plan, opts.contextLength ?? plan.maxContext, gpu.limits, contextFrom, opts.prefillChunk);
     const weights = await loadWeights(gpu, plan, tensors, dtype, opts.onProgress, { foldNorms: opts.foldNorms });
     try {
-      let tuning: GemvTuning | undefined;
+      let tuning: Tuned<GemvKernel> | undefined;
       if (gemvOpt === 'auto') {
         const widest = plan.layers.reduce((a, l) => (l.proj1Out > a.proj1Out ? l : a));
-        tuning = await tuneGemv(gpu, weights.layers[widest.index].proj1);
+        const w = weights.layers[widest.index].proj1;
+        const key = gpuTuningKey(gpu, 'gemv', `${w.format}:N=${w.rows}:K=${w.cols}`);
+        tuning = await tune(opts.tuningStore ?? null, key, GEMV_KERNELS, async () => (await tuneGemv(gpu, w)).ms);
       }
       const engine = new Engine(gpu, plan, weights, { ...opts, gemv: tuning?.choice ?? (gemvOpt as GemvKernel) });
       return new OpenElmModel(gpu, plan, engine, dtype, opts.tokenizer, opts.ownsGpu ?? false, tuning, opts.loader);

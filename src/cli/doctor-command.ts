@@ -2,6 +2,7 @@
 // check fails, 2 for a usage error; --json prints the report as one JSON object.
 import { createGpu, DTYPES, loadPlan, resolveModelSource, type DType } from '../index.ts';
 import { openCheckpoint } from '../io/node-source.ts';
+import { defaultNodeTuningStore } from '../io/node-tuning-store.ts';
 import { checkLine, formatReport, reportJson, runDoctor, type DoctorModel } from '../doctor/doctor.ts';
 import { KERNEL_NAMES, setKernelVariant, type KernelName } from '../gpu/kernel-variants.ts';
 import { parseKernelVariant } from './kernel-variant.ts';
@@ -13,6 +14,7 @@ const spec: Spec = {
   dtype: { kind: 'string', value: 'FORMAT', help: `weight format the model check runs beside f32: ${DTYPES.join(' | ')} (default f16)` },
   'kernel-variant': { kind: 'list', value: 'KERNEL=FILE...', help: `check your own WGSL in place of a built-in kernel (${KERNEL_NAMES.join(', ')}); same bindings, entry point and defines as shaders/KERNEL.wgsl` },
   only: { kind: 'string', value: 'NAMES', help: 'comma-separated kernel checks to run (e.g. matmul,attention); the model check always runs' },
+  retune: { kind: 'flag', help: 'time the kernel choices again instead of reporting those remembered for this GPU (in <cache>/tuning.json), and remember the new ones; also OPENELM_RETUNE=1' },
   json: { kind: 'flag', help: 'print the report as one JSON object (attach it to a bug report)' },
   help: { kind: 'flag', help: 'show this help' },
 };
@@ -43,6 +45,7 @@ async function runDoctorCommand(p: Parsed): Promise<void> {
       model,
       dtype: dtype as DType,
       only,
+      tuningStore: defaultNodeTuningStore({ retune: p.flags.has('retune') }),
       log: json ? undefined : (line) => process.stderr.write(`${line}\n`),
       onCheck: json ? undefined : (c, i, n) => process.stderr.write(`[${i + 1}/${n}] ${checkLine(c)}\n`),
     });

@@ -6,7 +6,8 @@ import { dirname } from 'node:path';
 import { GEMV_KERNELS, type GemvKernel } from '../runtime/linear.ts';
 import { RELEASED_SIZES, releasedConfig } from '../config/released.ts';
 import { synthesizeCheckpoint } from '../io/synth.ts';
-import { DTYPES, loadModel, resolveModelSource, type DType, type GenerationStats } from '../index.ts';
+import { defaultNodeTuningStore } from '../io/node-tuning-store.ts';
+import { DTYPES, loadModel, resolveModelSource, type DType, type GenerationStats, type Tuned } from '../index.ts';
 import { encodeChat, renderChat } from '../tokenizer/chat.ts';
 import { loadChatTemplate } from '../tokenizer/node-load.ts';
 import { emptyStats } from '../generate/generate.ts';
@@ -29,6 +30,7 @@ const common: Spec = {
   dtype: { kind: 'string', value: 'FORMAT', help: `weight format on the GPU: ${DTYPES.join(' | ')} (default f16)` },
   'context-length': { kind: 'string', value: 'N', help: 'KV cache length in tokens (default: the model\'s max_context_length)' },
   gemv: { kind: 'string', value: 'KERNEL', help: 'decode matmul kernel: auto (time both at load, keep the faster) | rows (a thread a row) | coalesced (threads stride over K; subgroups where the GPU has them). Default auto' },
+  retune: { kind: 'flag', help: 'time the kernel choices again instead of taking those remembered for this GPU and model shape (in <cache>/tuning.json), and remember the new ones; also OPENELM_RETUNE=1' },
   json: { kind: 'flag', help: 'print one JSON object instead of text for people' },
   help: { kind: 'flag', help: 'show this help' },
 };
@@ -118,8 +120,13 @@ async function openModel(p: Parsed) {
   const t0 = performance.now();
   const gemv = p.values.get('gemv') ?? 'auto';
   if (gemv !== 'auto' && !(GEMV_KERNELS as readonly string[]).includes(gemv)) throw new UsageError(`--gemv must be auto, ${GEMV_KERNELS.join(' or ')}, got "${gemv}"`);
-  const model = await loadModel(dir, { dtype: dtypeOption(p), contextLength, tokenizer: p.values.get('tokenizer'), gemv: gemv as GemvKernel | 'auto' });
+  const model = await loadModel(dir, { dtype: dtypeOption(p), contextLength, tokenizer: p.values.get('tokenizer'), gemv: gemv as GemvKernel | 'auto', tuningStore: defaultNodeTuningStore({ retune: p.flags.has('retune') }) });
   return { model, dir, loadMs: performance.now() - t0 };
+}
+
+/** How the decode matmul kernel was chosen, for generate's stats: timed now or remembered, and the times. */
+function gemvTuningStats(t: Tuned<GemvKernel> | undefined) {
+  return t ? { choice: t.choice, remembered: t.remembered, ms: t.ms, measured_at: t.at } : null;
 }
 
 function inputIds(p: Parsed, fallback?: number[]): number[] {
@@ -207,7 +214,7 @@ async function runGenerate(p: Parsed): Promise<void> {
       if (!json) await life.write(model.tokenizer && prompt !== undefined ? t.text : `${out.length === 1 ? '' : ' '}${t.id}`);
     }
     if (json) {
-      await life.write(`${JSON.stringify({ output_ids: out, text, stats: { ...stats, load_ms: loadMs, gemv: model.engine.gemv } })}\n`);
+      await life.write(`${JSON.stringify({ output_ids: out, text, stats: { ...stats, load_ms: loadMs, gemv: model.engine.gemv, gemv_tuning: gemvTuningStats(model.gemvTuning) } })}\n`);
     } else {
       await life.write('\n');
       console.error(

@@ -7,7 +7,9 @@ import { engineLimits, type EngineLimit } from '../gpu/device.ts';
 import type { DType } from '../api/model.ts';
 import { kernelOrigin, KERNEL_NAMES, type KernelName } from '../gpu/kernel-variants.ts';
 import { maxWeightChunkBytes } from '../weights/gpu-weight.ts';
-import type { GemvTuning } from '../runtime/linear.ts';
+import type { GemvKernel } from '../runtime/linear.ts';
+import { adapterIdentity, rememberedFor, type Tuned } from '../runtime/tuning.ts';
+import type { TuningStore } from '../io/tuning-store.ts';
 import { kernelChecks, runCheck, type CheckResult } from './kernel-checks.ts';
 import { checkModel, syntheticModel, type DoctorModel, type ModelCheck } from './model-check.ts';
 
@@ -32,12 +34,23 @@ export interface Choice<T> {
 
 export interface Choices {
   /** The decode (one-token) matmul kernel, timed on the checked model's widest proj_1. */
-  gemv: Choice<'rows' | 'coalesced' | null> & { ms?: Record<string, number>; weight?: string };
+  gemv: Choice<'rows' | 'coalesced' | null> & { ms?: Partial<Record<string, number>>; weight?: string; remembered?: boolean; measured_at?: string };
+  /** Where timed choices are remembered, and those remembered for this adapter (this engine version). */
+  tuning: Choice<string | null> & { remembered: RememberedChoice[] };
   subgroups: Choice<boolean>;
   shader_f16: Choice<boolean>;
   timestamp_query: Choice<boolean>;
   /** Largest weight chunk one storage binding holds here; bigger weights are split by rows. */
   weight_chunk_bytes: Choice<number>;
+}
+
+/** A choice the tuning store holds for this adapter. */
+export interface RememberedChoice {
+  decision: string;
+  shape: string;
+  choice: string;
+  ms: Record<string, number>;
+  measured_at: string;
 }
 
 export interface DoctorReport {
@@ -65,6 +78,11 @@ export interface DoctorOptions {
   onCheck?: (c: CheckResult, index: number, total: number) => void;
   /** One line for people, as stages start. */
   log?: (line: string) => void;
+  /**
+   * Where the model check's loads remember timed kernel choices (the entry point's store, or one
+   * that ignores what it holds to time again). Default null: timed at every load, nothing kept.
+   */
+  tuningStore?: TuningStore | null;
 }
 
 export function adapterReport(gpu: Gpu): AdapterReport {
@@ -80,7 +98,18 @@ export function adapterReport(gpu: Gpu): AdapterReport {
   };
 }
 
-function choicesFor(gpu: Gpu, model: ModelCheck, plan: DoctorModel['plan'], t: GemvTuning | undefined): Choices {
+const fmtMs = (ms: Partial<Record<string, number>>): string =>
+  Object.entries(ms)
+    .map(([k, v]) => `${k} ${(v ?? NaN).toFixed(3)} ms`)
+    .join(', ');
+
+function gemvWhy(t: Tuned<GemvKernel>, store: TuningStore | null): string {
+  if (t.remembered) return `${t.choice} was faster when timed at ${t.at} (${fmtMs(t.ms)} per product); remembered for this adapter and shape in ${store?.where} (--retune or OPENELM_RETUNE=1 times it again)`;
+  const kept = store ? `remembered in ${store.where}, so the next load on this adapter and shape skips the timing` : 'no tuning store: every load times it';
+  return `${t.choice} was faster (${fmtMs(t.ms)} per product), timed now; ${kept}`;
+}
+
+function choicesFor(gpu: Gpu, model: ModelCheck, plan: DoctorModel['plan'], t: Tuned<GemvKernel> | undefined, store: TuningStore | null, remembered: RememberedChoice[]): Choices {
   const widest = plan.layers.reduce((a, l) => (l.proj1Out > a.proj1Out ? l : a));
   const sub = gpu.features.subgroups;
   const f16 = gpu.features.shaderF16;
@@ -91,9 +120,18 @@ function choicesFor(gpu: Gpu, model: ModelCheck, plan: DoctorModel['plan'], t: G
           value: t.choice,
           ms: t.ms,
           weight: `layer ${widest.index} ffn.proj_1 [${widest.proj1Out}, ${plan.modelDim}] ${model.dtypes[model.dtypes.length - 1]?.dtype ?? ''}`.trim(),
-          why: `${t.choice} was faster (rows ${t.ms.rows.toFixed(3)} ms, coalesced ${t.ms.coalesced.toFixed(3)} ms per product); a load times both on its own model and keeps the faster`,
+          remembered: t.remembered,
+          measured_at: t.at,
+          why: gemvWhy(t, store),
         }
       : { value: null, why: 'not measured: the model did not load' },
+    tuning: {
+      value: store?.where ?? null,
+      remembered,
+      why: store
+        ? `${remembered.length} choice(s) remembered for this adapter: ${remembered.map((r) => `${r.decision} ${r.shape} = ${r.choice}`).join('; ') || 'none'}`
+        : 'no tuning store: choices are timed at every load and not kept',
+    },
     subgroups: {
       value: sub,
       why: sub ? 'the coalesced GEMV reduces each row with subgroup operations' : 'no subgroups: the coalesced GEMV reduces through workgroup memory',
@@ -130,7 +168,11 @@ export async function runDoctor(gpu: Gpu, opts: DoctorOptions = {}): Promise<Doc
   const model = opts.model ?? syntheticModel();
   const dtypes: DType[] = [...new Set<DType>(['f32', opts.dtype ?? 'f16'])];
   log(`model check: ${model.name}, ${dtypes.join(' and ')}`);
-  const { check: model_check, gemvTuning } = await checkModel(gpu, model, dtypes);
+  const store = opts.tuningStore ?? null;
+  const { check: model_check, gemvTuning } = await checkModel(gpu, model, dtypes, undefined, store);
+  const remembered: RememberedChoice[] = store
+    ? (await rememberedFor(store, adapterIdentity(gpu))).map((r) => ({ decision: r.decision, shape: r.shape, choice: r.choice, ms: r.ms, measured_at: r.at }))
+    : [];
   const kernel_sources = {} as Record<KernelName, string>;
   for (const k of KERNEL_NAMES) kernel_sources[k] = kernelOrigin(k);
   return {
@@ -139,7 +181,7 @@ export async function runDoctor(gpu: Gpu, opts: DoctorOptions = {}): Promise<Doc
     kernel_sources,
     checks,
     model_check,
-    choices: choicesFor(gpu, model_check, model.plan, gemvTuning),
+    choices: choicesFor(gpu, model_check, model.plan, gemvTuning, store, remembered),
     pass: checks.every((c) => c.pass) && model_check.pass,
     ms: Math.round(performance.now() - t0),
   };

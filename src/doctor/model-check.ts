@@ -6,7 +6,9 @@ import { derivePlan, type ModelPlan } from '../config/plan.ts';
 import type { Gpu } from '../gpu/gpu.ts';
 import { memorySource, readTensorF32, type TensorEntry } from '../io/safetensors.ts';
 import { OpenElmModel, type DType } from '../api/model.ts';
-import type { GemvTuning } from '../runtime/linear.ts';
+import type { GemvKernel } from '../runtime/linear.ts';
+import type { Tuned } from '../runtime/tuning.ts';
+import type { TuningStore } from '../io/tuning-store.ts';
 import { dequantize } from '../weights/quant.ts';
 import { cpuForward, type Tensors } from './cpu-forward.ts';
 import { randomFill } from './matmul-check.ts';
@@ -146,15 +148,22 @@ function argmax(a: ArrayLike<number>): number {
 
 /**
  * Loads the model in each format, runs the prompt, compares every position's logits. Also returns
- * the decode matmul tuning the engine made when loading it (the last format that loaded).
+ * the decode matmul tuning the engine made when loading it (the last format that loaded), timed or
+ * remembered by `tuningStore`.
  */
-export async function checkModel(gpu: Gpu, model: DoctorModel, dtypes: readonly DType[], positions = 6): Promise<{ check: ModelCheck; gemvTuning?: GemvTuning }> {
+export async function checkModel(
+  gpu: Gpu,
+  model: DoctorModel,
+  dtypes: readonly DType[],
+  positions = 6,
+  tuningStore: TuningStore | null = null,
+): Promise<{ check: ModelCheck; gemvTuning?: Tuned<GemvKernel> }> {
   const plan = model.plan;
   const ids = promptIds(plan, Math.min(positions, plan.maxContext));
   const exact = await cpuTensors(model);
   const ref = cpuForward(plan, exact, ids).logits;
   const out: DtypeCheck[] = [];
-  let gemvTuning: GemvTuning | undefined;
+  let gemvTuning: Tuned<GemvKernel> | undefined;
   for (const dtype of dtypes) {
     const t0 = performance.now();
     const rounding = dtype === 'f32' ? undefined : maxAbsDiff(cpuForward(plan, roundedTensors(plan, exact, dtype), ids).logits, ref);
@@ -163,7 +172,7 @@ export async function checkModel(gpu: Gpu, model: DoctorModel, dtypes: readonly 
     const r = await withErrorScope(gpu, async () => {
       let m: OpenElmModel | undefined;
       try {
-        m = await OpenElmModel.create(gpu, plan, model.tensors, { dtype, contextLength: ids.length });
+        m = await OpenElmModel.create(gpu, plan, model.tensors, { dtype, contextLength: ids.length, tuningStore });
         gemvTuning = m.gemvTuning ?? gemvTuning;
         return await m.logits(ids, { allPositions: true });
       } finally {

@@ -1,6 +1,7 @@
 // The "Check this GPU" demo page in headless Chromium (playwright-core driving /usr/bin/chromium
 // with --enable-unsafe-webgpu, SwiftShader underneath): runDoctor from the browser bundle passes,
-// the table shows one row per check, and the download link holds the report as JSON.
+// the table shows one row per check, the download link holds the report as JSON, and the GEMV
+// choice it times is remembered in localStorage for the next run.
 // Needs `npm run build` (dist/browser, demo/dist) first.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -75,5 +76,31 @@ describe('the Check this GPU page', { skip, timeout: 300_000 }, () => {
     assert.deepEqual(downloaded.json, JSON.parse(JSON.stringify(r)));
     assert.deepEqual(errors, []);
     await page.close();
+  });
+
+  // Runs after the test above in the same profile: its GEMV timing is in localStorage.
+  test('the GEMV choice timed by the run above is remembered in localStorage; retune=1 times it again', async () => {
+    const run = async (query: string) => {
+      const page = await ctx.newPage();
+      await page.goto(`${base}demo/gpu.html?only=argmax&autorun=1${query}`);
+      await page.waitForFunction(() => {
+        const d = (globalThis as unknown as { openelmDoctor?: { report?: unknown; error?: string } }).openelmDoctor;
+        return d?.report !== undefined || d?.error !== undefined;
+      }, null, { timeout: 240_000 });
+      const d = await page.evaluate(() => (globalThis as unknown as { openelmDoctor: { report?: DoctorReport; error?: string } }).openelmDoctor);
+      const item = await page.evaluate(() => localStorage.getItem('openelm-webgpu-tuning'));
+      await page.close();
+      assert.equal(d.error, undefined, d.error);
+      return { choices: d.report!.choices, item };
+    };
+    const again = await run('');
+    assert.equal(again.choices.gemv.remembered, true, again.choices.gemv.why);
+    assert.equal(again.choices.tuning.value, 'localStorage');
+    // The model check loads f32 and the page's default f16: a record each.
+    assert.deepEqual(again.choices.tuning.remembered.map((r) => `${r.decision} ${r.shape.split(':')[0]}`).sort(), ['gemv f16', 'gemv f32']);
+    assert.match(again.item ?? '', /"decision": "gemv"/);
+    const retuned = await run('&retune=1');
+    assert.equal(retuned.choices.gemv.remembered, false);
+    assert.notEqual(retuned.choices.gemv.measured_at, again.choices.gemv.measured_at);
   });
 });
