@@ -2,7 +2,7 @@
 // variant must declare the same bindings, entry point, overrides and `#if` defines as the file it
 // replaces; the benchmark harness checks it against the CPU reference before timing it.
 
-export const KERNEL_NAMES = ['add', 'argmax', 'attention', 'embedding', 'logprob', 'matmul', 'matmul_gemv', 'qkv_prepare', 'rmsnorm', 'sample', 'silu_gate', 'spec_accept'] as const;
+export const KERNEL_NAMES = ['add', 'argmax', 'attention', 'attention_split', 'embedding', 'logprob', 'matmul', 'matmul_gemv', 'qkv_prepare', 'rmsnorm', 'sample', 'silu_gate', 'spec_accept'] as const;
 export type KernelName = (typeof KERNEL_NAMES)[number];
 
 const variants = new Map<KernelName, { code: string; origin: string }>();
