@@ -12,7 +12,8 @@ export const ATTENTION_CHOICES: readonly AttentionChoice[] = ['auto', 'single', 
  * step, which leaves a GPU mostly idle and walks a long context serially.
  * - A cache of at most 2 * MIN_SPLIT_KEYS positions never has more than two splits: 'single'.
  * - SwiftShader (the fallback adapter) runs workgroups on a few CPU cores, which numQ workgroups
- *   already keep busy; measured there, split-K gains nothing (see the README's figures): 'single'.
+ *   already keep busy; measured there (270M decode at 32/512/2048 tokens, and the kernel alone at
+ *   the 270M shape), split-K showed no gain beyond a shared machine's noise: 'single'.
  * - Anywhere else: 'split'.
  */
 export function chooseAttention(gpu: Gpu, asked: AttentionChoice, contextLength: number): 'single' | 'split' {
