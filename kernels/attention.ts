@@ -9,6 +9,15 @@ import { grid, makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
 /** Bytes of workgroup memory for merging the per-thread accumulators. */
 const MERGE_BYTES = 4096;
 export const MAX_HEAD_DIM = 256;
+
+/** Element type of the KV cache: f32, or f16 packed two per u32 (half the memory and bytes read). */
+export type KvDtype = 'f32' | 'f16';
+export const KV_DTYPES: readonly KvDtype[] = ['f32', 'f16'];
+
+/** Bytes of one cache (keys or values) of `numKv` heads over `maxContext` positions. */
+export function kvCacheBytes(numKv: number, maxContext: number, headDim: number, dtype: KvDtype): number {
+  return numKv * maxContext * headDim * (dtype === 'f16' ? 2 : 4);
+}
 /** With MERGE_BYTES, keeps workgroup memory at most 4 KiB + 8 bytes per thread (6 KiB). */
 const MAX_WORKGROUP = 256;
 
@@ -22,9 +31,9 @@ export interface AttentionOptions {
   maxContext: number;
   /** f32[tokens, numQ, headDim] */
   q: GPUBuffer;
-  /** f32[numKv, maxContext, headDim] */
+  /** [numKv, maxContext, headDim] of kvDtype (f16: two per u32, low half first) */
   kCache: GPUBuffer;
-  /** f32[numKv, maxContext, headDim] */
+  /** [numKv, maxContext, headDim] of kvDtype */
   vCache: GPUBuffer;
   /** uniform, u32 at byte 0: absolute position of the first query token */
   position: GPUBuffer;
@@ -33,24 +42,30 @@ export interface AttentionOptions {
   label?: string;
   /** threads per (token, head) workgroup, 1..256; chosen from the adapter when omitted */
   workgroupSize?: number;
+  /** default 'f32' */
+  kvDtype?: KvDtype;
+}
+
+/** The checks both attention kernels make; returns HV's lane count (4: vec4, 2: vec2). */
+export function checkAttentionShape(what: string, o: Pick<AttentionOptions, 'tokens' | 'numQ' | 'numKv' | 'headDim' | 'maxContext' | 'kvDtype'>): 2 | 4 {
+  for (const k of ['tokens', 'numQ', 'numKv', 'headDim', 'maxContext'] as const) {
+    if (!(Number.isInteger(o[k]) && o[k] >= 1)) throw new Error(`${what}: ${k} = ${o[k]} must be a positive integer`);
+  }
+  if (o.numQ % o.numKv !== 0) throw new Error(`${what}: numQ ${o.numQ} is not a multiple of numKv ${o.numKv}`);
+  if (o.headDim % 2 !== 0 || o.headDim > MAX_HEAD_DIM) throw new Error(`${what}: headDim ${o.headDim} must be even and at most ${MAX_HEAD_DIM}`);
+  if (o.kvDtype !== undefined && !KV_DTYPES.includes(o.kvDtype)) throw new Error(`${what}: kvDtype must be f32 or f16, got ${String(o.kvDtype)}`);
+  return o.headDim % 4 === 0 ? 4 : 2;
 }
 
 export function attentionDispatch(gpu: Gpu, o: AttentionOptions): Dispatch {
-  for (const k of ['tokens', 'numQ', 'numKv', 'headDim', 'maxContext'] as const) {
-    if (!(Number.isInteger(o[k]) && o[k] >= 1)) throw new Error(`attention: ${k} = ${o[k]} must be a positive integer`);
-  }
-  if (o.numQ % o.numKv !== 0) throw new Error(`attention: numQ ${o.numQ} is not a multiple of numKv ${o.numKv}`);
-  if (o.headDim % 2 !== 0 || o.headDim > MAX_HEAD_DIM) throw new Error(`attention: headDim ${o.headDim} must be even and at most ${MAX_HEAD_DIM}`);
-  const vec4 = o.headDim % 4 === 0;
-  const lanes = vec4 ? 4 : 2;
+  const lanes = checkAttentionShape('attention', o);
+  const vec4 = lanes === 4;
   const hv = o.headDim / lanes;
-  const wg = Math.min(o.workgroupSize ?? defaultWorkgroupSize(gpu), MAX_WORKGROUP, gpu.limits.maxComputeInvocationsPerWorkgroup);
-  if (!(Number.isInteger(wg) && wg >= 1)) throw new Error(`attention: workgroupSize ${o.workgroupSize} must be a positive integer`);
-  // CH accumulator vectors are merged per round, one per thread, so CH <= WG.
-  const ch = Math.max(1, Math.min(hv, wg, Math.floor(MERGE_BYTES / (wg * lanes * 4))));
+  const wg = attentionWorkgroupSize(gpu, 'attention', o.workgroupSize);
+  const ch = mergeVectors(hv, wg, lanes);
   const p = gpu.pipeline({
     label: 'attention',
-    code: unrollHeadLoops(`const HV: u32 = ${hv}u;\n` + preprocess(shaderSource('attention', builtIn), { VEC4: vec4 }), hv),
+    code: unrollHeadLoops(`const HV: u32 = ${hv}u;\n` + preprocess(shaderSource('attention', builtIn), { VEC4: vec4, KV_F16: o.kvDtype === 'f16' }), hv),
     bindings: ['uniform', 'read', 'read', 'read', 'uniform', 'write'],
     constants: { WG: wg, CH: ch },
   });
@@ -73,6 +88,18 @@ export function attentionDispatch(gpu: Gpu, o: AttentionOptions): Dispatch {
  */
 function defaultWorkgroupSize(gpu: Gpu): number {
   return gpu.info.isFallback ? 4 : 64;
+}
+
+/** CH: accumulator vectors merged per round, one per thread, so CH <= WG; bounded by MERGE_BYTES. */
+export function mergeVectors(hv: number, wg: number, lanes: number): number {
+  return Math.max(1, Math.min(hv, wg, Math.floor(MERGE_BYTES / (wg * lanes * 4))));
+}
+
+/** Threads per workgroup: the caller's, else the adapter's default, within the device's limit. */
+export function attentionWorkgroupSize(gpu: Gpu, what: string, asked?: number): number {
+  const wg = Math.min(asked ?? defaultWorkgroupSize(gpu), MAX_WORKGROUP, gpu.limits.maxComputeInvocationsPerWorkgroup);
+  if (!(Number.isInteger(wg) && wg >= 1)) throw new Error(`${what}: workgroupSize ${asked} must be a positive integer`);
+  return wg;
 }
 
 const HEAD_LOOP = 'for (var d = 0u; d < HV; d++) {';

@@ -5,6 +5,8 @@ import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/qkv_prepare.wgsl';
 import { shaderSource } from '../src/gpu/kernel-variants.ts';
 import { grid, makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
+import { roundF16 } from '../src/io/dtype.ts';
+import type { KvDtype } from './attention.ts';
 
 const WG = 64;
 
@@ -31,11 +33,13 @@ export interface QkvPrepareOptions {
   position: GPUBuffer;
   /** f32[tokens, numQ, headDim] */
   q: GPUBuffer;
-  /** f32[numKv, maxContext, headDim] */
+  /** [numKv, maxContext, headDim] of kvDtype (f16: two per u32, low half first) */
   kCache: GPUBuffer;
-  /** f32[numKv, maxContext, headDim] */
+  /** [numKv, maxContext, headDim] of kvDtype */
   vCache: GPUBuffer;
   label?: string;
+  /** default 'f32' */
+  kvDtype?: KvDtype;
 }
 
 export function qkvPrepareDispatch(gpu: Gpu, o: QkvPrepareOptions): Dispatch {
@@ -43,9 +47,10 @@ export function qkvPrepareDispatch(gpu: Gpu, o: QkvPrepareOptions): Dispatch {
     if (!(Number.isInteger(o[k]) && o[k] >= 1)) throw new Error(`qkv_prepare: ${k} = ${o[k]} must be a positive integer`);
   }
   if (o.headDim % 2 !== 0) throw new Error(`qkv_prepare: headDim ${o.headDim} must be even for rotate-half RoPE`);
+  if (o.kvDtype !== undefined && o.kvDtype !== 'f32' && o.kvDtype !== 'f16') throw new Error(`qkv_prepare: kvDtype must be f32 or f16, got ${String(o.kvDtype)}`);
   const p = gpu.pipeline({
     label: 'qkv_prepare',
-    code: preprocess(shaderSource('qkv_prepare', builtIn)),
+    code: preprocess(shaderSource('qkv_prepare', builtIn), { KV_F16: o.kvDtype === 'f16' }),
     bindings: ['uniform', 'read', 'read', 'read', 'read', 'uniform', 'write', 'write', 'write'],
     constants: { WG },
   });
@@ -93,7 +98,7 @@ export function qkvPrepareRef(
   qNorm: Float32Array,
   kNorm: Float32Array,
   rope: Float32Array,
-  o: { tokens: number; numQ: number; numKv: number; headDim: number; eps: number; normalize: boolean; position: number },
+  o: { tokens: number; numQ: number; numKv: number; headDim: number; eps: number; normalize: boolean; position: number; kvDtype?: KvDtype },
 ): QkvPrepareRefResult {
   const { tokens: T, numQ: nq, numKv: nkv, headDim: hd } = o;
   const half = hd / 2;
@@ -128,5 +133,7 @@ export function qkvPrepareRef(
       }
     }
   }
+  // An f16 cache stores each key and value rounded to nearest even (the queries stay f32).
+  if (o.kvDtype === 'f16') for (const a of [k, v]) for (let i = 0; i < a.length; i++) a[i] = roundF16(a[i]);
   return { q, k, v };
 }

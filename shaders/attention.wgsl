@@ -15,6 +15,9 @@
 // wrapper also unrolls every `for (var d = 0u; d < HV; d++)` loop (their bodies must not use
 // braces): with constant indices the private arrays live in registers, about twice as fast on
 // SwiftShader, and real GPU compilers would unroll these fixed-count loops anyway.
+//
+// KV_F16: the caches hold f16, two per u32 (low half first), as qkv_prepare writes them with
+// KV_F16; loadK/loadV unpack one V at the same index an f32 cache would use. Arithmetic stays f32.
 struct Params {
   tokens: u32,
   numQ: u32,
@@ -32,8 +35,24 @@ alias V = vec2f;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<V>;
+#if KV_F16
+#if VEC4
+@group(0) @binding(2) var<storage, read> kCache: array<vec2u>;
+@group(0) @binding(3) var<storage, read> vCache: array<vec2u>;
+fn unpackV(w: vec2u) -> V { return V(unpack2x16float(w.x), unpack2x16float(w.y)); }
+#else
+@group(0) @binding(2) var<storage, read> kCache: array<u32>;
+@group(0) @binding(3) var<storage, read> vCache: array<u32>;
+fn unpackV(w: u32) -> V { return unpack2x16float(w); }
+#endif
+fn loadK(i: u32) -> V { return unpackV(kCache[i]); }
+fn loadV(i: u32) -> V { return unpackV(vCache[i]); }
+#else
 @group(0) @binding(2) var<storage, read> kCache: array<V>;
 @group(0) @binding(3) var<storage, read> vCache: array<V>;
+fn loadK(i: u32) -> V { return kCache[i]; }
+fn loadV(i: u32) -> V { return vCache[i]; }
+#endif
 @group(0) @binding(4) var<uniform> position: Position;
 @group(0) @binding(5) var<storage, read_write> out: array<V>;
 
@@ -68,7 +87,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
     let row = kvBase + j * HV;
     var s = 0.0;
     for (var d = 0u; d < HV; d++) {
-      s += dot(qv[d], kCache[row + d]);
+      s += dot(qv[d], loadK(row + d));
     }
     // Branch-free update (threads of a SIMD group take different branches otherwise).
     let mNew = max(m, s);
@@ -76,7 +95,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
     let p = exp2(s - mNew);
     l = l * c + p;
     for (var d = 0u; d < HV; d++) {
-      acc[d] = acc[d] * c + p * vCache[row + d];
+      acc[d] = acc[d] * c + p * loadV(row + d);
     }
     m = mNew;
   }

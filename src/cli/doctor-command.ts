@@ -13,13 +13,13 @@ const spec: Spec = {
   hf_access_token: { kind: 'string', value: 'TOKEN', help: 'Hugging Face token for gated models (else $HF_TOKEN)' },
   dtype: { kind: 'string', value: 'FORMAT', help: `weight format the model check runs beside f32: ${DTYPES.join(' | ')} (default f16)` },
   'kernel-variant': { kind: 'list', value: 'KERNEL=FILE...', help: `check your own WGSL in place of a built-in kernel (${KERNEL_NAMES.join(', ')}); same bindings, entry point and defines as shaders/KERNEL.wgsl` },
-  only: { kind: 'string', value: 'NAMES', help: 'comma-separated kernel checks to run (e.g. matmul,attention); the model check always runs' },
+  only: { kind: 'string', value: 'NAMES', help: 'comma-separated kernel checks to run (e.g. matmul,attention,attention_split); the model check always runs' },
   retune: { kind: 'flag', help: 'time the kernel choices again instead of reporting those remembered for this GPU (in <cache>/tuning.json), and remember the new ones; also OPENELM_RETUNE=1' },
   json: { kind: 'flag', help: 'print the report as one JSON object (attach it to a bug report)' },
   help: { kind: 'flag', help: 'show this help' },
 };
 
-const CHECK_NAMES = ['matmul', 'attention', 'qkv_prepare', 'embedding', 'argmax', 'sample', 'spec_accept'];
+const CHECK_NAMES = ['matmul', 'attention', 'attention_split', 'qkv_prepare', 'embedding', 'argmax', 'sample', 'spec_accept'];
 
 async function openDoctorModel(p: Parsed): Promise<DoctorModel | undefined> {
   const source = p.values.get('model');

@@ -4,6 +4,8 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { GEMV_KERNELS, type GemvKernel } from '../runtime/linear.ts';
+import { KV_DTYPES, type KvDtype } from '../../kernels/attention.ts';
+import { ATTENTION_CHOICES, type AttentionChoice } from '../runtime/attention-choice.ts';
 import { RELEASED_SIZES, releasedConfig } from '../config/released.ts';
 import { synthesizeCheckpoint } from '../io/synth.ts';
 import { defaultNodeTuningStore } from '../io/node-tuning-store.ts';
@@ -31,6 +33,8 @@ const common: Spec = {
   'context-length': { kind: 'string', value: 'N', help: 'KV cache length in tokens (default: the model\'s max_context_length)' },
   gemv: { kind: 'string', value: 'KERNEL', help: 'decode matmul kernel: auto (time both at load, keep the faster) | rows (a thread a row) | coalesced (threads stride over K; subgroups where the GPU has them). Default auto' },
   retune: { kind: 'flag', help: 'time the kernel choices again instead of taking those remembered for this GPU and model shape (in <cache>/tuning.json), and remember the new ones; also OPENELM_RETUNE=1' },
+  'kv-dtype': { kind: 'string', value: 'f32|f16', help: 'KV cache element type: f32 (default) or f16 (half the cache memory and the bytes attention reads)' },
+  attention: { kind: 'string', value: 'MODE', help: 'decode attention kernel: auto (split-K on GPUs, single-pass on the CPU fallback) | single | split. Default auto' },
   json: { kind: 'flag', help: 'print one JSON object instead of text for people' },
   help: { kind: 'flag', help: 'show this help' },
 };
@@ -120,7 +124,19 @@ async function openModel(p: Parsed) {
   const t0 = performance.now();
   const gemv = p.values.get('gemv') ?? 'auto';
   if (gemv !== 'auto' && !(GEMV_KERNELS as readonly string[]).includes(gemv)) throw new UsageError(`--gemv must be auto, ${GEMV_KERNELS.join(' or ')}, got "${gemv}"`);
-  const model = await loadModel(dir, { dtype: dtypeOption(p), contextLength, tokenizer: p.values.get('tokenizer'), gemv: gemv as GemvKernel | 'auto', tuningStore: defaultNodeTuningStore({ retune: p.flags.has('retune') }) });
+  const kvDtype = p.values.get('kv-dtype') ?? 'f32';
+  if (!(KV_DTYPES as readonly string[]).includes(kvDtype)) throw new UsageError(`--kv-dtype must be ${KV_DTYPES.join(' or ')}, got "${kvDtype}"`);
+  const attention = p.values.get('attention') ?? 'auto';
+  if (!(ATTENTION_CHOICES as readonly string[]).includes(attention)) throw new UsageError(`--attention must be ${ATTENTION_CHOICES.join(', ')}, got "${attention}"`);
+  const model = await loadModel(dir, {
+    dtype: dtypeOption(p),
+    contextLength,
+    tokenizer: p.values.get('tokenizer'),
+    gemv: gemv as GemvKernel | 'auto',
+    kvDtype: kvDtype as KvDtype,
+    attention: attention as AttentionChoice,
+    tuningStore: defaultNodeTuningStore({ retune: p.flags.has('retune') }),
+  });
   return { model, dir, loadMs: performance.now() - t0 };
 }
 
@@ -214,7 +230,7 @@ async function runGenerate(p: Parsed): Promise<void> {
       if (!json) await life.write(model.tokenizer && prompt !== undefined ? t.text : `${out.length === 1 ? '' : ' '}${t.id}`);
     }
     if (json) {
-      await life.write(`${JSON.stringify({ output_ids: out, text, stats: { ...stats, load_ms: loadMs, gemv: model.engine.gemv, gemv_tuning: gemvTuningStats(model.gemvTuning) } })}\n`);
+      await life.write(`${JSON.stringify({ output_ids: out, text, stats: { ...stats, load_ms: loadMs, gemv: model.engine.gemv, gemv_tuning: gemvTuningStats(model.gemvTuning), attention: model.engine.attention, kv_dtype: model.engine.kvDtype } })}\n`);
     } else {
       await life.write('\n');
       console.error(

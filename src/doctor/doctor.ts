@@ -12,6 +12,7 @@ import { adapterIdentity, rememberedFor, type Tuned } from '../runtime/tuning.ts
 import type { TuningStore } from '../io/tuning-store.ts';
 import { kernelChecks, runCheck, type CheckResult } from './kernel-checks.ts';
 import { checkModel, syntheticModel, type DoctorModel, type ModelCheck } from './model-check.ts';
+import { chooseAttention } from '../runtime/attention-choice.ts';
 
 export type { CheckResult } from './kernel-checks.ts';
 export type { DoctorModel, ModelCheck, DtypeCheck } from './model-check.ts';
@@ -42,6 +43,8 @@ export interface Choices {
   timestamp_query: Choice<boolean>;
   /** Largest weight chunk one storage binding holds here; bigger weights are split by rows. */
   weight_chunk_bytes: Choice<number>;
+  /** Decode (and verify) attention at a 2048-token context: single-pass or split-K. */
+  attention: Choice<'single' | 'split'>;
 }
 
 /** A choice the tuning store holds for this adapter. */
@@ -150,6 +153,18 @@ function choicesFor(gpu: Gpu, model: ModelCheck, plan: DoctorModel['plan'], t: T
       value: chunk,
       why: `min(maxStorageBufferBindingSize ${gpu.limits.maxStorageBufferBindingSize}, maxBufferSize ${gpu.limits.maxBufferSize}): a weight larger than this is split by rows into several buffers, one dispatch each`,
     },
+    attention: attentionChoice(gpu),
+  };
+}
+
+function attentionChoice(gpu: Gpu): Choice<'single' | 'split'> {
+  const value = chooseAttention(gpu, 'auto', 2048);
+  return {
+    value,
+    why:
+      value === 'split'
+        ? 'split-K: a decode step spreads each head\'s keys over many workgroups (partial softmax per split, then a combine), so a long context fills the GPU'
+        : 'single-pass: the CPU fallback adapter\'s few cores are already busy with one workgroup per head, and split-K\'s extra dispatch a layer gains nothing there',
   };
 }
 

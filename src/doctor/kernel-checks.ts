@@ -5,11 +5,8 @@
 import type { Gpu } from '../gpu/gpu.ts';
 import { seededRandom } from '../util/random.ts';
 import { argmaxDispatch, argmaxRef } from '../../kernels/argmax.ts';
-import { attentionDispatch, attentionRef } from '../../kernels/attention.ts';
 import { embeddingDispatches, embeddingRef } from '../../kernels/embedding.ts';
-import { releaseDispatches, runDispatches, type Dispatch } from '../gpu/dispatch.ts';
 import { GEMV_KERNELS } from '../runtime/linear.ts';
-import { qkvPrepareDispatch, qkvPrepareRef, ropeTable } from '../../kernels/qkv_prepare.ts';
 import { dequantize } from '../weights/quant.ts';
 import { logprobDispatch, logprobRef } from '../../kernels/logprob.ts';
 import { keptWeightsRef, sampleDispatch, sampleRef, type SamplingParams } from '../../kernels/sample.ts';
@@ -18,6 +15,8 @@ import type { KernelName } from '../gpu/kernel-variants.ts';
 import { destroyWeight, uploadWeight, weightRowBytes, WEIGHT_FORMATS } from '../weights/gpu-weight.ts';
 import { withErrorScope } from './error-scope.ts';
 import { checkMatmulForm, MATMUL_FORMS, MATMUL_TOL, randomFill } from './matmul-check.ts';
+import { attentionChecks, qkvChecks } from './attention-checks.ts';
+import { compareClose, countMismatches, merge, runAndFree, type CheckSpec, type Measured } from './check-util.ts';
 
 /** One line of the report. JSON-safe: a non-finite error is null. */
 export interface CheckResult {
@@ -37,55 +36,6 @@ export interface CheckResult {
   kernels: KernelName[];
   /** Why it failed, when it threw (a variant that does not compile, a device error). */
   error?: string;
-}
-
-/** What a check measured: largest error and whether every element was within tolerance. */
-interface Measured {
-  maxAbs: number;
-  pass: boolean;
-}
-
-export interface CheckSpec {
-  name: string;
-  variant: string;
-  format: string;
-  tolerance: number;
-  rel_tolerance?: number;
-  kernels: KernelName[];
-  run: (gpu: Gpu) => Promise<Measured>;
-}
-
-/** Compares element by element: |a - b| <= atol + rtol * |b|; NaN anywhere fails. */
-export function compareClose(got: ArrayLike<number>, want: ArrayLike<number>, atol: number, rtol = 0): Measured {
-  let maxAbs = 0;
-  let pass = got.length === want.length;
-  for (let i = 0; i < Math.min(got.length, want.length); i++) {
-    const d = Math.abs(got[i] - want[i]);
-    if (!(d <= atol + rtol * Math.abs(want[i]))) pass = false;
-    maxAbs = Math.max(maxAbs, Number.isNaN(d) ? Infinity : d);
-  }
-  return { maxAbs, pass };
-}
-
-function merge(a: Measured, b: Measured): Measured {
-  return { maxAbs: Math.max(a.maxAbs, b.maxAbs), pass: a.pass && b.pass };
-}
-
-/** Ids compared exactly: the error is the number of mismatches. */
-function countMismatches(got: readonly number[], want: readonly number[]): Measured {
-  const bad = want.filter((w, i) => got[i] !== w).length + Math.abs(got.length - want.length);
-  return { maxAbs: bad, pass: bad === 0 };
-}
-
-/** Runs dispatches, reads buffers back, then frees the dispatches and the buffers. */
-async function runAndFree<T>(gpu: Gpu, ds: Dispatch[], bufs: GPUBuffer[], read: () => Promise<T>): Promise<T> {
-  try {
-    runDispatches(gpu, ds, 'doctor');
-    return await read();
-  } finally {
-    releaseDispatches(gpu, ds);
-    for (const b of bufs) gpu.destroyBuffer(b);
-  }
 }
 
 // ---- matmul ----
@@ -112,115 +62,6 @@ function matmulChecks(gpu: Gpu): CheckSpec[] {
         });
       }
   return out;
-}
-
-// ---- attention ----
-
-interface AttnShape {
-  T: number;
-  nq: number;
-  nkv: number;
-  hd: number;
-  ctx: number;
-  pos0: number;
-}
-
-/** Random cache rows below pos0 + T; NaN beyond, so reading past the causal limit shows. */
-function attnCache(seed: number, s: AttnShape): Float32Array {
-  const c = randomFill(s.nkv * s.ctx * s.hd, seed, 1.7);
-  for (let h = 0; h < s.nkv; h++) c.fill(NaN, (h * s.ctx + s.pos0 + s.T) * s.hd, (h + 1) * s.ctx * s.hd);
-  return c;
-}
-
-async function checkAttention(gpu: Gpu, shapes: AttnShape[]): Promise<Measured> {
-  let m: Measured = { maxAbs: 0, pass: true };
-  for (const [i, s] of shapes.entries()) {
-    const q = randomFill(s.T * s.nq * s.hd, 101 + i, 1.7);
-    const k = attnCache(202 + i, s);
-    const v = attnCache(303 + i, s);
-    const dims = { tokens: s.T, numQ: s.nq, numKv: s.nkv, headDim: s.hd, maxContext: s.ctx };
-    const bufs = {
-      q: gpu.upload('doctor.q', q),
-      kCache: gpu.upload('doctor.k', k),
-      vCache: gpu.upload('doctor.v', v),
-      position: gpu.uniform('doctor.pos', [s.pos0]),
-      out: gpu.upload('doctor.out', new Float32Array(s.T * s.nq * s.hd).fill(NaN)),
-    };
-    const d = attentionDispatch(gpu, { ...dims, ...bufs });
-    const got = await runAndFree(gpu, [d], Object.values(bufs), () => gpu.readF32(bufs.out, s.T * s.nq * s.hd));
-    m = merge(m, compareClose(got, attentionRef(q, k, v, { ...dims, position: s.pos0 }), 2e-5, 2e-4));
-  }
-  return m;
-}
-
-function attentionChecks(): CheckSpec[] {
-  // head_dim % 4 picks the kernel's vec4 or vec2 form; GQA groups of 1, 3 and 4.
-  const cases: { variant: string; shapes: AttnShape[] }[] = [
-    { variant: 'decode T=1 vec2 (head_dim 34)', shapes: [{ T: 1, nq: 6, nkv: 2, hd: 34, ctx: 45, pos0: 40 }, { T: 1, nq: 3, nkv: 3, hd: 6, ctx: 9, pos0: 0 }] },
-    { variant: 'decode T=1 vec4 (head_dim 68)', shapes: [{ T: 1, nq: 8, nkv: 2, hd: 68, ctx: 37, pos0: 29 }] },
-    { variant: 'prefill T>1 vec2 (head_dim 34)', shapes: [{ T: 7, nq: 6, nkv: 2, hd: 34, ctx: 19, pos0: 0 }, { T: 5, nq: 3, nkv: 1, hd: 10, ctx: 23, pos0: 11 }] },
-    { variant: 'prefill T>1 vec4 (head_dim 68)', shapes: [{ T: 13, nq: 4, nkv: 1, hd: 68, ctx: 29, pos0: 5 }] },
-  ];
-  return cases.map((c) => ({ name: 'attention', variant: c.variant, format: '-', tolerance: 2e-5, rel_tolerance: 2e-4, kernels: ['attention'], run: (g: Gpu) => checkAttention(g, c.shapes) }));
-}
-
-// ---- qkv_prepare ----
-
-async function checkQkvPrepare(gpu: Gpu, normalize: boolean): Promise<Measured> {
-  let m: Measured = { maxAbs: 0, pass: true };
-  const cases = [
-    { T: 5, nq: 6, nkv: 2, hd: 34, ctx: 23, pos0: 11 },
-    { T: 1, nq: 4, nkv: 1, hd: 10, ctx: 9, pos0: 8 },
-  ];
-  for (const [i, c] of cases.entries()) {
-    const width = (c.nq + 2 * c.nkv) * c.hd;
-    const rope = ropeTable(c.hd, c.ctx, 10000);
-    const qkv = randomFill(c.T * width, 11 + i, 2);
-    const qNorm = randomFill(c.hd, 12 + i, 0.5).map((v) => 1 + v);
-    const kNorm = randomFill(c.hd, 13 + i, 0.5).map((v) => 1 + v);
-    const kInit = randomFill(c.nkv * c.ctx * c.hd, 14 + i, 1);
-    const vInit = randomFill(c.nkv * c.ctx * c.hd, 15 + i, 1);
-    const bufs = {
-      qkv: gpu.upload('doctor.qkv', qkv),
-      qNorm: gpu.upload('doctor.qn', qNorm),
-      kNorm: gpu.upload('doctor.kn', kNorm),
-      rope: gpu.upload('doctor.rope', rope),
-      position: gpu.uniform('doctor.pos', [c.pos0]),
-      q: gpu.upload('doctor.q', new Float32Array(c.T * c.nq * c.hd).fill(NaN)),
-      kCache: gpu.upload('doctor.kc', kInit),
-      vCache: gpu.upload('doctor.vc', vInit),
-    };
-    const o = { tokens: c.T, numQ: c.nq, numKv: c.nkv, headDim: c.hd, maxContext: c.ctx, eps: 1e-6, normalize };
-    const d = qkvPrepareDispatch(gpu, { ...o, ...bufs });
-    const n = c.nkv * c.ctx * c.hd;
-    const [q, k, v] = await runAndFree(gpu, [d], Object.values(bufs), () =>
-      Promise.all([gpu.readF32(bufs.q, c.T * c.nq * c.hd), gpu.readF32(bufs.kCache, n), gpu.readF32(bufs.vCache, n)]),
-    );
-    const ref = qkvPrepareRef(qkv, qNorm, kNorm, rope, { ...o, position: c.pos0 });
-    // The caches as they should be: the new rows at pos0.., everything else untouched.
-    const withRows = (init: Float32Array, rows: Float32Array): Float32Array => {
-      const out = init.slice();
-      for (let h = 0; h < c.nkv; h++)
-        for (let t = 0; t < c.T; t++) out.set(rows.subarray((h * c.T + t) * c.hd, (h * c.T + t + 1) * c.hd), (h * c.ctx + c.pos0 + t) * c.hd);
-      return out;
-    };
-    m = merge(m, compareClose(q, ref.q, 2e-5, 2e-5));
-    m = merge(m, compareClose(k, withRows(kInit, ref.k), 2e-5, 2e-5));
-    m = merge(m, compareClose(v, withRows(vInit, ref.v), 0, 0));
-  }
-  return m;
-}
-
-function qkvChecks(): CheckSpec[] {
-  return [true, false].map((normalize) => ({
-    name: 'qkv_prepare',
-    variant: normalize ? 'q/k norm + RoPE' : 'RoPE only',
-    format: '-',
-    tolerance: 2e-5,
-    rel_tolerance: 2e-5,
-    kernels: ['qkv_prepare'],
-    run: (g: Gpu) => checkQkvPrepare(g, normalize),
-  }));
 }
 
 // ---- embedding ----

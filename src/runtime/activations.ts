@@ -4,6 +4,8 @@
 import type { ModelPlan } from '../config/plan.ts';
 import { fmtBytes, type Gpu } from '../gpu/gpu.ts';
 import { ropeTable } from '../../kernels/qkv_prepare.ts';
+import { kvCacheBytes, type KvDtype } from '../../kernels/attention.ts';
+import { splitCount, splitScratchBytes } from '../../kernels/attention_split.ts';
 
 export interface Activations {
   ids: GPUBuffer; // u32 [chunk]
@@ -27,9 +29,13 @@ export interface Activations {
   stepRandoms: GPUBuffer; // f32 [steps]: each choice's uniform random number, copied into `random`
   choices: GPUBuffer; // u32 [steps]: the id chosen at each step or row
   stepStaging: GPUBuffer; // MAP_READ [steps] u32: one readback of every choice
+  attnSplit: GPUBuffer; // split attention's partials for SPLIT_ROWS rows (16 bytes when unused)
 }
 
-/** Per layer: keys and values of every cached position, f32 [kv heads, context, head_dim]. */
+/** Rows of partials split attention's scratch holds: a verify pass of more runs in blocks. */
+export const SPLIT_ROWS = 16;
+
+/** Per layer: keys and values of every cached position, [kv heads, context, head_dim] of f32 or packed f16. */
 export interface KvCache {
   k: GPUBuffer[];
   v: GPUBuffer[];
@@ -38,8 +44,11 @@ export interface KvCache {
 // A function, not a constant: in Node the GPUBufferUsage global exists only once a GPU is set up.
 const storage = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
-/** Activations for passes of up to `chunk` tokens over a context of `contextLength` tokens. */
-export function allocateActivations(gpu: Gpu, plan: ModelPlan, chunk: number, contextLength: number): Activations {
+/**
+ * Activations for passes of up to `chunk` tokens over a context of `contextLength` tokens; `split`:
+ * room for split attention's partials (sized for the whole context, the layer needing most).
+ */
+export function allocateActivations(gpu: Gpu, plan: ModelPlan, chunk: number, contextLength: number, split = false): Activations {
   const { modelDim: D, headDim: hd, vocabSize: V } = plan;
   const T = chunk;
   const maxQkv = Math.max(...plan.layers.map((l) => l.qkvOut));
@@ -68,15 +77,23 @@ export function allocateActivations(gpu: Gpu, plan: ModelPlan, chunk: number, co
     stepRandoms: f32('step_randoms', T),
     choices: f32('choices', T),
     stepStaging: mapRead('step_staging', T * 4),
+    attnSplit: gpu.createBuffer('attn_split', split ? splitScratchSize(gpu, plan, contextLength) : 16, storage()),
   };
 }
 
+function splitScratchSize(gpu: Gpu, plan: ModelPlan, contextLength: number): number {
+  const per = plan.layers.map((l) =>
+    splitScratchBytes({ rows: SPLIT_ROWS, numQ: l.numQueryHeads, headDim: plan.headDim, splits: splitCount(gpu, l.numQueryHeads, contextLength) }),
+  );
+  return Math.max(...per);
+}
+
 /** The KV cache of every layer, each layer's keys (and values) in one binding the device allows. */
-export function allocateKvCache(gpu: Gpu, plan: ModelPlan, contextLength: number): KvCache {
+export function allocateKvCache(gpu: Gpu, plan: ModelPlan, contextLength: number, dtype: KvDtype = 'f32'): KvCache {
   const bindLimit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
   const cache: KvCache = { k: [], v: [] };
   for (const l of plan.layers) {
-    const bytes = l.numKvHeads * contextLength * plan.headDim * 4;
+    const bytes = kvCacheBytes(l.numKvHeads, contextLength, plan.headDim, dtype);
     if (bytes > bindLimit) {
       for (const b of [...cache.k, ...cache.v]) gpu.destroyBuffer(b);
       throw new Error(`layer ${l.index}'s KV cache needs ${fmtBytes(bytes)} but this GPU binds at most ${fmtBytes(bindLimit)}; use a shorter context length`);

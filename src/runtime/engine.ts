@@ -8,6 +8,8 @@ import { releaseDispatches, type Dispatch } from '../gpu/dispatch.ts';
 import { argmaxDispatch } from '../../kernels/argmax.ts';
 import { logprobDispatch } from '../../kernels/logprob.ts';
 import type { GemvKernel } from './linear.ts';
+import { KV_DTYPES, type KvDtype } from '../../kernels/attention.ts';
+import { chooseAttention, type AttentionChoice } from './attention-choice.ts';
 import { sampleDispatch, validateSampling, type SamplingParams } from '../../kernels/sample.ts';
 import { specAcceptDispatch } from '../../kernels/spec_accept.ts';
 import { allocateActivations, allocateKvCache, type Activations, type KvCache } from './activations.ts';
@@ -23,6 +25,14 @@ export interface EngineOptions {
   prefillChunk?: number;
   /** The one-token (decode) matmul kernel; see MatmulOptions.gemv. Default 'rows'. */
   gemv?: GemvKernel;
+  /**
+   * Attention of one-token and verify passes: 'single' (one workgroup per head walks the whole
+   * cache), 'split' (split-K: partial softmaxes over slices of the cache, then a combine), or
+   * 'auto' (the default; see attention-choice.ts).
+   */
+  attention?: AttentionChoice;
+  /** KV cache element type: 'f32' (default) or 'f16' (half the memory and bytes read). */
+  kvDtype?: KvDtype;
 }
 
 /** The logits a prefill returns: none, the last position's, or every position's. */
@@ -52,6 +62,9 @@ export class Engine {
   readonly contextLength: number;
   readonly chunk: number;
   readonly gemv: GemvKernel;
+  /** The attention kernel of one-token and verify passes, resolved from EngineOptions.attention. */
+  readonly attention: 'single' | 'split';
+  readonly kvDtype: KvDtype;
   /** Most tokens one verify pass, and most choices one `steps` submission, handles. */
   readonly maxSteps: number;
   /** Tokens currently held in the KV cache. */
@@ -86,12 +99,16 @@ export class Engine {
     if (!Number.isInteger(this.contextLength) || this.contextLength < 1) {
       throw new Error(`context length must be a positive integer, got ${opts.contextLength}`);
     }
+    this.kvDtype = opts.kvDtype ?? 'f32';
+    if (!KV_DTYPES.includes(this.kvDtype)) throw new Error(`kvDtype must be ${KV_DTYPES.join(' or ')}, got ${String(opts.kvDtype)}`);
+    this.attention = chooseAttention(gpu, opts.attention ?? 'auto', this.contextLength);
     // The all-positions logits of one chunk must fit one binding.
     this.chunk = prefillChunkSize(plan.vocabSize, this.contextLength, gpu.limits, opts.prefillChunk);
     this.maxSteps = this.chunk;
-    this.cache = allocateKvCache(gpu, plan, this.contextLength);
-    this.a = allocateActivations(gpu, plan, this.chunk, this.contextLength);
-    this.model = { gpu, plan, weights, a: this.a, cache: this.cache, contextLength: this.contextLength, gemv: this.gemv };
+    this.cache = allocateKvCache(gpu, plan, this.contextLength, this.kvDtype);
+    this.a = allocateActivations(gpu, plan, this.chunk, this.contextLength, this.attention === 'split');
+    const { gemv, attention, kvDtype } = this;
+    this.model = { gpu, plan, weights, a: this.a, cache: this.cache, contextLength: this.contextLength, gemv, attention, kvDtype };
     this.chooser = this.makeChooser(null);
     this.decodeDispatches = [];
     this.decodeOps = this.buildPass(1, 'last', false, this.decodeDispatches);
@@ -475,6 +492,8 @@ export class Engine {
       if (c >= 0) copy(a.nextId, 0, a.choices, c * 4, 4);
       if (c >= 0 && sb) copy(sb.dist, 0, sb.dists, c * V * 4, V * 4);
     }
+    // As after a decode step: the last choice is the input of a decodeStep that follows.
+    copy(a.nextId, 0, a.ids, 0, 4);
     const enc = this.gpu.device.createCommandEncoder({ label: `steps@${this.length}` });
     encodeOps(enc, ops, 'steps');
     this.length += passes;

@@ -5,11 +5,12 @@ import type { LayerPlan, ModelPlan } from '../config/plan.ts';
 import type { Gpu } from '../gpu/gpu.ts';
 import type { Dispatch } from '../gpu/dispatch.ts';
 import type { GpuWeight } from '../weights/gpu-weight.ts';
-import { attentionDispatch } from '../../kernels/attention.ts';
+import { attentionDispatch, type KvDtype } from '../../kernels/attention.ts';
+import { attentionSplitDispatches } from '../../kernels/attention_split.ts';
 import { embeddingDispatches } from '../../kernels/embedding.ts';
 import { matmulDispatches, type GemvKernel, type MatmulOptions } from './linear.ts';
 import { qkvPrepareDispatch } from '../../kernels/qkv_prepare.ts';
-import type { Activations, KvCache } from './activations.ts';
+import { SPLIT_ROWS, type Activations, type KvCache } from './activations.ts';
 import type { LayerWeights, ModelWeights } from './model-weights.ts';
 import { dispatchOps, type Op } from './ops.ts';
 
@@ -22,6 +23,9 @@ export interface ForwardModel {
   cache: KvCache;
   contextLength: number;
   gemv: GemvKernel;
+  /** 'split': one-token and verify passes run split-K attention (a.attnSplit is sized for it). */
+  attention: 'single' | 'split';
+  kvDtype: KvDtype;
 }
 
 /**
@@ -46,7 +50,7 @@ export interface PassOptions {
  * dispatch it creates is appended to `made`, so the caller can release their uniforms.
  */
 export function forwardPass(m: ForwardModel, T: number, end: PassEnd, made: Dispatch[], o: PassOptions = {}): Op[] {
-  const s = new Steps(m, T, made, !!o.captureResiduals);
+  const s = new Steps(m, T, made, !!o.captureResiduals, end);
   s.embed(); //                        x [T, D] = embedding[ids]
   s.captureResidual(0);
   for (const l of m.plan.layers) {
@@ -87,6 +91,7 @@ class Steps {
     private readonly T: number,
     private readonly made: Dispatch[],
     private readonly capture: boolean,
+    private readonly end: PassEnd,
   ) {
     this.eps = m.plan.rmsNormEps;
   }
@@ -145,27 +150,37 @@ class Steps {
         kCache: cache.k[l.index],
         vCache: cache.v[l.index],
         label: `layer${l.index}.qkv_prepare`,
+        kvDtype: this.m.kvDtype,
       }),
     );
   }
 
+  /**
+   * Split-K attention serves the passes whose rows must equal one-token steps (decode, `steps`,
+   * and verify passes: 'rows'), so a verify row gets bit for bit what a decode step gets; prefill
+   * and scoring keep the single-pass kernel, which has T * numQ workgroups to fill the GPU.
+   */
   attention(l: LayerPlan): void {
     const { gpu, plan, a, cache, contextLength } = this.m;
-    this.add(
-      attentionDispatch(gpu, {
-        tokens: this.T,
-        numQ: l.numQueryHeads,
-        numKv: l.numKvHeads,
-        headDim: plan.headDim,
-        maxContext: contextLength,
-        q: a.q,
-        kCache: cache.k[l.index],
-        vCache: cache.v[l.index],
-        position: a.position,
-        out: a.attn,
-        label: `layer${l.index}.attention`,
-      }),
-    );
+    const o = {
+      tokens: this.T,
+      numQ: l.numQueryHeads,
+      numKv: l.numKvHeads,
+      headDim: plan.headDim,
+      maxContext: contextLength,
+      q: a.q,
+      kCache: cache.k[l.index],
+      vCache: cache.v[l.index],
+      position: a.position,
+      out: a.attn,
+      label: `layer${l.index}.attention`,
+      kvDtype: this.m.kvDtype,
+    };
+    if (this.m.attention === 'split' && (this.T === 1 || this.end === 'rows')) {
+      this.add(...attentionSplitDispatches(gpu, { ...o, scratch: a.attnSplit, scratchRows: SPLIT_ROWS }));
+    } else {
+      this.add(attentionDispatch(gpu, o));
+    }
   }
 
   /** The residual add is the product's accumulate mode. */

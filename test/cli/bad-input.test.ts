@@ -192,6 +192,8 @@ const cases: Case[] = [
   { name: 'cli: generate ids outside the vocabulary', args: () => ['generate', '--model', fx(), '--input-ids', '99999', '--json'], code: 2, line: /^openelm: --input-ids: token id 99999 \(position 0\) is outside/ },
   { name: 'cli: bad --dtype', args: () => ['logits', '--model', fx(), '--input-ids', '1', '--dtype', 'f8'], code: 2, line: /^openelm: --dtype must be one of f32, f16, q8, q4, got "f8"/ },
   { name: 'cli: bad --gemv', args: () => ['logits', '--model', fx(), '--input-ids', '1', '--gemv', 'fast'], code: 2, line: /^openelm: --gemv must be auto/ },
+  { name: 'cli: bad --kv-dtype', args: () => ['logits', '--model', fx(), '--input-ids', '1', '--kv-dtype', 'bf16'], code: 2, line: /^openelm: --kv-dtype must be f32 or f16, got "bf16"/ },
+  { name: 'cli: bad --attention', args: () => ['generate', '--model', fx(), '--input-ids', '1', '--attention', 'fast'], code: 2, line: /^openelm: --attention must be auto, single, split, got "fast"/ },
   { name: 'cli: --context-length 0', args: () => ['logits', '--model', fx(), '--input-ids', '1', '--context-length', '0'], code: 2, line: /^openelm: --context-length must be an integer >= 1, got "0"/ },
   { name: 'cli: --context-length too big for the GPU', args: () => ['logits', '--model', fx(), '--input-ids', '1', '--context-length', '100000000'], code: 1, line: /^openelm: the context length \(--context-length\): the RoPE table for 100000000 positions needs/ },
   { name: 'cli: both --prompt and --input-ids', args: () => ['generate', '--model', fx(), '--prompt', 'Hi', '--input-ids', '1'], code: 2, line: /^openelm: give either --prompt or --input-ids, not both/ },

@@ -83,6 +83,24 @@ test('a matmul variant that drops a row fails the matmul checks in the library a
   assert.equal(kernelOrigin('matmul'), 'built-in');
 });
 
+test('an attention_split variant whose combine drops a split fails the split-K checks, and only those', async () => {
+  const gpu = await testGpu();
+  const builtIn = readFileSync(join(repoRoot, 'shaders/attention_split.wgsl'), 'utf8');
+  const broken = builtIn.replace('for (var s = 0u; s < sp.count; s++) {\n    let at', 'for (var s = 1u; s < sp.count; s++) {\n    let at');
+  assert.notEqual(broken, builtIn, 'the broken variant differs from the built-in');
+  setKernelVariant('attention_split', broken, 'drop-split.wgsl');
+  let r: DoctorReport;
+  try {
+    r = await runDoctor(gpu, { only: ['attention', 'attention_split'], dtype: 'f32' });
+  } finally {
+    setKernelVariant('attention_split', null);
+  }
+  const failed = r.checks.filter((c) => !c.pass);
+  assert.ok(failed.length > 0 && failed.every((c) => c.name === 'attention_split'), failed.map((c) => c.variant).join('; '));
+  assert.ok(r.checks.some((c) => c.name === 'attention' && c.pass));
+  assert.equal(r.pass, false);
+});
+
 test('openelm doctor --kernel-variant with a row dropped exits 1 naming the failing matmul check; --json stays one object', async () => {
   const file = join(tmp, 'drop-row.wgsl');
   writeFileSync(file, dropRow);

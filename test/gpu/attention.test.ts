@@ -1,5 +1,7 @@
 import { test } from 'node:test';
-import { attentionDispatch, attentionRef } from '../../kernels/attention.ts';
+import { attentionDispatch, attentionRef, kvCacheBytes } from '../../kernels/attention.ts';
+import assert from 'node:assert/strict';
+import { packF16Rows, roundF16 } from '../../src/io/dtype.ts';
 import { releaseDispatches, runDispatches } from '../../src/gpu/dispatch.ts';
 import type { Gpu } from '../../src/gpu/gpu.ts';
 import { assertClose, randn, rng, testGpu } from '../helpers.ts';
@@ -93,4 +95,33 @@ test('attention: a prepared decode dispatch follows the position buffer', async 
   }
   releaseDispatches(gpu, [d]);
   for (const b of Object.values(bufs)) gpu.destroyBuffer(b);
+});
+
+test('attention with an f16 KV cache (packed two per u32) matches the reference on the rounded cache', async () => {
+  const gpu = await testGpu();
+  const r = rng(17);
+  const heads: [number, number][] = [[1, 1], [4, 2], [6, 2], [12, 3], [8, 2]];
+  let i = 0;
+  for (const hd of [6, 10, 34, 64, 128]) {
+    for (const T of [1, 4]) {
+      const [nq, nkv] = heads[i++ % heads.length];
+      const maxCtx = 21 + 2 * i + (T === 1 ? 40 : 0);
+      const pos0 = maxCtx - T - (i % 2);
+      // The reference reads what the cache holds: each value rounded to f16 (nearest even).
+      const round = (c: Float32Array) => c.map((x) => (Number.isNaN(x) ? x : roundF16(x)));
+      const k = round(randn(r, nkv * maxCtx * hd));
+      const v = round(randn(r, nkv * maxCtx * hd));
+      for (let h = 0; h < nkv; h++) for (const c of [k, v]) c.fill(NaN, (h * maxCtx + pos0 + T) * hd, (h + 1) * maxCtx * hd);
+      const q = randn(r, T * nq * hd);
+      const kb = gpu.upload('k', packF16Rows(k, 1, k.length));
+      assert.equal(kb.size, Math.max(16, Math.ceil(kvCacheBytes(nkv, maxCtx, hd, 'f16') / 16) * 16), 'two bytes an element');
+      const bufs = { q: gpu.upload('q', q), kCache: kb, vCache: gpu.upload('v', packF16Rows(v, 1, v.length)), position: gpu.uniform('pos', [pos0]), out: gpu.upload('out', new Float32Array(T * nq * hd).fill(NaN)) };
+      const dims = { tokens: T, numQ: nq, numKv: nkv, headDim: hd, maxContext: maxCtx };
+      const d = attentionDispatch(gpu, { ...dims, ...bufs, kvDtype: 'f16' });
+      runDispatches(gpu, [d]);
+      assertClose(await gpu.readF32(bufs.out, T * nq * hd), attentionRef(q, k, v, { ...dims, position: pos0 }), 2e-5, 2e-4, `f16 cache hd=${hd} T=${T} nq=${nq} nkv=${nkv} ctx=${maxCtx} pos0=${pos0}`);
+      releaseDispatches(gpu, [d]);
+      for (const b of Object.values(bufs)) gpu.destroyBuffer(b);
+    }
+  }
 });

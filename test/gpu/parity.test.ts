@@ -20,12 +20,13 @@ async function firstBadLayer(model: OpenElmModel, ids: number[], expected: Float
   return 'every layer residual matches; the final norm or the output layer is off';
 }
 
-// Both decode matmul kernels: a thread a row, and coalesced (with subgroups where the device has them).
-for (const [dtype, gemv] of [['f32', 'rows'], ['f16', 'rows'], ['f32', 'coalesced'], ['f16', 'coalesced']] as const) {
-  describe(`tiny-elm parity, ${dtype} weights, ${gemv} GEMV`, () => {
+// Both decode matmul kernels: a thread a row, and coalesced (with subgroups where the device has them);
+// and split-K decode attention forced on (p3's decode rows span several splits).
+for (const [dtype, gemv, attention] of [['f32', 'rows', 'auto'], ['f16', 'rows', 'auto'], ['f32', 'coalesced', 'auto'], ['f16', 'coalesced', 'auto'], ['f32', 'rows', 'split']] as const) {
+  describe(`tiny-elm parity, ${dtype} weights, ${gemv} GEMV${attention === 'split' ? ', split-K attention' : ''}`, () => {
     let model: OpenElmModel;
     before(async () => {
-      model = await loadModel(fx.dir, { dtype, gemv, gpu: await testGpu() });
+      model = await loadModel(fx.dir, { dtype, gemv, attention, gpu: await testGpu() });
     });
     after(() => model.dispose());
 
