@@ -25,6 +25,8 @@ import type { BenchResult, Comparison, KernelFigures } from './result.ts';
 import { renderTable } from './table.ts';
 import { roundDeep } from './stats.ts';
 import { benchTfjs } from './tfjs.ts';
+import { DECODE_CONTEXTS, type ContextFill } from './contexts.ts';
+import { benchSizes, summarizeContexts, summarizeSizes } from './sizes.ts';
 
 export const PEERS = ['tfjs', 'llama-cpu', 'llama-vulkan'] as const;
 export type PeerName = (typeof PEERS)[number];
@@ -78,6 +80,14 @@ export interface BenchOptions {
   /** The command line, for the record. */
   command?: string;
   log?: (s: string) => void;
+  /** Decode tok/s and the per-kernel breakdown at these contexts (default DECODE_CONTEXTS; [] skips). */
+  decodeContexts?: number[];
+  /** How the cache is filled to each context (contexts.ts); default 'prefill'. */
+  contextFill?: ContextFill;
+  /** 'default': every device gets WebGPU's default limits (a browser's 128 MiB binding). */
+  deviceLimits?: 'adapter' | 'default';
+  /** Further models (the larger released shapes), each run in every format: load, memory, decode. */
+  sizes?: { size: string; dir: string }[];
 }
 
 /** The kernel lab: checks a matmul variant against the CPU on odd shapes, then times it. */
@@ -132,7 +142,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   for (const f of llamaFormats) if (!GGML_TYPE_NAMES.includes(f)) throw new Error(`unknown GGUF format "${f}" (known: ${GGML_TYPE_NAMES.join(', ')})`);
 
   // Machine facts and kernel figures, on a device of their own.
-  const kgpu = await createGpu();
+  const kgpu = await createGpu({ limits: o.deviceLimits });
   const machine = machineFacts(kgpu);
   log(`machine: ${machine.cpu_model} x${machine.cores}; adapter: ${[kgpu.info.vendor, kgpu.info.architecture, kgpu.info.description].filter(Boolean).join(' / ')}`);
   const gemmT = Math.min(Math.max(...o.promptLengths), PREFILL_CHUNK);
@@ -187,6 +197,14 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   }
 
   const formats: FormatResult[] = [];
+  const decodeContexts = o.decodeContexts ?? DECODE_CONTEXTS;
+  const formatBase = {
+    promptLengths: o.promptLengths,
+    decodeTokens: o.decodeTokens,
+    runs: o.runs,
+    deviceLimits: o.deviceLimits,
+    contexts: { contexts: decodeContexts, fill: o.contextFill ?? 'prefill', steps: o.decodeTokens, breakdownRuns: o.runs, copyGbs: kernels?.copy?.gb_s },
+  };
   // Every format's predictions are compared with f16's (else the first format's) on one stream.
   const referenceFormat = o.dtypes.includes('f16') ? 'f16' : o.dtypes[0];
   const order = [referenceFormat, ...o.dtypes.filter((d) => d !== referenceFormat)];
@@ -200,7 +218,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     const quality: { logits?: QualityLogits } = {};
     const wantQuality = (o.qualityTokens ?? 32) > 0 && o.dtypes.length > 1;
     const f = await benchFormat(
-      { dir: o.modelDir, label: dtype, dtype: engineFormat(dtype).dtype as DType, foldNorms: engineFormat(dtype).foldNorms, promptLengths: o.promptLengths, decodeTokens: o.decodeTokens, runs: o.runs, qualityTokens: wantQuality ? (o.qualityTokens ?? 32) : 0 },
+      { ...formatBase, dir: o.modelDir, label: dtype, dtype: engineFormat(dtype).dtype as DType, foldNorms: engineFormat(dtype).foldNorms, qualityTokens: wantQuality ? (o.qualityTokens ?? 32) : 0 },
       log,
       quality,
     );
@@ -212,6 +230,9 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     formats.push(f);
   }
   formats.sort((a, b) => o.dtypes.indexOf(a.dtype) - o.dtypes.indexOf(b.dtype));
+  const sizes = o.sizes?.length
+    ? await benchSizes(o.sizes, ours.map((d) => ({ label: d, dtype: engineFormat(d).dtype as DType, foldNorms: engineFormat(d).foldNorms })), { ...formatBase, promptLengths: [o.promptLengths[0]], qualityTokens: 0 }, log)
+    : undefined;
 
   for (const backend of ['cpu', 'vulkan'] as const) {
     const name = `llama-${backend}` as const;
@@ -252,10 +273,15 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       kernel_dtypes: kernelDtypes,
       attention_contexts: o.attentionContexts ?? ATTENTION_CONTEXTS,
       gemm_tokens: gemmT,
+      decode_contexts: decodeContexts,
+      context_fill: o.contextFill ?? 'prefill',
+      device_limits: o.deviceLimits ?? 'adapter',
+      sizes: o.sizes?.map((s) => s.size) ?? [],
     },
     machine: { ...machine, loadavg_end: readLoadavg() },
     timing: {
       kernels: `${timer.method === 'timestamp-query' ? 'timestamp queries at the start and end of the compute pass (Dawn quantizes them, 65.5 us here); wall clock submit -> onSubmittedWorkDone also recorded' : 'wall clock from queue.submit to onSubmittedWorkDone (no timestamp-query)'}; median after one warm-up run`,
+      breakdown: `${timer.method === 'timestamp-query' ? 'each dispatch of a decode step in a compute pass of its own, timestamp queries at its start and end' : 'each kind of dispatch as a group in one compute pass, wall clock submit -> onSubmittedWorkDone'}; the whole step in one pass, same method; medians after one warm-up`,
       model: 'wall clock (performance.now) around Engine.prefill + the read-back of the chosen id (TTFT), and around each Engine.decodeStep until its 4-byte id is read back; medians',
       js_encode: 'synchronous part of Engine.decodeStep (position write, command encoding, queue.submit, mapAsync request), with queue.submit wrapped to split it out',
       tfjs: 'tf.time kernelMs (timestamp queries around its compute pass) per run, wall clock recorded; medians',
@@ -273,6 +299,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       max_context: plan.maxContext,
     },
     formats,
+    sizes,
     kernels,
     peers,
     comparisons: [],
@@ -371,7 +398,9 @@ function summarize(r: BenchResult): Record<string, number | string> {
     }
     if (f.dispatches_per_token !== undefined) s[`${k}.dispatches_per_token`] = f.dispatches_per_token;
     if (f.peak_gpu_bytes !== undefined) s[`${k}.peak_gpu_mib`] = f.peak_gpu_bytes / 2 ** 20;
+    summarizeContexts(s, k, f);
   }
+  summarizeSizes(s, r.sizes ?? []);
   if (r.kernels?.copy) s['kernels.copy_gb_s'] = r.kernels.copy.gb_s;
   for (const m of r.kernels?.matmul ?? []) {
     // e.g. kernels.ours.f16.proj_1_GEMV.ms, kernels.ours.f16.coalesced.proj_1_GEMV.ms, and
