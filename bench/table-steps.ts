@@ -30,7 +30,7 @@ export function renderSteps(r: BenchResult, table: Table): string[] {
   const rows = all.flatMap(([n, f]) => contextRows(n, f));
   if (rows.length > 0) {
     out.push(
-      table(['decode at context', 'keys', 'tok/s', 'step ms', 'GPU step ms', 'MiB read', 'GB/s', 'of copy BW'], rows),
+      table(['decode at context', 'cached', 'tok/s', 'step ms', 'GPU step ms', 'MiB read', 'GB/s', 'of copy BW'], rows),
       `(* cache filled by position, not by a prefill: same work a step.) GPU step ms: the step's dispatches in one pass (${all.find(([, f]) => f.contexts?.[0]?.breakdown)?.[1].contexts?.[0].breakdown?.method ?? '-'})`,
       '',
     );
