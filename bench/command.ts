@@ -91,6 +91,10 @@ async function runBenchCommand(p: Parsed): Promise<void> {
   const peers = oneOf(list(p, 'peers') ?? [], PEERS, 'peers') as PeerName[];
   const lf = list(p, 'llama-formats');
   const llamaFormats = lf ? (oneOf(lf.map((s) => s.toUpperCase()), GGML_TYPE_NAMES, 'llama-formats') as GgmlTypeName[]) : undefined;
+  const dc = list(p, 'decode-contexts');
+  const decodeContexts = dc ? lengthsOrZero('decode-contexts', dc) : undefined;
+  const fill = p.values.get('context-fill') ?? 'prefill';
+  const [contextFill] = oneOf([fill], CONTEXT_FILLS, 'context-fill');
   const given = p.values.get('model');
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const sizeList = list(p, 'sizes');
@@ -99,10 +103,6 @@ async function runBenchCommand(p: Parsed): Promise<void> {
   const sizeDirs: { size: string; dir: string }[] = [];
   for (const size of sizes ?? []) sizeDirs.push({ size, dir: size === '270M' ? await defaultModel(json) : await syntheticModel(size, log) });
   const modelDir = sizeDirs[0]?.dir ?? given ?? (await defaultModel(json));
-  const dc = list(p, 'decode-contexts');
-  const decodeContexts = dc ? lengthsOrZero('decode-contexts', dc) : undefined;
-  const fill = p.values.get('context-fill') ?? 'prefill';
-  const [contextFill] = oneOf([fill], CONTEXT_FILLS, 'context-fill');
   const result = await runBench({
     modelDir,
     synthetic: given === undefined,
