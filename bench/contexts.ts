@@ -76,6 +76,7 @@ export async function decodeAtContexts(engine: Engine, vocab: number, bos: numbe
         r.breakdown = await stepBreakdown(engine, timer, { runs: o.breakdownRuns, copyGbs: o.copyGbs });
         const b = r.breakdown;
         log(`    breakdown (${b.method}): step ${b.step_ms.toFixed(2)} ms, ${(b.bytes / 2 ** 20).toFixed(1)} MiB, ${b.gb_s.toFixed(2)} GB/s${b.roofline_fraction !== undefined ? `, ${(b.roofline_fraction * 100).toFixed(1)}% of copy bandwidth` : ''}`);
+        log(`      ${b.kinds.map((k) => `${k.kind} ${k.ms.toFixed(2)} ms ${(k.share * 100).toFixed(0)}%`).join(', ')}`);
       }
       out.push(r);
     }
