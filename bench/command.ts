@@ -36,6 +36,7 @@ const spec: Spec = {
   'decode-contexts': { kind: 'string', value: 'LIST', help: `decode tok/s and the per-kernel breakdown of one step at these context lengths, capped at the model's (default ${DECODE_CONTEXTS.join(',')}; 0 skips)` },
   'context-fill': { kind: 'string', value: 'HOW', help: "how the cache reaches each context: prefill (a real prefill of that many tokens; minutes at 2048 on a CPU adapter) or positions (a short prefill, then the steps run at those positions over a zero-filled cache: the same work a step) (default prefill)" },
   sizes: { kind: 'string', value: 'LIST', help: `released shapes to run, synthetic random weights written once to the cache: ${RELEASED_SIZES.join(', ')}; the first is the main model (all figures), the others get load time, peak memory and decode (default: --model, else 270M)` },
+  'size-contexts': { kind: 'string', value: 'LIST', help: 'contexts at which the sizes after the first decode with the per-kernel breakdown, like --decode-contexts (default none: they get load, memory, prefill and decode)' },
   'browser-limits': { kind: 'flag', help: "request WebGPU's default limits (128 MiB a storage binding, 256 MiB a buffer: what a browser page gets) instead of the adapter's best" },
   help: { kind: 'flag', help: 'show this help' },
 };
@@ -93,6 +94,8 @@ async function runBenchCommand(p: Parsed): Promise<void> {
   const llamaFormats = lf ? (oneOf(lf.map((s) => s.toUpperCase()), GGML_TYPE_NAMES, 'llama-formats') as GgmlTypeName[]) : undefined;
   const dc = list(p, 'decode-contexts');
   const decodeContexts = dc ? lengthsOrZero('decode-contexts', dc) : undefined;
+  const sc = list(p, 'size-contexts');
+  const sizeContexts = sc ? lengthsOrZero('size-contexts', sc) : undefined;
   const fill = p.values.get('context-fill') ?? 'prefill';
   const [contextFill] = oneOf([fill], CONTEXT_FILLS, 'context-fill');
   const given = p.values.get('model');
@@ -110,6 +113,7 @@ async function runBenchCommand(p: Parsed): Promise<void> {
     contextFill,
     deviceLimits: p.flags.has('browser-limits') ? 'default' : 'adapter',
     sizes: sizeDirs.slice(1),
+    sizeContexts,
     dtypes,
     promptLengths,
     decodeTokens,

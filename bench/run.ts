@@ -89,6 +89,8 @@ export interface BenchOptions {
   deviceLimits?: 'adapter' | 'default';
   /** Further models (the larger released shapes), each run in every format: load, memory, decode. */
   sizes?: { size: string; dir: string }[];
+  /** Contexts at which the further sizes decode with the breakdown (default none: a decode step there takes seconds on a CPU adapter). */
+  sizeContexts?: number[];
 }
 
 /** The kernel lab: checks a matmul variant against the CPU on odd shapes, then times it. */
@@ -232,7 +234,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   }
   formats.sort((a, b) => o.dtypes.indexOf(a.dtype) - o.dtypes.indexOf(b.dtype));
   const sizes = o.sizes?.length
-    ? await benchSizes(o.sizes, ours.map((d) => ({ label: d, dtype: engineFormat(d).dtype as DType, foldNorms: engineFormat(d).foldNorms })), { ...formatBase, promptLengths: [o.promptLengths[0]], qualityTokens: 0 }, log)
+    ? await benchSizes(o.sizes, ours.map((d) => ({ label: d, dtype: engineFormat(d).dtype as DType, foldNorms: engineFormat(d).foldNorms })), { ...formatBase, promptLengths: [o.promptLengths[0]], qualityTokens: 0, contexts: { ...formatBase.contexts, contexts: o.sizeContexts ?? [] } }, log)
     : undefined;
 
   for (const backend of ['cpu', 'vulkan'] as const) {
@@ -278,6 +280,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       context_fill: o.contextFill ?? 'prefill',
       device_limits: o.deviceLimits ?? 'adapter',
       sizes: o.sizes?.map((s) => s.size) ?? [],
+      size_contexts: o.sizeContexts ?? [],
     },
     machine: { ...machine, loadavg_end: readLoadavg() },
     timing: {
