@@ -8,6 +8,9 @@ import { benchLlama, LLAMA_INSTALL_HINT } from './llama.ts';
 import { WEIGHT_FORMATS } from '../src/weights/gpu-weight.ts';
 import { BENCH_DTYPES, LAB_KERNELS, PEERS, runBench, type LabKernel, type PeerName } from './run.ts';
 import { renderTable } from './table.ts';
+import { CONTEXT_FILLS, DECODE_CONTEXTS } from './contexts.ts';
+import { syntheticModel } from './sizes.ts';
+import { RELEASED_SIZES } from '../src/config/released.ts';
 import { benchSpeculative, speculativeTable } from './speculative.ts';
 
 const FULL_RUN = 'openelm bench --dtype f32,f16,q8,q4 --prompt-lengths 128,512 --decode-tokens 32 --runs 5 --peers tfjs,llama-cpu';
@@ -30,6 +33,11 @@ const spec: Spec = {
   'vulkan-prompt-lengths': { kind: 'string', value: 'LIST', help: 'prompt lengths for llama-vulkan only (lavapipe takes seconds a token; default: --prompt-lengths)' },
   speculative: { kind: 'flag', help: 'only the speculative-decoding figures: plain, prompt lookup (10 tokens) and the checkpoint drafting for itself in q4 and q8, on a prompt the output quotes and on a fresh one (the first --dtype is the main model; --decode-tokens new tokens, default 32)' },
   'llama-child': { kind: 'string', value: 'JSON', help: 'internal: run the llama.cpp peer with these options and print its result (used for llama-vulkan)' },
+  'decode-contexts': { kind: 'string', value: 'LIST', help: `decode tok/s and the per-kernel breakdown of one step at these context lengths, capped at the model's (default ${DECODE_CONTEXTS.join(',')}; 0 skips)` },
+  'context-fill': { kind: 'string', value: 'HOW', help: "how the cache reaches each context: prefill (a real prefill of that many tokens; minutes at 2048 on a CPU adapter) or positions (a short prefill, then the steps run at those positions over a zero-filled cache: the same work a step) (default prefill)" },
+  sizes: { kind: 'string', value: 'LIST', help: `released shapes to run, synthetic random weights written once to the cache: ${RELEASED_SIZES.join(', ')}; the first is the main model (all figures), the others get load time, peak memory and decode (default: --model, else 270M)` },
+  'size-contexts': { kind: 'string', value: 'LIST', help: 'contexts at which the sizes after the first decode with the per-kernel breakdown, like --decode-contexts (default none: they get load, memory, prefill and decode)' },
+  'browser-limits': { kind: 'flag', help: "request WebGPU's default limits (128 MiB a storage binding, 256 MiB a buffer: what a browser page gets) instead of the adapter's best" },
   help: { kind: 'flag', help: 'show this help' },
 };
 
@@ -39,6 +47,15 @@ function list(p: Parsed, name: string): string[] | undefined {
   const items = v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
   if (items.length === 0) throw new UsageError(`--${name} needs at least one value`);
   return items;
+}
+
+/** Positive integers, or a lone 0 for none. */
+function lengthsOrZero(name: string, items: string[]): number[] {
+  if (items.length === 1 && items[0] === '0') return [];
+  return items.map((s) => {
+    if (!/^\d+$/.test(s) || Number(s) < 1) throw new UsageError(`--${name}: "${s}" is not a positive integer`);
+    return Number(s);
+  });
 }
 
 function oneOf<T extends string>(items: string[], allowed: readonly T[], name: string): T[] {
@@ -75,12 +92,28 @@ async function runBenchCommand(p: Parsed): Promise<void> {
   const peers = oneOf(list(p, 'peers') ?? [], PEERS, 'peers') as PeerName[];
   const lf = list(p, 'llama-formats');
   const llamaFormats = lf ? (oneOf(lf.map((s) => s.toUpperCase()), GGML_TYPE_NAMES, 'llama-formats') as GgmlTypeName[]) : undefined;
+  const dc = list(p, 'decode-contexts');
+  const decodeContexts = dc ? lengthsOrZero('decode-contexts', dc) : undefined;
+  const sc = list(p, 'size-contexts');
+  const sizeContexts = sc ? lengthsOrZero('size-contexts', sc) : undefined;
+  const fill = p.values.get('context-fill') ?? 'prefill';
+  const [contextFill] = oneOf([fill], CONTEXT_FILLS, 'context-fill');
   const given = p.values.get('model');
-  const modelDir = given ?? (await defaultModel(json));
   const log = (s: string) => process.stderr.write(`${s}\n`);
+  const sizeList = list(p, 'sizes');
+  if (sizeList && given !== undefined) throw new UsageError('--sizes runs synthetic checkpoints of the released shapes: leave out --model');
+  const sizes = sizeList ? oneOf(sizeList.map((x) => x.toUpperCase()), RELEASED_SIZES, 'sizes') : undefined;
+  const sizeDirs: { size: string; dir: string }[] = [];
+  for (const size of sizes ?? []) sizeDirs.push({ size, dir: size === '270M' ? await defaultModel(json) : await syntheticModel(size, log) });
+  const modelDir = sizeDirs[0]?.dir ?? given ?? (await defaultModel(json));
   const result = await runBench({
     modelDir,
     synthetic: given === undefined,
+    decodeContexts,
+    contextFill,
+    deviceLimits: p.flags.has('browser-limits') ? 'default' : 'adapter',
+    sizes: sizeDirs.slice(1),
+    sizeContexts,
     dtypes,
     promptLengths,
     decodeTokens,

@@ -15,6 +15,7 @@ import type { DType } from '../src/api/model.ts';
 import { withLoad, type LoadSample } from './machine.ts';
 import { rate, summarize, type Stat } from './stats.ts';
 import { promptIds } from './prompt.ts';
+import { decodeAtContexts, type ContextDecode, type ContextOptions } from './contexts.ts';
 
 export interface PrefillResult {
   prompt_tokens: number;
@@ -71,6 +72,10 @@ export interface FormatResult {
   decode?: DecodeResult;
   /** Against the reference format (f16, else the first format run), over the quality stream. */
   agreement?: Agreement;
+  /** Decode at each context length, with the step's per-kernel breakdown there. */
+  contexts?: ContextDecode[];
+  /** The device's binding and buffer limits the format ran under. */
+  limits?: { maxStorageBufferBindingSize: number; maxBufferSize: number };
 }
 
 export interface ModelBenchOptions {
@@ -88,6 +93,10 @@ export interface ModelBenchOptions {
   slowRunMs?: number;
   /** Tokens of the fixed stream whose next-token logits are kept for comparing formats (0: none). */
   qualityTokens?: number;
+  /** Decode (and its breakdown) at these context lengths, after everything else. */
+  contexts?: ContextOptions;
+  /** 'default': WebGPU's default limits (a browser's), instead of the adapter's best. */
+  deviceLimits?: 'adapter' | 'default';
 }
 
 /** Counts the compute dispatches and copies encoded while `fn` runs (prototype wrappers). */
@@ -186,7 +195,8 @@ export async function benchFormat(
   const name = o.label ?? o.dtype;
   const out: FormatResult = { dtype: name, ok: false };
   const t0 = performance.now();
-  const gpu = await createGpu();
+  const gpu = await createGpu({ limits: o.deviceLimits });
+  out.limits = { maxStorageBufferBindingSize: gpu.limits.maxStorageBufferBindingSize, maxBufferSize: gpu.limits.maxBufferSize };
   out.device_ms = performance.now() - t0;
   let model: Awaited<ReturnType<typeof loadModel>> | undefined;
   try {
@@ -256,6 +266,8 @@ export async function benchFormat(
     if (o.qualityTokens) {
       quality.logits = await model.logits(promptIds(Math.min(o.qualityTokens, engine.contextLength), plan.vocabSize, plan.bosTokenId), { allPositions: true });
     }
+    // Last: the breakdown leaves the engine's cache good for timing only.
+    if (o.contexts && o.contexts.contexts.length > 0) out.contexts = await decodeAtContexts(engine, plan.vocabSize, plan.bosTokenId, o.contexts, log);
     out.peak_gpu_bytes = gpu.peakAllocatedBytes;
     out.ok = true;
   } catch (e) {

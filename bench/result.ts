@@ -6,6 +6,7 @@ import type { KernelShape } from './matmul.ts';
 import type { AttentionResult, ChooserResult, CopyResult, MatmulResult } from './kernels.ts';
 import type { FormatResult } from './model.ts';
 import type { TfjsPeerResult } from './tfjs.ts';
+import type { SizeResult } from './sizes.ts';
 
 export interface KernelFigures {
   /** The matmul shapes (the model's biggest), timed in every format in `matmul`. */
@@ -47,6 +48,8 @@ export interface BenchResult {
   timing: Record<string, string>;
   model: { dir: string; synthetic: boolean; params: number; layers: number; model_dim: number; head_dim: number; vocab_size: number; max_context: number };
   formats: FormatResult[];
+  /** The larger shapes (--sizes), beside the main model. */
+  sizes?: SizeResult[];
   kernels: KernelFigures | null;
   peers: { tfjs?: TfjsPeerResult; 'llama-cpu'?: LlamaPeerResult; 'llama-vulkan'?: LlamaPeerResult };
   comparisons: Comparison[];

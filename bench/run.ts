@@ -14,24 +14,27 @@ import { ATTENTION_CONTEXTS, attentionShapes } from './attention.ts';
 import { CHOOSER_CASES } from './chooser.ts';
 import { GEMV_KERNELS, MATMUL_KERNEL_FORMATS, type GemvKernel } from '../src/runtime/linear.ts';
 import type { Gpu } from '../src/gpu/gpu.ts';
-import { benchLlama, benchLlamaInChild, type LlamaPeerResult } from './llama.ts';
+import { benchLlama, benchLlamaInChild } from './llama.ts';
 import { machineFacts, readLoadavg } from './machine.ts';
 import { agreement } from './quality.ts';
 import { setKernelVariant } from '../src/gpu/kernel-variants.ts';
 import { benchFormat, type FormatResult, type QualityLogits } from './model.ts';
 import { renderChart } from './chart.ts';
 import { layerRange, matmulLabel } from './labels.ts';
-import type { BenchResult, Comparison, KernelFigures } from './result.ts';
+import type { BenchResult, KernelFigures } from './result.ts';
+import { compare, GGML_OF, summarize } from './summary.ts';
 import { renderTable } from './table.ts';
 import { roundDeep } from './stats.ts';
 import { benchTfjs } from './tfjs.ts';
+import { DECODE_CONTEXTS, type ContextFill } from './contexts.ts';
+import { benchSizes } from './sizes.ts';
 
 export const PEERS = ['tfjs', 'llama-cpu', 'llama-vulkan'] as const;
 export type PeerName = (typeof PEERS)[number];
 /** Weight formats the harness knows; ours runs those in DTYPES, llama.cpp its GGUF equivalent. */
 /** Weight formats the harness runs; '-folded': q8/q4 with the norm gains folded in (ModelOptions.foldNorms). */
 export const BENCH_DTYPES = ['f32', 'f16', 'q8', 'q4', 'q8-folded', 'q4-folded'] as const;
-export const GGML_OF: Record<string, GgmlTypeName> = { f32: 'F32', f16: 'F16', q8: 'Q8_0', q4: 'Q4_0', 'q8-folded': 'Q8_0', 'q4-folded': 'Q4_0' };
+export { GGML_OF };
 
 /** The engine's weight format of a bench format, and whether the norm gains are folded into it. */
 function engineFormat(d: string): { dtype: string; foldNorms: boolean } {
@@ -78,6 +81,16 @@ export interface BenchOptions {
   /** The command line, for the record. */
   command?: string;
   log?: (s: string) => void;
+  /** Decode tok/s and the per-kernel breakdown at these contexts (default DECODE_CONTEXTS; [] skips). */
+  decodeContexts?: number[];
+  /** How the cache is filled to each context (contexts.ts); default 'prefill'. */
+  contextFill?: ContextFill;
+  /** 'default': every device gets WebGPU's default limits (a browser's 128 MiB binding). */
+  deviceLimits?: 'adapter' | 'default';
+  /** Further models (the larger released shapes), each run in every format: load, memory, decode. */
+  sizes?: { size: string; dir: string }[];
+  /** Contexts at which the further sizes decode with the breakdown (default none: a decode step there takes seconds on a CPU adapter). */
+  sizeContexts?: number[];
 }
 
 /** The kernel lab: checks a matmul variant against the CPU on odd shapes, then times it. */
@@ -132,7 +145,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   for (const f of llamaFormats) if (!GGML_TYPE_NAMES.includes(f)) throw new Error(`unknown GGUF format "${f}" (known: ${GGML_TYPE_NAMES.join(', ')})`);
 
   // Machine facts and kernel figures, on a device of their own.
-  const kgpu = await createGpu();
+  const kgpu = await createGpu({ limits: o.deviceLimits });
   const machine = machineFacts(kgpu);
   log(`machine: ${machine.cpu_model} x${machine.cores}; adapter: ${[kgpu.info.vendor, kgpu.info.architecture, kgpu.info.description].filter(Boolean).join(' / ')}`);
   const gemmT = Math.min(Math.max(...o.promptLengths), PREFILL_CHUNK);
@@ -187,6 +200,14 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   }
 
   const formats: FormatResult[] = [];
+  const decodeContexts = o.decodeContexts ?? DECODE_CONTEXTS;
+  const formatBase = {
+    promptLengths: o.promptLengths,
+    decodeTokens: o.decodeTokens,
+    runs: o.runs,
+    deviceLimits: o.deviceLimits,
+    contexts: { contexts: decodeContexts, fill: o.contextFill ?? 'prefill', steps: o.decodeTokens, breakdownRuns: o.runs, copyGbs: kernels?.copy?.gb_s },
+  };
   // Every format's predictions are compared with f16's (else the first format's) on one stream.
   const referenceFormat = o.dtypes.includes('f16') ? 'f16' : o.dtypes[0];
   const order = [referenceFormat, ...o.dtypes.filter((d) => d !== referenceFormat)];
@@ -200,7 +221,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     const quality: { logits?: QualityLogits } = {};
     const wantQuality = (o.qualityTokens ?? 32) > 0 && o.dtypes.length > 1;
     const f = await benchFormat(
-      { dir: o.modelDir, label: dtype, dtype: engineFormat(dtype).dtype as DType, foldNorms: engineFormat(dtype).foldNorms, promptLengths: o.promptLengths, decodeTokens: o.decodeTokens, runs: o.runs, qualityTokens: wantQuality ? (o.qualityTokens ?? 32) : 0 },
+      { ...formatBase, dir: o.modelDir, label: dtype, dtype: engineFormat(dtype).dtype as DType, foldNorms: engineFormat(dtype).foldNorms, qualityTokens: wantQuality ? (o.qualityTokens ?? 32) : 0 },
       log,
       quality,
     );
@@ -212,6 +233,9 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     formats.push(f);
   }
   formats.sort((a, b) => o.dtypes.indexOf(a.dtype) - o.dtypes.indexOf(b.dtype));
+  const sizes = o.sizes?.length
+    ? await benchSizes(o.sizes, ours.map((d) => ({ label: d, dtype: engineFormat(d).dtype as DType, foldNorms: engineFormat(d).foldNorms })), { ...formatBase, promptLengths: [o.promptLengths[0]], qualityTokens: 0, contexts: { ...formatBase.contexts, contexts: o.sizeContexts ?? [] } }, log)
+    : undefined;
 
   for (const backend of ['cpu', 'vulkan'] as const) {
     const name = `llama-${backend}` as const;
@@ -252,10 +276,16 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       kernel_dtypes: kernelDtypes,
       attention_contexts: o.attentionContexts ?? ATTENTION_CONTEXTS,
       gemm_tokens: gemmT,
+      decode_contexts: decodeContexts,
+      context_fill: o.contextFill ?? 'prefill',
+      device_limits: o.deviceLimits ?? 'adapter',
+      sizes: o.sizes?.map((s) => s.size) ?? [],
+      size_contexts: o.sizeContexts ?? [],
     },
     machine: { ...machine, loadavg_end: readLoadavg() },
     timing: {
       kernels: `${timer.method === 'timestamp-query' ? 'timestamp queries at the start and end of the compute pass (Dawn quantizes them, 65.5 us here); wall clock submit -> onSubmittedWorkDone also recorded' : 'wall clock from queue.submit to onSubmittedWorkDone (no timestamp-query)'}; median after one warm-up run`,
+      breakdown: `${timer.method === 'timestamp-query' ? 'each dispatch of a decode step in a compute pass of its own, timestamp queries at its start and end' : 'each kind of dispatch as a group in one compute pass, wall clock submit -> onSubmittedWorkDone'}; the whole step in one pass, same method; medians after one warm-up`,
       model: 'wall clock (performance.now) around Engine.prefill + the read-back of the chosen id (TTFT), and around each Engine.decodeStep until its 4-byte id is read back; medians',
       js_encode: 'synchronous part of Engine.decodeStep (position write, command encoding, queue.submit, mapAsync request), with queue.submit wrapped to split it out',
       tfjs: 'tf.time kernelMs (timestamp queries around its compute pass) per run, wall clock recorded; medians',
@@ -273,6 +303,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       max_context: plan.maxContext,
     },
     formats,
+    sizes,
     kernels,
     peers,
     comparisons: [],
@@ -293,113 +324,4 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     writeFileSync(svg, renderChart(rounded));
   }
   return rounded;
-}
-
-function compare(r: BenchResult): Comparison[] {
-  const out: Comparison[] = [];
-  for (const [name, peer] of Object.entries(r.peers)) {
-    if (!peer || name === 'tfjs') continue;
-    const lp = peer as LlamaPeerResult;
-    for (const f of r.formats) {
-      if (!f.ok) continue;
-      // Same format when the peer ran it, else every format it ran (marked as differing).
-      const okFormats = lp.formats.filter((x) => x.ok);
-      const match = okFormats.filter((x) => x.format === GGML_OF[f.dtype]);
-      for (const lf of match.length > 0 ? match : okFormats) {
-        const same = GGML_OF[f.dtype] === lf.format;
-        const label = `llama.cpp ${lp.backend} ${lf.format}`;
-        for (const p of f.prefill ?? []) {
-          const q = lf.prefill?.find((x) => x.prompt_tokens === p.prompt_tokens);
-          if (!q) continue;
-          out.push(mk(`prefill ${p.prompt_tokens} tokens`, 'tokens/s', `ours ${f.dtype}`, p.tokens_per_s.median, label, q.tokens_per_s.median, same));
-        }
-        if (f.decode && lf.decode) {
-          const c = mk('decode', 'tokens/s', `ours ${f.dtype}`, f.decode.tokens_per_s.median, label, lf.decode.tokens_per_s.median, same);
-          const a = f.decode.ids;
-          const b = lf.decode.ids;
-          const n = Math.min(a.length, b.length);
-          let k = 0;
-          while (k < n && a[k] === b[k]) k++;
-          c.greedy_agreement = { same_prefix: k, of: n };
-          out.push(c);
-        }
-      }
-    }
-  }
-  const tf = r.peers.tfjs;
-  if (tf?.ok && r.kernels) {
-    for (const t of tf.matmul) {
-      // tfjs runs f32: compare with our f32 and f16 (the default format) kernels.
-      for (const m of r.kernels.matmul.filter((x) => x.name === t.name && (x.dtype === 'f32' || x.dtype === 'f16'))) {
-        // Kernels compare by time on the same shape (GB/s would penalise f16, which reads half the bytes).
-        out.push({
-          what: `matmul ${t.name}`,
-          unit: 'ms',
-          ours: { label: matmulLabel(m), value: m.ms.median },
-          theirs: { label: `tfjs ${t.dtype}`, value: t.ms.median },
-          speedup: t.ms.median / m.ms.median,
-          same_format: m.dtype === t.dtype,
-        });
-      }
-    }
-  }
-  return out;
-}
-
-function mk(what: string, unit: string, ol: string, ov: number, tl: string, tv: number, same: boolean): Comparison {
-  return { what, unit, ours: { label: ol, value: ov }, theirs: { label: tl, value: tv }, speedup: ov / tv, same_format: same };
-}
-
-function summarize(r: BenchResult): Record<string, number | string> {
-  const s: Record<string, number | string> = {};
-  for (const f of r.formats) {
-    const k = `ours.${f.dtype}`;
-    if (!f.ok) {
-      s[`${k}.error`] = f.error ?? 'failed';
-      continue;
-    }
-    if (f.load_ms !== undefined) s[`${k}.load_s`] = f.load_ms / 1000;
-    for (const p of f.prefill ?? []) {
-      s[`${k}.prefill${p.prompt_tokens}_tok_s`] = p.tokens_per_s.median;
-      s[`${k}.ttft${p.prompt_tokens}_ms`] = p.ttft_ms.median;
-    }
-    if (f.decode) {
-      s[`${k}.decode_tok_s`] = f.decode.tokens_per_s.median;
-      s[`${k}.decode_step_ms`] = f.decode.step_ms.median;
-      s[`${k}.js_encode_ms`] = f.decode.js_encode_ms.median;
-      s[`${k}.submit_ms`] = f.decode.submit_ms.median;
-    }
-    if (f.dispatches_per_token !== undefined) s[`${k}.dispatches_per_token`] = f.dispatches_per_token;
-    if (f.peak_gpu_bytes !== undefined) s[`${k}.peak_gpu_mib`] = f.peak_gpu_bytes / 2 ** 20;
-  }
-  if (r.kernels?.copy) s['kernels.copy_gb_s'] = r.kernels.copy.gb_s;
-  for (const m of r.kernels?.matmul ?? []) {
-    // e.g. kernels.ours.f16.proj_1_GEMV.ms, kernels.ours.f16.coalesced.proj_1_GEMV.ms, and
-    // kernels.ours.f16[my.wgsl].proj_1_GEMV.ms for a lab variant.
-    const key = `kernels.${matmulLabel(m).replace(/ /g, '.').replace('.[', '[')}.${m.name.replace(/\s+/g, '_')}`;
-    s[`${key}.gb_s`] = m.gb_s;
-    s[`${key}.ms`] = m.ms.median;
-  }
-  for (const a of r.kernels?.attention ?? []) s[`kernels.attention.${a.numQ}_${a.numKv}_heads.ctx${a.context}.ms`] = a.ms.median;
-  for (const c of r.kernels?.chooser ?? []) s[`kernels.chooser.${c.name.replace(/\s+/g, '_')}.ms`] = c.ms.median;
-  const tf = r.peers.tfjs;
-  if (tf) {
-    if (!tf.ok) s['tfjs.error'] = tf.error ?? 'failed';
-    for (const m of tf.matmul) {
-      s[`kernels.tfjs.f32.${m.name.replace(/\s+/g, '_')}.gb_s`] = m.gb_s;
-      s[`kernels.tfjs.f32.${m.name.replace(/\s+/g, '_')}.ms`] = m.ms.median;
-    }
-  }
-  for (const name of ['llama-cpu', 'llama-vulkan'] as const) {
-    const p = r.peers[name];
-    if (!p) continue;
-    if (p.error && !p.ok) s[`${name}.error`] = p.error;
-    for (const f of p.formats) {
-      if (!f.ok) continue;
-      for (const q of f.prefill ?? []) s[`${name}.${f.format}.prefill${q.prompt_tokens}_tok_s`] = q.tokens_per_s.median;
-      if (f.decode) s[`${name}.${f.format}.decode_tok_s`] = f.decode.tokens_per_s.median;
-    }
-  }
-  for (const c of r.comparisons) s[`speedup.${c.what.replace(/\s+/g, '_')}.${c.ours.label.replace(/\s+/g, '_')}_vs_${c.theirs.label.replace(/\s+/g, '_')}`] = c.speedup;
-  return s;
 }

@@ -2,6 +2,7 @@
 // and the ours/theirs ratios.
 import { fmt, layerRange, matmulLabel } from './labels.ts';
 import type { BenchResult } from './result.ts';
+import { renderSteps } from './table-steps.ts';
 import type { Stat } from './stats.ts';
 
 /** "median (spread%)" with spread = (max - min) / median. */
@@ -102,6 +103,7 @@ export function renderTable(r: BenchResult): string {
     if (k.chooser.length > 0) out.push(table(['chooser', 'logits', 'ms'], k.chooser.map((c) => [c.name, String(c.n), ms(c.ms)])), '');
     if (r.peers.tfjs && !r.peers.tfjs.ok) out.push(`  ! tfjs: ${r.peers.tfjs.error}`, '');
   }
+  out.push(...renderSteps(r, table));
   if (r.comparisons.length > 0) {
     out.push('ours vs peers (speedup > 1 means ours is faster: tokens/s ours/theirs, kernel ms theirs/ours):');
     out.push(

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseConfigText } from './config/config.ts';
 import { derivePlan } from './config/plan.ts';
-import { acquireDevice } from './gpu/device.ts';
+import { acquireDevice, type DeviceOptions } from './gpu/device.ts';
 import { Gpu } from './gpu/gpu.ts';
 import { nodeGpu } from './gpu/node-gpu.ts';
 import { openCheckpoint } from './io/node-source.ts';
@@ -59,8 +59,8 @@ export async function loadPlan(dir: string) {
   return derivePlan(parseConfigText(text, file), file);
 }
 
-export async function createGpu(): Promise<Gpu> {
-  return new Gpu(await acquireDevice(await nodeGpu()));
+export async function createGpu(opts: DeviceOptions = {}): Promise<Gpu> {
+  return new Gpu(await acquireDevice(await nodeGpu(), opts));
 }
 
 /** Loads a model onto the GPU from a folder in the Hugging Face layout or a hub id. */

@@ -43,10 +43,20 @@ export function engineLimits(limits: GPUSupportedLimits): Record<EngineLimit, nu
   return out;
 }
 
-export async function acquireDevice(gpu: GPU, opts: { powerPreference?: GPUPowerPreference } = {}): Promise<AcquiredDevice> {
+export interface DeviceOptions {
+  powerPreference?: GPUPowerPreference;
+  /**
+   * 'adapter' (default): the adapter's best of each engine limit. 'default': WebGPU's default
+   * limits (128 MiB a storage binding, 256 MiB a buffer), what a page gets that asks for nothing:
+   * to check that the engine runs within them.
+   */
+  limits?: 'adapter' | 'default';
+}
+
+export async function acquireDevice(gpu: GPU, opts: DeviceOptions = {}): Promise<AcquiredDevice> {
   const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
   if (!adapter) throw new Error(NO_ADAPTER_HELP);
-  const requiredLimits = engineLimits(adapter.limits);
+  const requiredLimits = opts.limits === 'default' ? {} : engineLimits(adapter.limits);
   const wanted: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
   const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ label: 'openelm', requiredLimits, requiredFeatures });

@@ -212,6 +212,15 @@ export class Engine {
     this.gpu.write(this.a.random, new Float32Array([u, 0, 0, 0]));
   }
 
+  /**
+   * The decode step's dispatches in order, each labelled (`embedding`, `layer3.qkv_proj`, ...,
+   * `lm_head`, the chooser), for timing them one by one. Read-only: running them needs the
+   * position buffer a decodeStep wrote, and a rerun rewrites that position's cache entry.
+   */
+  get decodeStepDispatches(): readonly Dispatch[] {
+    return this.decodeOps.flatMap((o) => (o.kind === 'dispatch' ? [o.d] : []));
+  }
+
   /** Dispatches per decode step (one token). */
   get dispatchesPerToken(): number {
     return countDispatches(this.decodeOps);

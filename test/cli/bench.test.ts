@@ -13,6 +13,7 @@ import { renderTable } from '../../bench/table.ts';
 import type { Stat } from '../../bench/stats.ts';
 import { benchLlama, LLAMA_INSTALL_HINT } from '../../bench/llama.ts';
 import { fixtureDir, repoRoot } from '../helpers.ts';
+import { loadPlan } from '../../src/index.ts';
 
 const dir = fixtureDir('tiny-elm');
 const tmp = mkdtempSync(join(tmpdir(), 'openelm-bench-'));
@@ -40,6 +41,7 @@ test('runBench on tiny-elm: machine facts, formats, kernels, files', async () =>
     outDir: join(tmp, 'out'),
     copyBytes: 1 << 20,
     cacheDir: join(tmp, 'gguf'),
+    decodeContexts: [], // the next test covers them
   });
   const r = result;
   assert.equal(r.schema, 'openelm-webgpu/bench@1');
@@ -152,6 +154,86 @@ test('runBench on tiny-elm: machine facts, formats, kernels, files', async () =>
   assert.ok((svg.match(/<rect /g) ?? []).length > 10, 'the chart has bars');
 });
 
+const KINDS = ['embedding', 'qkv_proj', 'qkv_prepare', 'attention', 'out_proj', 'proj_1', 'proj_2', 'lm_head', 'argmax'];
+const MIB = 2 ** 20;
+/** Equal up to the result's rounding to 5 significant digits. */
+const near = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) <= 1e-3 * Math.abs(b), `${what}: ${a} vs ${b}`);
+
+test('decode at growing contexts with the per-kernel breakdown of a step, under the default (browser) limits', async () => {
+  const r = await runBench({
+    modelDir: dir,
+    dtypes: ['f16', 'q4'],
+    promptLengths: [4],
+    decodeTokens: 2,
+    runs: 2,
+    peers: [],
+    qualityTokens: 0,
+    copyBytes: 1 << 20,
+    attentionContexts: [16],
+    kernelBudgetMs: 500,
+    cacheDir: join(tmp, 'gguf'),
+    decodeContexts: [5, 40, 1000],
+    deviceLimits: 'default',
+  });
+  // WebGPU's defaults, what a page gets that asks for nothing: reported for the run and each format.
+  assert.equal(r.machine.limits.maxStorageBufferBindingSize, 128 * MIB);
+  assert.equal(r.machine.limits.maxBufferSize, 256 * MIB);
+  assert.equal(r.options.device_limits, 'default');
+  const copyGbs = r.kernels!.copy!.gb_s;
+  positive(copyGbs, 'copy gb_s');
+  const plan = await loadPlan(dir);
+  for (const f of r.formats) {
+    assert.ok(f.ok, `${f.dtype}: ${f.error}`);
+    assert.deepEqual(f.limits, { maxStorageBufferBindingSize: 128 * MIB, maxBufferSize: 256 * MIB });
+    const cs = f.contexts!;
+    assert.deepEqual(cs.map((c) => c.requested), [5, 40, 1000]);
+    // Capped so that warm-up, 2 timed steps and the breakdown's step fit tiny-elm's 256 tokens;
+    // the timed steps start after the one warm-up step.
+    assert.deepEqual(cs.map((c) => c.context_tokens), [6, 41, 253]);
+    for (const c of cs) {
+      assert.equal(c.fill, 'prefill');
+      positive(c.prefill_ms, 'prefill_ms');
+      stat(c.tokens_per_s, `ctx ${c.requested} tokens_per_s`, 2);
+      const b = c.breakdown!;
+      assert.equal(b.context_tokens, c.context_tokens + 3, 'the breakdown times the step after the timed ones');
+      assert.equal(b.method, r.kernels!.copy!.method);
+      assert.deepEqual(b.kinds.map((k) => k.kind), KINDS);
+      assert.equal(b.kinds.reduce((s, k) => s + k.dispatches, 0), f.dispatches_per_token, 'every dispatch of the step is timed');
+      for (const k of b.kinds) {
+        for (const key of ['ms', 'bytes', 'gb_s', 'share'] as const) positive(k[key], `${f.dtype} ctx ${c.requested} ${k.kind}.${key}`);
+        near(k.gb_s, k.bytes / (k.ms * 1e6), `${k.kind} gb_s`);
+      }
+      near(b.kinds.reduce((s, k) => s + k.share, 0), 1, 'shares sum to 1');
+      near(b.kinds.reduce((s, k) => s + k.ms, 0), b.sum_ms, 'sum_ms');
+      assert.equal(b.bytes, b.kinds.reduce((s, k) => s + k.bytes, 0));
+      // Attention reads the query and every cached key and value (f32) of each layer.
+      const hd = plan.headDim;
+      const att = plan.layers.reduce((s, l) => s + l.numQueryHeads * hd * 4 + 2 * l.numKvHeads * b.context_tokens * hd * 4, 0);
+      assert.equal(b.kinds.find((k) => k.kind === 'attention')!.bytes, att);
+      // The argmax reads the logits row.
+      assert.equal(b.kinds.find((k) => k.kind === 'argmax')!.bytes, plan.vocabSize * 4);
+      positive(b.step_ms, 'step_ms');
+      positive(b.gb_s, 'step gb_s');
+      assert.equal(b.copy_gb_s, copyGbs);
+      positive(b.roofline_fraction, 'roofline_fraction');
+      near(b.roofline_fraction!, b.bytes / (b.step_ms * 1e6) / copyGbs, 'roofline_fraction');
+    }
+    // Weights are the same at every context; only attention reads more.
+    const w = (i: number, kind: string) => cs[i].breakdown!.kinds.find((k) => k.kind === kind)!.bytes;
+    assert.equal(w(0, 'proj_1'), w(2, 'proj_1'));
+    assert.ok(w(2, 'attention') > w(0, 'attention'));
+    positive(r.summary[`ours.${f.dtype}.ctx1000.decode_tok_s`], 'summary ctx1000');
+    positive(r.summary[`ours.${f.dtype}.ctx40.roofline_fraction`], 'summary roofline');
+  }
+  // q4 weights are smaller than f16's.
+  const p1 = (d: string) => r.formats.find((f) => f.dtype === d)!.contexts![0].breakdown!.kinds.find((k) => k.kind === 'proj_1')!.bytes;
+  assert.ok(p1('q4') < p1('f16') / 2);
+  const text = renderTable(r);
+  assert.match(text, /decode at context\s+cached\s+tok\/s/);
+  assert.match(text, /one decode step, q4, 256 keys \((timestamp-query|wall-clock), 2 runs\)/);
+  assert.match(text, /\nattention\s+4\s+\S/);
+});
+
 test('openelm bench --json prints one JSON object; bad options fail with one line', () => {
   const cli = join(repoRoot, 'bin/openelm.js');
   const out = join(tmp, 'cli');
@@ -172,6 +254,27 @@ test('openelm bench --json prints one JSON object; bad options fail with one lin
   assert.equal(bad.status, 2);
   assert.equal(bad.stderr.trim().split('\n').length, 1);
   assert.match(bad.stderr, /--peers: "pytorch" is not one of tfjs, llama-cpu, llama-vulkan/);
+
+  // --browser-limits and contexts filled by position, on the command line.
+  const lim = spawnSync(
+    process.execPath,
+    [cli, 'bench', '--model', dir, '--prompt-lengths', '4', '--decode-tokens', '1', '--runs', '1', '--no-kernels', '--quality-tokens', '0', '--browser-limits', '--decode-contexts', '100', '--context-fill', 'positions', '--out', out, '--json'],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
+  assert.equal(lim.status, 0, lim.stderr);
+  const jl = JSON.parse(lim.stdout);
+  assert.equal(jl.machine.limits.maxStorageBufferBindingSize, 128 * MIB);
+  assert.equal(jl.formats[0].limits.maxStorageBufferBindingSize, 128 * MIB);
+  const c = jl.formats[0].contexts[0];
+  assert.equal(c.fill, 'positions');
+  assert.equal(c.context_tokens, 101);
+  assert.equal(c.prefill_ms, undefined);
+  assert.equal(c.breakdown.roofline_fraction, undefined, 'no copy bandwidth without kernels');
+  for (const args of [['--sizes', '7B'], ['--sizes', '270M', '--model', dir], ['--context-fill', 'zeros']]) {
+    const e = spawnSync(process.execPath, [cli, 'bench', ...args], { encoding: 'utf8' });
+    assert.equal(e.status, 2, `${args.join(' ')}: ${e.stderr}`);
+    assert.equal(e.stderr.trim().split('\n').length, 1, e.stderr);
+  }
 });
 
 test('the llama.cpp peer runs when node-llama-cpp is installed, else says how to install it', async () => {
