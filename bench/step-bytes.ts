@@ -9,7 +9,8 @@ import { weightRowBytes } from '../src/weights/gpu-weight.ts';
 
 /** The kind of a decode dispatch: its label without the layer prefix and the chunk index. */
 export function dispatchKind(label: string): string {
-  return label.replace(/^layer\d+\./, '').replace(/\[\d+\]$/, '');
+  // Split-K attention's two dispatches (attention.split, attention.combine) are one kind.
+  return label.replace(/^layer\d+\./, '').replace(/\[\d+\]$/, '').replace(/^attention\.(split|combine)$/, 'attention');
 }
 
 function weightBytes(w: GpuWeight): number {

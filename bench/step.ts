@@ -111,7 +111,7 @@ export async function stepBreakdown(engine: Engine, timer: GpuTimer, o: { runs: 
     }
     stepSamples.push(step);
   }
-  const bytes = decodeStepBytes(engine.plan, engine.weights, context, o.kvBytes);
+  const bytes = decodeStepBytes(engine.plan, engine.weights, context, o.kvBytes ?? (engine.kvDtype === 'f16' ? 2 : 4));
   const ms = kinds.map((k) => median(kindSamples.get(k)!));
   const sum = ms.reduce((a, b) => a + b, 0);
   const figures: KindFigure[] = kinds.map((kind, i) => {
