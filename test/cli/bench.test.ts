@@ -200,9 +200,13 @@ test('decode at growing contexts with the per-kernel breakdown of a step, under 
       assert.deepEqual(b.kinds.map((k) => k.kind), KINDS);
       assert.equal(b.kinds.reduce((s, k) => s + k.dispatches, 0), f.dispatches_per_token, 'every dispatch of the step is timed');
       for (const k of b.kinds) {
-        for (const key of ['ms', 'bytes', 'gb_s', 'share'] as const) positive(k[key], `${f.dtype} ctx ${c.requested} ${k.kind}.${key}`);
-        near(k.gb_s, k.bytes / (k.ms * 1e6), `${k.kind} gb_s`);
+        positive(k.bytes, `${f.dtype} ctx ${c.requested} ${k.kind}.bytes`);
+        // A tiny dispatch can measure 0 ms: Dawn quantizes timestamps (65.5 us here). Then gb_s is 0.
+        for (const key of ['ms', 'gb_s', 'share'] as const) assert.ok(Number.isFinite(k[key]) && k[key] >= 0, `${f.dtype} ctx ${c.requested} ${k.kind}.${key} = ${k[key]}`);
+        if (k.ms > 0) near(k.gb_s, k.bytes / (k.ms * 1e6), `${k.kind} gb_s`);
+        else assert.equal(k.gb_s, 0, `${k.kind} gb_s with 0 ms`);
       }
+      positive(b.sum_ms, 'sum_ms');
       near(b.kinds.reduce((s, k) => s + k.share, 0), 1, 'shares sum to 1');
       near(b.kinds.reduce((s, k) => s + k.ms, 0), b.sum_ms, 'sum_ms');
       assert.equal(b.bytes, b.kinds.reduce((s, k) => s + k.bytes, 0));
