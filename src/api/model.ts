@@ -9,7 +9,8 @@ import { resolveGeneration, type GenerationConfig } from '../generate/options.ts
 import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { encodePair, scoreRequests, type ScoreOptions, type ScoreResult, type TokenRequest } from '../generate/score.ts';
 import { WEIGHT_FORMATS, type WeightFormat } from '../weights/gpu-weight.ts';
-import { GEMV_KERNELS, tuneGemv, type GemvKernel, type GemvTuning } from '../runtime/linear.ts';
+import { choosePrefillMatmul, GEMV_KERNELS, tuneGemv, type GemvKernel, type GemvTuning, type PrefillChoice, type PrefillKernel } from '../runtime/linear.ts';
+import { prefillChunkSize } from '../runtime/fits.ts';
 import { Engine, type EngineOptions } from '../runtime/engine.ts';
 import { checkModelFits } from '../runtime/fits.ts';
 import { FifoLock } from './fifo-lock.ts';
@@ -19,7 +20,7 @@ import { destroyWeights, loadWeights, type LoadProgress } from '../runtime/model
 export type DType = WeightFormat;
 export const DTYPES: readonly string[] = WEIGHT_FORMATS;
 
-export interface ModelOptions extends Omit<EngineOptions, 'gemv'> {
+export interface ModelOptions extends Omit<EngineOptions, 'gemv' | 'prefillMatmul'> {
   dtype?: DType;
   onProgress?: LoadProgress;
   /**
@@ -27,6 +28,12 @@ export interface ModelOptions extends Omit<EngineOptions, 'gemv'> {
    * model's widest proj_1 after loading and keeps the faster (OpenElmModel.gemvTuning).
    */
   gemv?: GemvKernel | 'auto';
+  /**
+   * The T > 1 matmul of prefill and scoring (MatmulOptions.prefill). 'auto' (the default) times
+   * both on the widest proj_1 at the prefill chunk's length after loading, except on a fallback
+   * adapter (OpenElmModel.prefillChoice says which and why).
+   */
+  prefillMatmul?: PrefillKernel | 'auto';
   /**
    * q8/q4 only: multiply each layer's RMSNorm gains into the columns of the product after it
    * (qkv_proj, proj_1) before rounding, so the kernel skips loading them. Off by default: gains
@@ -77,6 +84,8 @@ export class OpenElmModel {
     /** What 'auto' measured, when it ran. */
     readonly gemvTuning?: GemvTuning,
     private readonly loader?: ModelLoader,
+    /** The prefill matmul chosen at load, and why. */
+    readonly prefillChoice?: PrefillChoice,
   ) {}
 
   /** Assistants loaded from an AssistantSpec, by source and dtype. */
@@ -102,8 +111,11 @@ export class OpenElmModel {
         const widest = plan.layers.reduce((a, l) => (l.proj1Out > a.proj1Out ? l : a));
         tuning = await tuneGemv(gpu, weights.layers[widest.index].proj1);
       }
-      const engine = new Engine(gpu, plan, weights, { ...opts, gemv: tuning?.choice ?? (gemvOpt as GemvKernel) });
-      return new OpenElmModel(gpu, plan, engine, dtype, opts.tokenizer, opts.ownsGpu ?? false, tuning, opts.loader);
+      const widest = plan.layers.reduce((a, l) => (l.proj1Out > a.proj1Out ? l : a));
+      const chunk = prefillChunkSize(plan.vocabSize, opts.contextLength ?? plan.maxContext, gpu.limits, opts.prefillChunk);
+      const prefill = await choosePrefillMatmul(gpu, weights.layers[widest.index].proj1, chunk, opts.prefillMatmul ?? 'auto');
+      const engine = new Engine(gpu, plan, weights, { ...opts, gemv: tuning?.choice ?? (gemvOpt as GemvKernel), prefillMatmul: prefill.choice });
+      return new OpenElmModel(gpu, plan, engine, dtype, opts.tokenizer, opts.ownsGpu ?? false, tuning, opts.loader, prefill);
     } catch (e) {
       destroyWeights(gpu, weights);
       throw e;

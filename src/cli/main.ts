@@ -3,7 +3,7 @@
 // library never imports the harness.
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { GEMV_KERNELS, type GemvKernel } from '../runtime/linear.ts';
+import { GEMV_KERNELS, PREFILL_KERNELS, type GemvKernel, type PrefillKernel } from '../runtime/linear.ts';
 import { RELEASED_SIZES, releasedConfig } from '../config/released.ts';
 import { synthesizeCheckpoint } from '../io/synth.ts';
 import { DTYPES, loadModel, resolveModelSource, type DType, type GenerationStats } from '../index.ts';
@@ -29,6 +29,7 @@ const common: Spec = {
   dtype: { kind: 'string', value: 'FORMAT', help: `weight format on the GPU: ${DTYPES.join(' | ')} (default f16)` },
   'context-length': { kind: 'string', value: 'N', help: 'KV cache length in tokens (default: the model\'s max_context_length)' },
   gemv: { kind: 'string', value: 'KERNEL', help: 'decode matmul kernel: auto (time both at load, keep the faster) | rows (a thread a row) | coalesced (threads stride over K; subgroups where the GPU has them). Default auto' },
+  'prefill-matmul': { kind: 'string', value: 'KERNEL', help: 'prefill/scoring matmul: auto (time both at load; register on a fallback adapter) | register (register-tiled) | tiled (blocks in workgroup memory). Default auto' },
   json: { kind: 'flag', help: 'print one JSON object instead of text for people' },
   help: { kind: 'flag', help: 'show this help' },
 };
@@ -118,7 +119,9 @@ async function openModel(p: Parsed) {
   const t0 = performance.now();
   const gemv = p.values.get('gemv') ?? 'auto';
   if (gemv !== 'auto' && !(GEMV_KERNELS as readonly string[]).includes(gemv)) throw new UsageError(`--gemv must be auto, ${GEMV_KERNELS.join(' or ')}, got "${gemv}"`);
-  const model = await loadModel(dir, { dtype: dtypeOption(p), contextLength, tokenizer: p.values.get('tokenizer'), gemv: gemv as GemvKernel | 'auto' });
+  const prefillMatmul = p.values.get('prefill-matmul') ?? 'auto';
+  if (prefillMatmul !== 'auto' && !(PREFILL_KERNELS as readonly string[]).includes(prefillMatmul)) throw new UsageError(`--prefill-matmul must be auto, ${PREFILL_KERNELS.join(' or ')}, got "${prefillMatmul}"`);
+  const model = await loadModel(dir, { dtype: dtypeOption(p), contextLength, tokenizer: p.values.get('tokenizer'), gemv: gemv as GemvKernel | 'auto', prefillMatmul: prefillMatmul as PrefillKernel | 'auto' });
   return { model, dir, loadMs: performance.now() - t0 };
 }
 
@@ -207,7 +210,7 @@ async function runGenerate(p: Parsed): Promise<void> {
       if (!json) await life.write(model.tokenizer && prompt !== undefined ? t.text : `${out.length === 1 ? '' : ' '}${t.id}`);
     }
     if (json) {
-      await life.write(`${JSON.stringify({ output_ids: out, text, stats: { ...stats, load_ms: loadMs, gemv: model.engine.gemv } })}\n`);
+      await life.write(`${JSON.stringify({ output_ids: out, text, stats: { ...stats, load_ms: loadMs, gemv: model.engine.gemv, prefill_matmul: model.engine.prefillMatmul } })}\n`);
     } else {
       await life.write('\n');
       console.error(

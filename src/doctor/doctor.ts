@@ -7,7 +7,7 @@ import { engineLimits, type EngineLimit } from '../gpu/device.ts';
 import type { DType } from '../api/model.ts';
 import { kernelOrigin, KERNEL_NAMES, type KernelName } from '../gpu/kernel-variants.ts';
 import { maxWeightChunkBytes } from '../weights/gpu-weight.ts';
-import type { GemvTuning } from '../runtime/linear.ts';
+import type { GemvTuning, PrefillChoice } from '../runtime/linear.ts';
 import { kernelChecks, runCheck, type CheckResult } from './kernel-checks.ts';
 import { checkModel, syntheticModel, type DoctorModel, type ModelCheck } from './model-check.ts';
 
@@ -33,6 +33,8 @@ export interface Choice<T> {
 export interface Choices {
   /** The decode (one-token) matmul kernel, timed on the checked model's widest proj_1. */
   gemv: Choice<'rows' | 'coalesced' | null> & { ms?: Record<string, number>; weight?: string };
+  /** The T > 1 (prefill, scoring) matmul: register-tiled or tiled through workgroup memory. */
+  prefill_matmul: Choice<'register' | 'tiled' | null> & { ms?: Record<string, number>; tokens?: number };
   subgroups: Choice<boolean>;
   shader_f16: Choice<boolean>;
   timestamp_query: Choice<boolean>;
@@ -80,7 +82,7 @@ export function adapterReport(gpu: Gpu): AdapterReport {
   };
 }
 
-function choicesFor(gpu: Gpu, model: ModelCheck, plan: DoctorModel['plan'], t: GemvTuning | undefined): Choices {
+function choicesFor(gpu: Gpu, model: ModelCheck, plan: DoctorModel['plan'], t: GemvTuning | undefined, prefill: PrefillChoice | undefined): Choices {
   const widest = plan.layers.reduce((a, l) => (l.proj1Out > a.proj1Out ? l : a));
   const sub = gpu.features.subgroups;
   const f16 = gpu.features.shaderF16;
@@ -94,6 +96,9 @@ function choicesFor(gpu: Gpu, model: ModelCheck, plan: DoctorModel['plan'], t: G
           why: `${t.choice} was faster (rows ${t.ms.rows.toFixed(3)} ms, coalesced ${t.ms.coalesced.toFixed(3)} ms per product); a load times both on its own model and keeps the faster`,
         }
       : { value: null, why: 'not measured: the model did not load' },
+    prefill_matmul: prefill
+      ? { value: prefill.choice, ...(prefill.ms ? { ms: prefill.ms, tokens: prefill.tokens } : {}), why: `${prefill.why}; verify passes keep the register-tiled kernel, whose rows sum as decode steps do` }
+      : { value: null, why: 'not chosen: the model did not load' },
     subgroups: {
       value: sub,
       why: sub ? 'the coalesced GEMV reduces each row with subgroup operations' : 'no subgroups: the coalesced GEMV reduces through workgroup memory',
@@ -101,8 +106,8 @@ function choicesFor(gpu: Gpu, model: ModelCheck, plan: DoctorModel['plan'], t: G
     shader_f16: {
       value: f16,
       why: f16
-        ? 'present, but no f16-arithmetic kernel exists yet: f16 weights are read packed two per u32 and converted, f32 arithmetic'
-        : 'absent: f16 weights are read packed two per u32 and converted, f32 arithmetic (the same path as with it)',
+        ? 'present: matmul and matmul_tiled read f16 weights as f16 values (f32 accumulation); the coalesced GEMV still reads them packed two per u32'
+        : 'absent: f16 weights are read packed two per u32 and converted, f32 accumulation',
     },
     timestamp_query: {
       value: gpu.features.timestampQuery,
@@ -130,7 +135,7 @@ export async function runDoctor(gpu: Gpu, opts: DoctorOptions = {}): Promise<Doc
   const model = opts.model ?? syntheticModel();
   const dtypes: DType[] = [...new Set<DType>(['f32', opts.dtype ?? 'f16'])];
   log(`model check: ${model.name}, ${dtypes.join(' and ')}`);
-  const { check: model_check, gemvTuning } = await checkModel(gpu, model, dtypes);
+  const { check: model_check, gemvTuning, prefillChoice } = await checkModel(gpu, model, dtypes);
   const kernel_sources = {} as Record<KernelName, string>;
   for (const k of KERNEL_NAMES) kernel_sources[k] = kernelOrigin(k);
   return {
@@ -139,7 +144,7 @@ export async function runDoctor(gpu: Gpu, opts: DoctorOptions = {}): Promise<Doc
     kernel_sources,
     checks,
     model_check,
-    choices: choicesFor(gpu, model_check, model.plan, gemvTuning),
+    choices: choicesFor(gpu, model_check, model.plan, gemvTuning, prefillChoice),
     pass: checks.every((c) => c.pass) && model_check.pass,
     ms: Math.round(performance.now() - t0),
   };

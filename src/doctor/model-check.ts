@@ -6,7 +6,7 @@ import { derivePlan, type ModelPlan } from '../config/plan.ts';
 import type { Gpu } from '../gpu/gpu.ts';
 import { memorySource, readTensorF32, type TensorEntry } from '../io/safetensors.ts';
 import { OpenElmModel, type DType } from '../api/model.ts';
-import type { GemvTuning } from '../runtime/linear.ts';
+import type { GemvTuning, PrefillChoice } from '../runtime/linear.ts';
 import { dequantize } from '../weights/quant.ts';
 import { cpuForward, type Tensors } from './cpu-forward.ts';
 import { randomFill } from './matmul-check.ts';
@@ -148,13 +148,14 @@ function argmax(a: ArrayLike<number>): number {
  * Loads the model in each format, runs the prompt, compares every position's logits. Also returns
  * the decode matmul tuning the engine made when loading it (the last format that loaded).
  */
-export async function checkModel(gpu: Gpu, model: DoctorModel, dtypes: readonly DType[], positions = 6): Promise<{ check: ModelCheck; gemvTuning?: GemvTuning }> {
+export async function checkModel(gpu: Gpu, model: DoctorModel, dtypes: readonly DType[], positions = 6): Promise<{ check: ModelCheck; gemvTuning?: GemvTuning; prefillChoice?: PrefillChoice }> {
   const plan = model.plan;
   const ids = promptIds(plan, Math.min(positions, plan.maxContext));
   const exact = await cpuTensors(model);
   const ref = cpuForward(plan, exact, ids).logits;
   const out: DtypeCheck[] = [];
   let gemvTuning: GemvTuning | undefined;
+  let prefillChoice: PrefillChoice | undefined;
   for (const dtype of dtypes) {
     const t0 = performance.now();
     const rounding = dtype === 'f32' ? undefined : maxAbsDiff(cpuForward(plan, roundedTensors(plan, exact, dtype), ids).logits, ref);
@@ -165,6 +166,7 @@ export async function checkModel(gpu: Gpu, model: DoctorModel, dtypes: readonly 
       try {
         m = await OpenElmModel.create(gpu, plan, model.tensors, { dtype, contextLength: ids.length });
         gemvTuning = m.gemvTuning ?? gemvTuning;
+        prefillChoice = m.prefillChoice ?? prefillChoice;
         return await m.logits(ids, { allPositions: true });
       } finally {
         m?.dispose();
@@ -201,5 +203,5 @@ export async function checkModel(gpu: Gpu, model: DoctorModel, dtypes: readonly 
     input_ids: ids,
     dtypes: out,
   };
-  return { check, gemvTuning };
+  return { check, gemvTuning, prefillChoice };
 }

@@ -7,7 +7,7 @@ import type { Gpu } from '../gpu/gpu.ts';
 import { releaseDispatches, type Dispatch } from '../gpu/dispatch.ts';
 import { argmaxDispatch } from '../../kernels/argmax.ts';
 import { logprobDispatch } from '../../kernels/logprob.ts';
-import type { GemvKernel } from './linear.ts';
+import type { GemvKernel, PrefillKernel } from './linear.ts';
 import { sampleDispatch, validateSampling, type SamplingParams } from '../../kernels/sample.ts';
 import { specAcceptDispatch } from '../../kernels/spec_accept.ts';
 import { allocateActivations, allocateKvCache, type Activations, type KvCache } from './activations.ts';
@@ -23,6 +23,8 @@ export interface EngineOptions {
   prefillChunk?: number;
   /** The one-token (decode) matmul kernel; see MatmulOptions.gemv. Default 'rows'. */
   gemv?: GemvKernel;
+  /** The T > 1 matmul of prefill and scoring (verify passes keep 'register'). Default 'register'. */
+  prefillMatmul?: PrefillKernel;
 }
 
 /** The logits a prefill returns: none, the last position's, or every position's. */
@@ -52,6 +54,7 @@ export class Engine {
   readonly contextLength: number;
   readonly chunk: number;
   readonly gemv: GemvKernel;
+  readonly prefillMatmul: PrefillKernel;
   /** Most tokens one verify pass, and most choices one `steps` submission, handles. */
   readonly maxSteps: number;
   /** Tokens currently held in the KV cache. */
@@ -83,6 +86,7 @@ export class Engine {
   ) {
     this.contextLength = opts.contextLength ?? plan.maxContext;
     this.gemv = opts.gemv ?? 'rows';
+    this.prefillMatmul = opts.prefillMatmul ?? 'register';
     if (!Number.isInteger(this.contextLength) || this.contextLength < 1) {
       throw new Error(`context length must be a positive integer, got ${opts.contextLength}`);
     }
@@ -91,7 +95,7 @@ export class Engine {
     this.maxSteps = this.chunk;
     this.cache = allocateKvCache(gpu, plan, this.contextLength);
     this.a = allocateActivations(gpu, plan, this.chunk, this.contextLength);
-    this.model = { gpu, plan, weights, a: this.a, cache: this.cache, contextLength: this.contextLength, gemv: this.gemv };
+    this.model = { gpu, plan, weights, a: this.a, cache: this.cache, contextLength: this.contextLength, gemv: this.gemv, prefillMatmul: this.prefillMatmul };
     this.chooser = this.makeChooser(null);
     this.decodeDispatches = [];
     this.decodeOps = this.buildPass(1, 'last', false, this.decodeDispatches);

@@ -7,7 +7,7 @@ import type { Dispatch } from '../gpu/dispatch.ts';
 import type { GpuWeight } from '../weights/gpu-weight.ts';
 import { attentionDispatch } from '../../kernels/attention.ts';
 import { embeddingDispatches } from '../../kernels/embedding.ts';
-import { matmulDispatches, type GemvKernel, type MatmulOptions } from './linear.ts';
+import { matmulDispatches, type GemvKernel, type MatmulOptions, type PrefillKernel } from './linear.ts';
 import { qkvPrepareDispatch } from '../../kernels/qkv_prepare.ts';
 import type { Activations, KvCache } from './activations.ts';
 import type { LayerWeights, ModelWeights } from './model-weights.ts';
@@ -22,6 +22,8 @@ export interface ForwardModel {
   cache: KvCache;
   contextLength: number;
   gemv: GemvKernel;
+  /** The T > 1 matmul of prefill and scoring passes (verify passes keep 'register'; see forwardPass). */
+  prefillMatmul: PrefillKernel;
 }
 
 /**
@@ -46,7 +48,9 @@ export interface PassOptions {
  * dispatch it creates is appended to `made`, so the caller can release their uniforms.
  */
 export function forwardPass(m: ForwardModel, T: number, end: PassEnd, made: Dispatch[], o: PassOptions = {}): Op[] {
-  const s = new Steps(m, T, made, !!o.captureResiduals);
+  // A verify pass's rows must equal decode steps bit for bit; only the register-tiled kernel sums
+  // in the one-token kernel's order.
+  const s = new Steps(m, T, made, !!o.captureResiduals, end === 'rows' ? 'register' : m.prefillMatmul);
   s.embed(); //                        x [T, D] = embedding[ids]
   s.captureResidual(0);
   for (const l of m.plan.layers) {
@@ -87,6 +91,7 @@ class Steps {
     private readonly T: number,
     private readonly made: Dispatch[],
     private readonly capture: boolean,
+    private readonly prefill: PrefillKernel,
   ) {
     this.eps = m.plan.rmsNormEps;
   }
@@ -102,7 +107,7 @@ class Steps {
 
   /** A product with a weight; `y` is written, or added to with `accumulate` (a fused residual). */
   private linear(w: GpuWeight, x: GPUBuffer, y: GPUBuffer, label: string, fused: Fusions = {}, tokens = this.T): void {
-    this.add(...matmulDispatches(this.m.gpu, w, { tokens, gemv: this.m.gemv, x, y, label, ...fused }));
+    this.add(...matmulDispatches(this.m.gpu, w, { tokens, gemv: this.m.gemv, prefill: this.prefill, x, y, label, ...fused }));
   }
 
   embed(): void {

@@ -81,6 +81,33 @@ export async function tuneGemv(gpu: Gpu, weight: GpuWeight, runs = 5): Promise<G
   return { choice: ms.coalesced < ms.rows ? 'coalesced' : 'rows', ms };
 }
 
+/** The T > 1 matmul a model runs, and why. */
+export interface PrefillChoice {
+  choice: PrefillKernel;
+  why: string;
+  /** When timed: median ms of one product per kernel, over `tokens` tokens. */
+  ms?: Record<PrefillKernel, number>;
+  tokens?: number;
+}
+
+/**
+ * The prefill matmul for `option` ('auto' or a kernel) with `weight` (the model's widest proj_1)
+ * at `tokens` tokens (the prefill chunk). 'auto' times both, except on a fallback adapter (a CPU
+ * rasterizer like SwiftShader), where workgroup memory and barriers are slow and timing would only
+ * slow the load: there the register-tiled kernel is kept untimed.
+ */
+export async function choosePrefillMatmul(gpu: Gpu, weight: GpuWeight, tokens: number, option: PrefillKernel | 'auto'): Promise<PrefillChoice> {
+  if (option !== 'auto') {
+    if (!PREFILL_KERNELS.includes(option)) throw new Error(`prefillMatmul must be auto, ${PREFILL_KERNELS.join(' or ')}, got ${String(option)}`);
+    return { choice: option, why: 'set by the prefillMatmul option' };
+  }
+  if (!tiledTakes(weight)) return { choice: 'register', why: `${weight.format} weights: the tiled kernel takes f32 and f16 only` };
+  if (tokens < 2) return { choice: 'register', why: 'prefill chunks of one token run the one-token kernels' };
+  if (gpu.info.isFallback) return { choice: 'register', why: 'fallback adapter (a CPU rasterizer): workgroup memory and barriers are slow there, so the register-tiled kernel is kept without timing' };
+  const t = await tunePrefillMatmul(gpu, weight, tokens);
+  return { choice: t.choice, ms: t.ms, tokens, why: `${t.choice} was faster at ${tokens} tokens (register ${t.ms.register.toFixed(3)} ms, tiled ${t.ms.tiled.toFixed(3)} ms per product)` };
+}
+
 export interface PrefillTuning {
   choice: PrefillKernel;
   /** Median ms of one product with `weight` over `tokens` tokens, per kernel. */

@@ -48,7 +48,7 @@ test('tiled matmul with weights split into chunks, a grid folded into y, and min
   for (const [T, N, K, format, rowsPerChunk] of [
     [5, 130, 33, 'f16', 7],
     [19, 64, 40, 'f32', 13],
-    [3, 10, 1, 'f16', 2],
+    [3, 10, 1, 'f16', 4],
   ] as [number, number, number, WeightFormat, number][]) {
     const { chunks } = await runCase(gpu, r, { T, N, K, format, norm: true, activation: 'silu-gate', accumulate: false, prefill: 'tiled', maxChunkBytes: weightRowBytes(K, format) * rowsPerChunk - (rowsPerChunk % 2) * weightRowBytes(K, format) });
     assert.ok(chunks > 1);
