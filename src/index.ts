@@ -72,7 +72,7 @@ export async function loadModel(source: string, opts: LoadOptions = {}): Promise
   const gpu = opts.gpu ?? (await createGpu());
   try {
     // Assistants (speculative decoding) load on this model's device with its tokenizer and kernels.
-    const loader: ModelLoader = (src, o) => loadModel(src, { hub: opts.hub, gemv: opts.gemv, tokenizer, ...o });
+    const loader: ModelLoader = (src, o) => loadModel(src, { hub: opts.hub, gemv: opts.gemv, prefillMatmul: opts.prefillMatmul, tokenizer, ...o });
     return await OpenElmModel.create(gpu, plan, tensors, { ...opts, tokenizer, ownsGpu: !opts.gpu, loader });
   } catch (e) {
     if (!opts.gpu) gpu.destroy();

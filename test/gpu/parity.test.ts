@@ -20,12 +20,21 @@ async function firstBadLayer(model: OpenElmModel, ids: number[], expected: Float
   return 'every layer residual matches; the final norm or the output layer is off';
 }
 
-// Both decode matmul kernels: a thread a row, and coalesced (with subgroups where the device has them).
-for (const [dtype, gemv] of [['f32', 'rows'], ['f16', 'rows'], ['f32', 'coalesced'], ['f16', 'coalesced']] as const) {
-  describe(`tiny-elm parity, ${dtype} weights, ${gemv} GEMV`, () => {
+// Both decode matmul kernels: a thread a row, and coalesced (with subgroups where the device has
+// them); both prefill matmuls: register-tiled, and tiled through workgroup memory (forced on).
+for (const [dtype, gemv, prefillMatmul] of [
+  ['f32', 'rows', 'register'],
+  ['f16', 'rows', 'register'],
+  ['f32', 'coalesced', 'register'],
+  ['f16', 'coalesced', 'register'],
+  ['f32', 'rows', 'tiled'],
+  ['f16', 'rows', 'tiled'],
+] as const) {
+  describe(`tiny-elm parity, ${dtype} weights, ${gemv} GEMV, ${prefillMatmul} prefill matmul`, () => {
     let model: OpenElmModel;
     before(async () => {
-      model = await loadModel(fx.dir, { dtype, gemv, gpu: await testGpu() });
+      model = await loadModel(fx.dir, { dtype, gemv, prefillMatmul, gpu: await testGpu() });
+      assert.equal(model.engine.prefillMatmul, prefillMatmul);
     });
     after(() => model.dispose());
 
