@@ -44,7 +44,27 @@ export interface MatmulOptions {
   gemv?: GemvKernel;
   /** 'coalesced' only: use subgroup operations if the device has them (default true). */
   subgroups?: boolean;
+  /**
+   * T > 1 products with f32/f16 weights: 'register' (the default: matmul.wgsl, register-tiled,
+   * summing each row in the one-token kernel's order) or 'tiled' (matmul_tiled.wgsl, blocks staged
+   * in workgroup memory). tunePrefillMatmul (src/runtime/linear.ts) measures which is faster.
+   */
+  prefill?: PrefillKernel;
+  /** 'tiled' only: its block sizes (default: tiledSizes in kernels/matmul_tiled.ts, from the device's limits). */
+  tiles?: TiledSizes;
+  /** f16 weights: read them as f16 values where the device has shader-f16 (default true). */
+  shaderF16?: boolean;
 }
+
+export type PrefillKernel = 'register' | 'tiled';
+
+/** Block sizes of the tiled kernel: threads along N (4 rows each), along T (4 tokens each), vec4 slots of K a step. */
+export interface TiledSizes {
+  WG: number;
+  TT: number;
+  KS: number;
+}
+export const PREFILL_KERNELS: readonly PrefillKernel[] = ['register', 'tiled'];
 
 export type GemvKernel = 'rows' | 'coalesced';
 export const GEMV_KERNELS: readonly GemvKernel[] = ['rows', 'coalesced'];
@@ -156,7 +176,7 @@ export function matmulFloatDispatches(gpu: Gpu, w: GpuWeight, o: MatmulOptions):
   const T = o.tokens;
   const K = w.cols;
   const f16 = w.format === 'f16';
-  const defines = { F16: f16, VEC4: f16 ? K % 8 === 0 : K % 4 === 0, TILE: T > 1, ...fusionDefines(o) };
+  const defines = { F16: f16, SHADER_F16: f16 && (o.shaderF16 ?? true) && gpu.features.shaderF16, VEC4: f16 ? K % 8 === 0 : K % 4 === 0, TILE: T > 1, ...fusionDefines(o) };
   const code = preprocess(shaderSource('matmul', builtIn), defines);
   const tiles = tokenTiles(T);
   return w.chunks.map((c, i) => {

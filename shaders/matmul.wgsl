@@ -9,12 +9,17 @@
 // slower than this. Tokens past T repeat the last token (computed, never stored); rows past N
 // repeat the last row.
 //
-// Variants: F16 (packed f16 weights), VEC4 (K a multiple of 4 for f32, of 8 for f16: vector loads;
+// Variants: F16 (packed f16 weights; with SHADER_F16, on devices with shader-f16, the same words
+// read as f16 values instead of unpacked from u32), VEC4 (K a multiple of 4 for f32, of 8 for f16: vector loads;
 // otherwise scalar loads), TILE (4 tokens a thread), ACC (y += instead of y =).
 // The q8/q4 twin is matmul_q.wgsl, the one-token coalesced kernel matmul_gemv.wgsl.
 //
 // Fusions NORM, NORMW, SILU, GLU (one description for both thread-a-row kernels): see
 // include/matmul_out.wgsl.
+
+#if SHADER_F16
+enable f16;
+#endif
 
 #include matmul_out
 
@@ -34,10 +39,18 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 #if VEC4
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
+#if SHADER_F16
+@group(0) @binding(2) var<storage, read> w: array<vec4<f16>>;
+#else
 @group(0) @binding(2) var<storage, read> w: array<vec4u>;
+#endif
 #else
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+#if SHADER_F16
+@group(0) @binding(2) var<storage, read> w: array<vec2<f16>>;
+#else
 @group(0) @binding(2) var<storage, read> w: array<u32>;
+#endif
 #endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 #if NORMW
@@ -56,8 +69,13 @@ override WG: u32 = 64;
 // 8 values a step: one vec4u of packed halves against two vec4f of x.
 const KSTEP: u32 = 8;
 fn wl(i: u32) -> mat2x4f {
+#if SHADER_F16
+  // The same 16 bytes as 8 f16 values: converting is exact, so sums match the packed path's.
+  return mat2x4f(vec4f(w[2u * i]), vec4f(w[2u * i + 1u]));
+#else
   let p = w[i];
   return mat2x4f(vec4f(unpack2x16float(p.x), unpack2x16float(p.y)), vec4f(unpack2x16float(p.z), unpack2x16float(p.w)));
+#endif
 }
 fn xl(row: u32, i: u32) -> mat2x4f {
   return mat2x4f(x[row + 2u * i], x[row + 2u * i + 1u]);
@@ -106,7 +124,11 @@ fn mul(a: vec4f, b: vec4f) -> vec4f {
 // 2 values a step: one packed word; an odd K leaves a last half handled after the loop.
 const KSTEP: u32 = 2;
 fn wl(i: u32) -> vec2f {
+#if SHADER_F16
+  return vec2f(w[i]);
+#else
   return unpack2x16float(w[i]);
+#endif
 }
 fn xl(row: u32, i: u32) -> vec2f {
   return vec2f(x[row + 2u * i], x[row + 2u * i + 1u]);
@@ -236,10 +258,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   if ((params.K & 1u) != 0u) {
     // The last word of each row holds one half (the high half is padding).
     let k = params.K - 1u;
-    let h0 = unpack2x16float(w[o0 + steps]).x;
-    let h1 = unpack2x16float(w[o1 + steps]).x;
-    let h2 = unpack2x16float(w[o2 + steps]).x;
-    let h3 = unpack2x16float(w[o3 + steps]).x;
+    let h0 = wl(o0 + steps).x;
+    let h1 = wl(o1 + steps).x;
+    let h2 = wl(o2 + steps).x;
+    let h3 = wl(o3 + steps).x;
 #if NORM
 #if NORMW
     let g = nw[k];

@@ -394,7 +394,7 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
       tokenizer,
       ownsGpu: !opts.gpu,
       // Assistants (speculative decoding) load on this model's device, cached like any model.
-      loader: (src, o) => loadModel(src, { hub: opts.hub, cache: opts.cache, cacheName: opts.cacheName, gemv: opts.gemv, tuningStore, tokenizer, ...o }),
+      loader: (src, o) => loadModel(src, { hub: opts.hub, cache: opts.cache, cacheName: opts.cacheName, gemv: opts.gemv, prefillMatmul: opts.prefillMatmul, tuningStore, tokenizer, ...o }),
       onProgress: (done, n, tensor) => {
         ev.tensorsDone = done;
         ev.tensorsTotal = n;

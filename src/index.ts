@@ -74,7 +74,7 @@ export async function loadModel(source: string, opts: LoadOptions = {}): Promise
   try {
     // Assistants (speculative decoding) load on this model's device with its tokenizer and kernels.
     const tuningStore = opts.tuningStore === undefined ? defaultNodeTuningStore() : opts.tuningStore;
-    const loader: ModelLoader = (src, o) => loadModel(src, { hub: opts.hub, gemv: opts.gemv, tuningStore, tokenizer, ...o });
+    const loader: ModelLoader = (src, o) => loadModel(src, { hub: opts.hub, gemv: opts.gemv, prefillMatmul: opts.prefillMatmul, tuningStore, tokenizer, ...o });
     return await OpenElmModel.create(gpu, plan, tensors, { ...opts, tuningStore, tokenizer, ownsGpu: !opts.gpu, loader });
   } catch (e) {
     if (!opts.gpu) gpu.destroy();

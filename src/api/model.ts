@@ -9,7 +9,8 @@ import { resolveGeneration, type GenerationConfig } from '../generate/options.ts
 import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { encodePair, scoreRequests, type ScoreOptions, type ScoreResult, type TokenRequest } from '../generate/score.ts';
 import { WEIGHT_FORMATS, type WeightFormat } from '../weights/gpu-weight.ts';
-import { GEMV_KERNELS, tuneGemv, type GemvKernel } from '../runtime/linear.ts';
+import { choosePrefillMatmul, GEMV_KERNELS, PREFILL_KERNELS, tuneGemv, tunePrefillMatmul, type GemvKernel, type PrefillChoice, type PrefillKernel } from '../runtime/linear.ts';
+import { prefillChunkSize } from '../runtime/fits.ts';
 import { gpuTuningKey, tune, type Tuned } from '../runtime/tuning.ts';
 import type { TuningStore } from '../io/tuning-store.ts';
 import { Engine, type EngineOptions } from '../runtime/engine.ts';
@@ -21,7 +22,7 @@ import { destroyWeights, loadWeights, type LoadProgress } from '../runtime/model
 export type DType = WeightFormat;
 export const DTYPES: readonly string[] = WEIGHT_FORMATS;
 
-export interface ModelOptions extends Omit<EngineOptions, 'gemv'> {
+export interface ModelOptions extends Omit<EngineOptions, 'gemv' | 'prefillMatmul'> {
   dtype?: DType;
   onProgress?: LoadProgress;
   /**
@@ -36,6 +37,12 @@ export interface ModelOptions extends Omit<EngineOptions, 'gemv'> {
    * localStorage); null: remember nothing, time at every load.
    */
   tuningStore?: TuningStore | null;
+  /**
+   * The T > 1 matmul of prefill and scoring (MatmulOptions.prefill). 'auto' (the default) times
+   * both on the widest proj_1 at the prefill chunk's length after loading, except on a fallback
+   * adapter (OpenElmModel.prefillChoice says which and why).
+   */
+  prefillMatmul?: PrefillKernel | 'auto';
   /**
    * q8/q4 only: multiply each layer's RMSNorm gains into the columns of the product after it
    * (qkv_proj, proj_1) before rounding, so the kernel skips loading them. Off by default: gains
@@ -86,6 +93,8 @@ export class OpenElmModel {
     /** What 'auto' chose: timed now, or remembered from an earlier load on this adapter. */
     readonly gemvTuning?: Tuned<GemvKernel>,
     private readonly loader?: ModelLoader,
+    /** The prefill matmul chosen at load, and why. */
+    readonly prefillChoice?: PrefillChoice,
   ) {}
 
   /** Assistants loaded from an AssistantSpec, by source and dtype. */
@@ -113,8 +122,13 @@ export class OpenElmModel {
         const key = gpuTuningKey(gpu, 'gemv', `${w.format}:N=${w.rows}:K=${w.cols}`);
         tuning = await tune(opts.tuningStore ?? null, key, GEMV_KERNELS, async () => (await tuneGemv(gpu, w)).ms);
       }
-      const engine = new Engine(gpu, plan, weights, { ...opts, gemv: tuning?.choice ?? (gemvOpt as GemvKernel) });
-      return new OpenElmModel(gpu, plan, engine, dtype, opts.tokenizer, opts.ownsGpu ?? false, tuning, opts.loader);
+      const widest = plan.layers.reduce((a, l) => (l.proj1Out > a.proj1Out ? l : a));
+      const chunk = prefillChunkSize(plan.vocabSize, opts.contextLength ?? plan.maxContext, gpu.limits, opts.prefillChunk);
+      const prefill = await choosePrefillMatmul(gpu, weights.layers[widest.index].proj1, chunk, opts.prefillMatmul ?? 'auto', (w, T) =>
+        tune(opts.tuningStore ?? null, gpuTuningKey(gpu, 'prefill_matmul', `${w.format}:N=${w.rows}:K=${w.cols}:T=${T}`), PREFILL_KERNELS, async () => (await tunePrefillMatmul(gpu, w, T)).ms),
+      );
+      const engine = new Engine(gpu, plan, weights, { ...opts, gemv: tuning?.choice ?? (gemvOpt as GemvKernel), prefillMatmul: prefill.choice });
+      return new OpenElmModel(gpu, plan, engine, dtype, opts.tokenizer, opts.ownsGpu ?? false, tuning, opts.loader, prefill);
     } catch (e) {
       destroyWeights(gpu, weights);
       throw e;

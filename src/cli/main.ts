@@ -3,7 +3,7 @@
 // library never imports the harness.
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { GEMV_KERNELS, type GemvKernel } from '../runtime/linear.ts';
+import { GEMV_KERNELS, PREFILL_KERNELS, type GemvKernel, type PrefillKernel } from '../runtime/linear.ts';
 import { KV_DTYPES, type KvDtype } from '../../kernels/attention.ts';
 import { ATTENTION_CHOICES, type AttentionChoice } from '../runtime/attention-choice.ts';
 import { RELEASED_SIZES, releasedConfig } from '../config/released.ts';
@@ -35,6 +35,7 @@ const common: Spec = {
   retune: { kind: 'flag', help: 'time the kernel choices again instead of taking those remembered for this GPU and model shape (in <cache>/tuning.json), and remember the new ones; also OPENELM_RETUNE=1' },
   'kv-dtype': { kind: 'string', value: 'f32|f16', help: 'KV cache element type: f32 (default) or f16 (half the cache memory and the bytes attention reads)' },
   attention: { kind: 'string', value: 'MODE', help: 'decode attention kernel: auto (split-K on GPUs, single-pass on the CPU fallback) | single | split. Default auto' },
+  'prefill-matmul': { kind: 'string', value: 'KERNEL', help: 'prefill/scoring matmul: auto (time both at load; register on a fallback adapter) | register (register-tiled) | tiled (blocks in workgroup memory). Default auto' },
   json: { kind: 'flag', help: 'print one JSON object instead of text for people' },
   help: { kind: 'flag', help: 'show this help' },
 };
@@ -124,6 +125,8 @@ async function openModel(p: Parsed) {
   const t0 = performance.now();
   const gemv = p.values.get('gemv') ?? 'auto';
   if (gemv !== 'auto' && !(GEMV_KERNELS as readonly string[]).includes(gemv)) throw new UsageError(`--gemv must be auto, ${GEMV_KERNELS.join(' or ')}, got "${gemv}"`);
+  const prefillMatmul = p.values.get('prefill-matmul') ?? 'auto';
+  if (prefillMatmul !== 'auto' && !(PREFILL_KERNELS as readonly string[]).includes(prefillMatmul)) throw new UsageError(`--prefill-matmul must be auto, ${PREFILL_KERNELS.join(' or ')}, got "${prefillMatmul}"`);
   const kvDtype = p.values.get('kv-dtype') ?? 'f32';
   if (!(KV_DTYPES as readonly string[]).includes(kvDtype)) throw new UsageError(`--kv-dtype must be ${KV_DTYPES.join(' or ')}, got "${kvDtype}"`);
   const attention = p.values.get('attention') ?? 'auto';
@@ -133,6 +136,7 @@ async function openModel(p: Parsed) {
     contextLength,
     tokenizer: p.values.get('tokenizer'),
     gemv: gemv as GemvKernel | 'auto',
+    prefillMatmul: prefillMatmul as PrefillKernel | 'auto',
     kvDtype: kvDtype as KvDtype,
     attention: attention as AttentionChoice,
     tuningStore: defaultNodeTuningStore({ retune: p.flags.has('retune') }),
@@ -230,7 +234,7 @@ async function runGenerate(p: Parsed): Promise<void> {
       if (!json) await life.write(model.tokenizer && prompt !== undefined ? t.text : `${out.length === 1 ? '' : ' '}${t.id}`);
     }
     if (json) {
-      await life.write(`${JSON.stringify({ output_ids: out, text, stats: { ...stats, load_ms: loadMs, gemv: model.engine.gemv, gemv_tuning: gemvTuningStats(model.gemvTuning), attention: model.engine.attention, kv_dtype: model.engine.kvDtype } })}\n`);
+      await life.write(`${JSON.stringify({ output_ids: out, text, stats: { ...stats, load_ms: loadMs, gemv: model.engine.gemv, gemv_tuning: gemvTuningStats(model.gemvTuning), attention: model.engine.attention, kv_dtype: model.engine.kvDtype, prefill_matmul: model.engine.prefillMatmul } })}\n`);
     } else {
       await life.write('\n');
       console.error(

@@ -10,6 +10,7 @@ import { maxWeightChunkBytes } from '../weights/gpu-weight.ts';
 import type { GemvKernel } from '../runtime/linear.ts';
 import { adapterIdentity, rememberedFor, type Tuned } from '../runtime/tuning.ts';
 import type { TuningStore } from '../io/tuning-store.ts';
+import type { PrefillChoice } from '../runtime/linear.ts';
 import { kernelChecks, runCheck, type CheckResult } from './kernel-checks.ts';
 import { checkModel, syntheticModel, type DoctorModel, type ModelCheck } from './model-check.ts';
 import { chooseAttention } from '../runtime/attention-choice.ts';
@@ -38,6 +39,8 @@ export interface Choices {
   gemv: Choice<'rows' | 'coalesced' | null> & { ms?: Partial<Record<string, number>>; weight?: string; remembered?: boolean; measured_at?: string };
   /** Where timed choices are remembered, and those remembered for this adapter (this engine version). */
   tuning: Choice<string | null> & { remembered: RememberedChoice[] };
+  /** The T > 1 (prefill, scoring) matmul: register-tiled or tiled through workgroup memory. */
+  prefill_matmul: Choice<'register' | 'tiled' | null> & { ms?: Record<string, number>; tokens?: number };
   subgroups: Choice<boolean>;
   shader_f16: Choice<boolean>;
   timestamp_query: Choice<boolean>;
@@ -112,7 +115,7 @@ function gemvWhy(t: Tuned<GemvKernel>, store: TuningStore | null): string {
   return `${t.choice} was faster (${fmtMs(t.ms)} per product), timed now; ${kept}`;
 }
 
-function choicesFor(gpu: Gpu, model: ModelCheck, plan: DoctorModel['plan'], t: Tuned<GemvKernel> | undefined, store: TuningStore | null, remembered: RememberedChoice[]): Choices {
+function choicesFor(gpu: Gpu, model: ModelCheck, plan: DoctorModel['plan'], t: Tuned<GemvKernel> | undefined, prefill: PrefillChoice | undefined, store: TuningStore | null, remembered: RememberedChoice[]): Choices {
   const widest = plan.layers.reduce((a, l) => (l.proj1Out > a.proj1Out ? l : a));
   const sub = gpu.features.subgroups;
   const f16 = gpu.features.shaderF16;
@@ -135,6 +138,9 @@ function choicesFor(gpu: Gpu, model: ModelCheck, plan: DoctorModel['plan'], t: T
         ? `${remembered.length} choice(s) remembered for this adapter: ${remembered.map((r) => `${r.decision} ${r.shape} = ${r.choice}`).join('; ') || 'none'}`
         : 'no tuning store: choices are timed at every load and not kept',
     },
+    prefill_matmul: prefill
+      ? { value: prefill.choice, ...(prefill.ms ? { ms: prefill.ms, tokens: prefill.tokens } : {}), why: `${prefill.why}; verify passes keep the register-tiled kernel, whose rows sum as decode steps do` }
+      : { value: null, why: 'not chosen: the model did not load' },
     subgroups: {
       value: sub,
       why: sub ? 'the coalesced GEMV reduces each row with subgroup operations' : 'no subgroups: the coalesced GEMV reduces through workgroup memory',
@@ -142,8 +148,8 @@ function choicesFor(gpu: Gpu, model: ModelCheck, plan: DoctorModel['plan'], t: T
     shader_f16: {
       value: f16,
       why: f16
-        ? 'present, but no f16-arithmetic kernel exists yet: f16 weights are read packed two per u32 and converted, f32 arithmetic'
-        : 'absent: f16 weights are read packed two per u32 and converted, f32 arithmetic (the same path as with it)',
+        ? 'present: matmul and matmul_tiled read f16 weights as f16 values (f32 accumulation); the coalesced GEMV still reads them packed two per u32'
+        : 'absent: f16 weights are read packed two per u32 and converted, f32 accumulation',
     },
     timestamp_query: {
       value: gpu.features.timestampQuery,
@@ -184,7 +190,7 @@ export async function runDoctor(gpu: Gpu, opts: DoctorOptions = {}): Promise<Doc
   const dtypes: DType[] = [...new Set<DType>(['f32', opts.dtype ?? 'f16'])];
   log(`model check: ${model.name}, ${dtypes.join(' and ')}`);
   const store = opts.tuningStore ?? null;
-  const { check: model_check, gemvTuning } = await checkModel(gpu, model, dtypes, undefined, store);
+  const { check: model_check, gemvTuning, prefillChoice } = await checkModel(gpu, model, dtypes, undefined, store);
   const remembered: RememberedChoice[] = store
     ? (await rememberedFor(store, adapterIdentity(gpu))).map((r) => ({ decision: r.decision, shape: r.shape, choice: r.choice, ms: r.ms, measured_at: r.at }))
     : [];
@@ -196,7 +202,7 @@ export async function runDoctor(gpu: Gpu, opts: DoctorOptions = {}): Promise<Doc
     kernel_sources,
     checks,
     model_check,
-    choices: choicesFor(gpu, model_check, model.plan, gemvTuning, store, remembered),
+    choices: choicesFor(gpu, model_check, model.plan, gemvTuning, prefillChoice, store, remembered),
     pass: checks.every((c) => c.pass) && model_check.pass,
     ms: Math.round(performance.now() - t0),
   };

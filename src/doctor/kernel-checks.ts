@@ -6,15 +6,15 @@ import type { Gpu } from '../gpu/gpu.ts';
 import { seededRandom } from '../util/random.ts';
 import { argmaxDispatch, argmaxRef } from '../../kernels/argmax.ts';
 import { embeddingDispatches, embeddingRef } from '../../kernels/embedding.ts';
-import { GEMV_KERNELS } from '../runtime/linear.ts';
+import { GEMV_KERNELS, type GemvKernel } from '../runtime/linear.ts';
 import { dequantize } from '../weights/quant.ts';
 import { logprobDispatch, logprobRef } from '../../kernels/logprob.ts';
 import { keptWeightsRef, sampleDispatch, sampleRef, type SamplingParams } from '../../kernels/sample.ts';
 import { specAcceptDispatch, specAcceptRef } from '../../kernels/spec_accept.ts';
 import type { KernelName } from '../gpu/kernel-variants.ts';
-import { destroyWeight, uploadWeight, weightRowBytes, WEIGHT_FORMATS } from '../weights/gpu-weight.ts';
+import { destroyWeight, uploadWeight, weightRowBytes, WEIGHT_FORMATS, type WeightFormat } from '../weights/gpu-weight.ts';
 import { withErrorScope } from './error-scope.ts';
-import { checkMatmulForm, MATMUL_FORMS, MATMUL_TOL, randomFill } from './matmul-check.ts';
+import { checkMatmulForm, MATMUL_FORMS, MATMUL_TOL, randomFill, type MatmulForm, type MatmulKernelChoice } from './matmul-check.ts';
 import { attentionChecks, qkvChecks } from './attention-checks.ts';
 import { compareClose, countMismatches, merge, runAndFree, type CheckSpec, type Measured } from './check-util.ts';
 
@@ -42,24 +42,36 @@ export interface CheckResult {
 
 function matmulChecks(gpu: Gpu): CheckSpec[] {
   const out: CheckSpec[] = [];
+  const add = (format: WeightFormat, variant: string, kernels: KernelName[], gemv: GemvKernel, form: MatmulForm, choice: MatmulKernelChoice) =>
+    out.push({
+      name: 'matmul',
+      variant,
+      format,
+      tolerance: MATMUL_TOL,
+      rel_tolerance: MATMUL_TOL,
+      kernels,
+      run: async (g) => {
+        const r = await checkMatmulForm(g, format, gemv, form, choice);
+        return { maxAbs: r.maxAbs, pass: r.ratio < 1 };
+      },
+    });
+  // Where the device has shader-f16, f16 weights are read as f16 by default: the packed-u32 read
+  // is checked too, as a variant.
+  const f16Reads = gpu.features.shaderF16 ? [true, false] : [false];
+  const readName = (format: WeightFormat, shaderF16: boolean) => (format !== 'f16' ? '' : shaderF16 ? ' shader-f16' : gpu.features.shaderF16 ? ' packed-u32' : '');
   for (const format of WEIGHT_FORMATS)
-    for (const gemv of GEMV_KERNELS)
+    for (const shaderF16 of format === 'f16' ? f16Reads : [false])
       for (const { name: formName, form } of MATMUL_FORMS) {
-        const kernel = gemv === 'coalesced' && gpu.features.subgroups ? 'coalesced+subgroups' : gemv;
-        out.push({
-          name: 'matmul',
-          variant: `gemv=${kernel} ${formName}`,
-          format,
-          tolerance: MATMUL_TOL,
-          rel_tolerance: MATMUL_TOL,
-          // T > 1 shapes run the thread-a-row kernel of the format in both; T = 1 shapes run
-          // matmul_gemv.wgsl when coalesced.
-          kernels: [format === 'q8' || format === 'q4' ? 'matmul_q' : 'matmul', ...(gemv === 'coalesced' ? (['matmul_gemv'] as const) : [])],
-          run: async (g) => {
-            const r = await checkMatmulForm(g, format, gemv, form);
-            return { maxAbs: r.maxAbs, pass: r.ratio < 1 };
-          },
-        });
+        for (const gemv of GEMV_KERNELS) {
+          const kernel = gemv === 'coalesced' && gpu.features.subgroups ? 'coalesced+subgroups' : gemv;
+          // T > 1 shapes run the register-tiled kernel of the format in both; T = 1 shapes run
+          // matmul_gemv.wgsl when coalesced (which reads f16 packed on every device).
+          if (gemv === 'coalesced' && format === 'f16' && !shaderF16 && gpu.features.shaderF16) continue;
+          const kernels: KernelName[] = [format === 'q8' || format === 'q4' ? 'matmul_q' : 'matmul', ...(gemv === 'coalesced' ? (['matmul_gemv'] as const) : [])];
+          add(format, `gemv=${kernel} ${formName}${readName(format, shaderF16)}`, kernels, gemv, form, { prefill: 'register', shaderF16 });
+        }
+        // The workgroup-memory tiled T > 1 kernel (f32/f16 weights), forced on.
+        if (format === 'f32' || format === 'f16') add(format, `prefill=tiled ${formName}${readName(format, shaderF16)}`, ['matmul_tiled', 'matmul'], 'rows', form, { prefill: 'tiled', shaderF16 });
       }
   return out;
 }

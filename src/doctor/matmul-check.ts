@@ -5,7 +5,7 @@
 import type { Gpu } from '../gpu/gpu.ts';
 import { releaseDispatches, runDispatches } from '../gpu/dispatch.ts';
 import { matmulRef } from '../../kernels/matmul.ts';
-import { foldColumnScale, interleaveGateUp, matmulDispatches, type GemvKernel } from '../runtime/linear.ts';
+import { foldColumnScale, interleaveGateUp, matmulDispatches, type GemvKernel, type MatmulOptions } from '../runtime/linear.ts';
 import { dequantize } from '../weights/quant.ts';
 import { destroyWeight, uploadWeight, type WeightFormat } from '../weights/gpu-weight.ts';
 
@@ -59,8 +59,11 @@ export interface MatmulCheck {
   maxAbs: number;
 }
 
+/** The T > 1 kernel and the f16 weight read a check forces (default: what the engine would run by default). */
+export type MatmulKernelChoice = Pick<MatmulOptions, 'prefill' | 'shaderF16'>;
+
 /** Checks one fused form over every shape. */
-export async function checkMatmulForm(gpu: Gpu, format: WeightFormat, gemv: GemvKernel, form: MatmulForm): Promise<MatmulCheck> {
+export async function checkMatmulForm(gpu: Gpu, format: WeightFormat, gemv: GemvKernel, form: MatmulForm, kernel: MatmulKernelChoice = {}): Promise<MatmulCheck> {
   let ratio = 0;
   let maxAbs = 0;
   for (const [T, N, K] of SHAPES) {
@@ -82,6 +85,7 @@ export async function checkMatmulForm(gpu: Gpu, format: WeightFormat, gemv: Gemv
       x,
       y,
       gemv,
+      ...kernel,
       accumulate: form.accumulate,
       norm: form.norm ? (form.folded ? { eps } : { weight: g, eps }) : undefined,
       activation: form.gate ? 'silu-gate' : undefined,

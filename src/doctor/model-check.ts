@@ -9,6 +9,7 @@ import { OpenElmModel, type DType } from '../api/model.ts';
 import type { GemvKernel } from '../runtime/linear.ts';
 import type { Tuned } from '../runtime/tuning.ts';
 import type { TuningStore } from '../io/tuning-store.ts';
+import type { PrefillChoice } from '../runtime/linear.ts';
 import { dequantize } from '../weights/quant.ts';
 import { cpuForward, type Tensors } from './cpu-forward.ts';
 import { randomFill } from './matmul-check.ts';
@@ -157,13 +158,14 @@ export async function checkModel(
   dtypes: readonly DType[],
   positions = 6,
   tuningStore: TuningStore | null = null,
-): Promise<{ check: ModelCheck; gemvTuning?: Tuned<GemvKernel> }> {
+): Promise<{ check: ModelCheck; gemvTuning?: Tuned<GemvKernel>; prefillChoice?: PrefillChoice }> {
   const plan = model.plan;
   const ids = promptIds(plan, Math.min(positions, plan.maxContext));
   const exact = await cpuTensors(model);
   const ref = cpuForward(plan, exact, ids).logits;
   const out: DtypeCheck[] = [];
   let gemvTuning: Tuned<GemvKernel> | undefined;
+  let prefillChoice: PrefillChoice | undefined;
   for (const dtype of dtypes) {
     const t0 = performance.now();
     const rounding = dtype === 'f32' ? undefined : maxAbsDiff(cpuForward(plan, roundedTensors(plan, exact, dtype), ids).logits, ref);
@@ -174,6 +176,7 @@ export async function checkModel(
       try {
         m = await OpenElmModel.create(gpu, plan, model.tensors, { dtype, contextLength: ids.length, tuningStore });
         gemvTuning = m.gemvTuning ?? gemvTuning;
+        prefillChoice = m.prefillChoice ?? prefillChoice;
         return await m.logits(ids, { allPositions: true });
       } finally {
         m?.dispose();
@@ -210,5 +213,5 @@ export async function checkModel(
     input_ids: ids,
     dtypes: out,
   };
-  return { check, gemvTuning };
+  return { check, gemvTuning, prefillChoice };
 }

@@ -7,7 +7,7 @@ import type { Gpu } from '../gpu/gpu.ts';
 import { releaseDispatches, type Dispatch } from '../gpu/dispatch.ts';
 import { argmaxDispatch } from '../../kernels/argmax.ts';
 import { logprobDispatch } from '../../kernels/logprob.ts';
-import type { GemvKernel } from './linear.ts';
+import type { GemvKernel, PrefillKernel } from './linear.ts';
 import { KV_DTYPES, type KvDtype } from '../../kernels/attention.ts';
 import { chooseAttention, type AttentionChoice } from './attention-choice.ts';
 import { sampleDispatch, validateSampling, type SamplingParams } from '../../kernels/sample.ts';
@@ -33,6 +33,8 @@ export interface EngineOptions {
   attention?: AttentionChoice;
   /** KV cache element type: 'f32' (default) or 'f16' (half the memory and bytes read). */
   kvDtype?: KvDtype;
+  /** The T > 1 matmul of prefill and scoring (verify passes keep 'register'). Default 'register'. */
+  prefillMatmul?: PrefillKernel;
 }
 
 /** The logits a prefill returns: none, the last position's, or every position's. */
@@ -65,6 +67,7 @@ export class Engine {
   /** The attention kernel of one-token and verify passes, resolved from EngineOptions.attention. */
   readonly attention: 'single' | 'split';
   readonly kvDtype: KvDtype;
+  readonly prefillMatmul: PrefillKernel;
   /** Most tokens one verify pass, and most choices one `steps` submission, handles. */
   readonly maxSteps: number;
   /** Tokens currently held in the KV cache. */
@@ -96,6 +99,7 @@ export class Engine {
   ) {
     this.contextLength = opts.contextLength ?? plan.maxContext;
     this.gemv = opts.gemv ?? 'rows';
+    this.prefillMatmul = opts.prefillMatmul ?? 'register';
     if (!Number.isInteger(this.contextLength) || this.contextLength < 1) {
       throw new Error(`context length must be a positive integer, got ${opts.contextLength}`);
     }
@@ -107,8 +111,8 @@ export class Engine {
     this.maxSteps = this.chunk;
     this.cache = allocateKvCache(gpu, plan, this.contextLength, this.kvDtype);
     this.a = allocateActivations(gpu, plan, this.chunk, this.contextLength, this.attention === 'split');
-    const { gemv, attention, kvDtype } = this;
-    this.model = { gpu, plan, weights, a: this.a, cache: this.cache, contextLength: this.contextLength, gemv, attention, kvDtype };
+    const { gemv, attention, kvDtype, prefillMatmul } = this;
+    this.model = { gpu, plan, weights, a: this.a, cache: this.cache, contextLength: this.contextLength, gemv, attention, kvDtype, prefillMatmul };
     this.chooser = this.makeChooser(null);
     this.decodeDispatches = [];
     this.decodeOps = this.buildPass(1, 'last', false, this.decodeDispatches);

@@ -8,7 +8,7 @@ import type { GpuWeight } from '../weights/gpu-weight.ts';
 import { attentionDispatch, type KvDtype } from '../../kernels/attention.ts';
 import { attentionSplitDispatches } from '../../kernels/attention_split.ts';
 import { embeddingDispatches } from '../../kernels/embedding.ts';
-import { matmulDispatches, type GemvKernel, type MatmulOptions } from './linear.ts';
+import { matmulDispatches, type GemvKernel, type MatmulOptions, type PrefillKernel } from './linear.ts';
 import { qkvPrepareDispatch } from '../../kernels/qkv_prepare.ts';
 import { SPLIT_ROWS, type Activations, type KvCache } from './activations.ts';
 import type { LayerWeights, ModelWeights } from './model-weights.ts';
@@ -26,6 +26,8 @@ export interface ForwardModel {
   /** 'split': one-token and verify passes run split-K attention (a.attnSplit is sized for it). */
   attention: 'single' | 'split';
   kvDtype: KvDtype;
+  /** The T > 1 matmul of prefill and scoring passes (verify passes keep 'register'; see forwardPass). */
+  prefillMatmul: PrefillKernel;
 }
 
 /**
@@ -50,7 +52,9 @@ export interface PassOptions {
  * dispatch it creates is appended to `made`, so the caller can release their uniforms.
  */
 export function forwardPass(m: ForwardModel, T: number, end: PassEnd, made: Dispatch[], o: PassOptions = {}): Op[] {
-  const s = new Steps(m, T, made, !!o.captureResiduals, end);
+  // A verify pass's rows must equal decode steps bit for bit; only the register-tiled kernel sums
+  // in the one-token kernel's order.
+  const s = new Steps(m, T, made, !!o.captureResiduals, end, end === 'rows' ? 'register' : m.prefillMatmul);
   s.embed(); //                        x [T, D] = embedding[ids]
   s.captureResidual(0);
   for (const l of m.plan.layers) {
@@ -92,6 +96,7 @@ class Steps {
     private readonly made: Dispatch[],
     private readonly capture: boolean,
     private readonly end: PassEnd,
+    private readonly prefill: PrefillKernel,
   ) {
     this.eps = m.plan.rmsNormEps;
   }
@@ -107,7 +112,7 @@ class Steps {
 
   /** A product with a weight; `y` is written, or added to with `accumulate` (a fused residual). */
   private linear(w: GpuWeight, x: GPUBuffer, y: GPUBuffer, label: string, fused: Fusions = {}, tokens = this.T): void {
-    this.add(...matmulDispatches(this.m.gpu, w, { tokens, gemv: this.m.gemv, x, y, label, ...fused }));
+    this.add(...matmulDispatches(this.m.gpu, w, { tokens, gemv: this.m.gemv, prefill: this.prefill, x, y, label, ...fused }));
   }
 
   embed(): void {

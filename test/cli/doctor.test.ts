@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import source from '../../shaders/matmul.wgsl';
+import tiledSource from '../../shaders/matmul_tiled.wgsl';
+import { kernelChecks, runCheck } from '../../src/doctor/kernel-checks.ts';
 import { runDoctor, reportJson, type DoctorReport } from '../../src/doctor/doctor.ts';
 import { isKernelName, kernelOrigin, setKernelVariant } from '../../src/gpu/kernel-variants.ts';
 import { SHADER_INCLUDES } from '../../src/gpu/shader.ts';
@@ -57,6 +59,14 @@ test('runDoctor passes here with the built-in kernels, covers every kernel the e
     for (const g of ['rows', 'coalesced'])
       for (const form of ['plain', 'accumulate', 'norm', 'norm+silu-gate', 'folded-norm+silu-gate'])
         assert.ok(r.checks.some((c) => c.name === 'matmul' && c.format === f && c.variant.startsWith(`gemv=${g}`) && c.variant.endsWith(` ${form}`)), `matmul ${f} ${g} ${form}`);
+  // The workgroup-memory tiled T > 1 kernel, forced on, for the formats it takes.
+  for (const f of ['f32', 'f16'])
+    for (const form of ['plain', 'accumulate', 'norm', 'norm+silu-gate', 'folded-norm+silu-gate'])
+      assert.ok(r.checks.some((c) => c.name === 'matmul' && c.format === f && c.variant.startsWith('prefill=tiled') && c.variant.includes(` ${form}`) && c.kernels.includes('matmul_tiled')), `matmul tiled ${f} ${form}`);
+  // Where the device has shader-f16, both f16 reads are checked.
+  assert.equal(r.checks.some((c) => c.variant.endsWith(' shader-f16')), gpu.features.shaderF16);
+  assert.equal(r.choices.prefill_matmul.value, gpu.info.isFallback ? 'register' : r.choices.prefill_matmul.value);
+  assert.ok(['register', 'tiled'].includes(String(r.choices.prefill_matmul.value)), r.choices.prefill_matmul.why);
   assert.deepEqual(r.model_check.dtypes.map((d) => d.dtype), ['f32', 'f16']);
   assert.ok(r.model_check.dtypes[0].max_abs !== null && r.model_check.dtypes[0].max_abs < 2e-4);
   assert.ok(['rows', 'coalesced'].includes(String(r.choices.gemv.value)));
@@ -101,6 +111,25 @@ test('an attention_split variant whose combine drops a split fails the split-K c
   assert.equal(r.pass, false);
 });
 
+test('a tiled matmul variant that drops the first token of each thread fails the tiled checks', async () => {
+  const gpu = await testGpu();
+  const store = 'if (t < T) { store4(t, n0, vec4f(a00, a10, a20, a30) * r.x); }';
+  assert.ok(tiledSource.includes(store));
+  const specs = kernelChecks(gpu).filter((s) => s.variant.startsWith('prefill=tiled') && s.variant.includes(' plain'));
+  assert.ok(specs.length >= 2);
+  setKernelVariant('matmul_tiled', tiledSource.replace(store, ''), 'drop-token.wgsl');
+  try {
+    for (const s of specs) {
+      const c = await runCheck(gpu, s);
+      assert.equal(c.pass, false, `${c.variant} ${c.format} passes with a token dropped`);
+      assert.ok(c.max_error === null || c.max_error > 1e-2, `${c.max_error}`);
+    }
+  } finally {
+    setKernelVariant('matmul_tiled', null);
+  }
+  for (const s of specs) assert.ok((await runCheck(gpu, s)).pass, `${s.variant} ${s.format} built-in`);
+});
+
 test('openelm doctor --kernel-variant with a row dropped exits 1 naming the failing matmul check; --json stays one object', async () => {
   const file = join(tmp, 'drop-row.wgsl');
   writeFileSync(file, dropRow);
@@ -129,7 +158,7 @@ test('openelm doctor --json prints one object with adapter, checks, model_check,
   for (const c of j.checks) for (const k of ['name', 'variant', 'format', 'pass', 'max_error', 'tolerance', 'ms']) assert.ok(k in c, `check.${k}`);
   for (const k of ['pass', 'max_abs', 'positions']) assert.ok(k in j.model_check, `model_check.${k}`);
   assert.deepEqual(j.model_check.dtypes.map((d) => d.dtype), ['f32', 'q8']);
-  for (const k of ['gemv', 'subgroups', 'shader_f16', 'weight_chunk_bytes']) assert.ok(typeof j.choices[k as keyof typeof j.choices].why === 'string', `choices.${k}.why`);
+  for (const k of ['gemv', 'prefill_matmul', 'subgroups', 'shader_f16', 'weight_chunk_bytes']) assert.ok(typeof j.choices[k as keyof typeof j.choices].why === 'string', `choices.${k}.why`);
 });
 
 test('openelm doctor without --json prints a PASS/FAIL line per check and a summary', async () => {

@@ -75,11 +75,16 @@ export interface Case {
   subgroups?: boolean;
   /** norm: g folded into W's columns before upload, the kernel given no norm weights. */
   folded?: boolean;
+  /** T > 1: the kernel ('tiled': matmul_tiled.wgsl) and its block sizes. */
+  prefill?: 'register' | 'tiled';
+  tiles?: { WG: number; TT: number; KS: number };
+  /** f16 weights read as f16 where the device has shader-f16 (default true). */
+  shaderF16?: boolean;
 }
 
 function describe(c: Case): string {
   const fused = [c.norm ? (c.folded ? 'norm(folded g)' : 'norm') : '', c.activation ?? ''].filter(Boolean).join('+');
-  return `${c.gemv ?? ''}${c.subgroups === false ? ' no-subgroups' : ''} ${fused} T=${c.T} N=${c.N} K=${c.K} ${c.format}${c.accumulate ? ' acc' : ''}${c.maxChunkBytes ? ` chunk<=${c.maxChunkBytes}B` : ''}${c.workgroupSize ? ` wg=${c.workgroupSize}` : ''}`;
+  return `${c.gemv ?? ''}${c.prefill === 'tiled' ? `tiled${c.tiles ? JSON.stringify(c.tiles) : ''}` : ''}${c.shaderF16 === false ? ' packed-f16' : ''}${c.subgroups === false ? ' no-subgroups' : ''} ${fused} T=${c.T} N=${c.N} K=${c.K} ${c.format}${c.accumulate ? ' acc' : ''}${c.maxChunkBytes ? ` chunk<=${c.maxChunkBytes}B` : ''}${c.workgroupSize ? ` wg=${c.workgroupSize}` : ''}`;
 }
 
 /**
@@ -123,7 +128,7 @@ export async function runCase(gpu: Gpu, r: () => number, c: Case): Promise<{ chu
   const xb = gpu.upload('x', x);
   const gb = gpu.upload('g', g);
   const yb = gpu.upload('y', y0);
-  const o: MatmulOptions = { tokens: T, x: xb, y: yb, accumulate, workgroupSize: c.workgroupSize, activation: c.activation, gemv: c.gemv, subgroups: c.subgroups };
+  const o: MatmulOptions = { tokens: T, x: xb, y: yb, accumulate, workgroupSize: c.workgroupSize, activation: c.activation, gemv: c.gemv, subgroups: c.subgroups, prefill: c.prefill, tiles: c.tiles, shaderF16: c.shaderF16 };
   if (c.norm) o.norm = c.folded ? { eps } : { weight: gb, eps };
   const ds = matmulDispatches(gpu, weight, o);
   assert.equal(ds.length, weight.chunks.length);
@@ -132,6 +137,8 @@ export async function runCase(gpu: Gpu, r: () => number, c: Case): Promise<{ chu
     assert.equal(/subgroups/.test(ds[0].pipeline.label), c.subgroups !== false && gpu.features.subgroups, `${what}: ${ds[0].pipeline.label}`);
   }
   assert.equal(ds[0].pipeline.label.split(' ')[1], c.gemv === 'coalesced' ? 'gemv' : format, `${what}: ${ds[0].pipeline.label}`);
+  assert.equal(/ tiled$/.test(ds[0].pipeline.label), T > 1 && c.prefill === 'tiled', `${what}: ${ds[0].pipeline.label}`);
+  if (format === 'f16' && c.gemv !== 'coalesced') assert.equal(/shader_f16/.test(ds[0].pipeline.label), c.shaderF16 !== false && gpu.features.shaderF16, `${what}: ${ds[0].pipeline.label}`);
   runDispatches(gpu, ds);
   const got = await gpu.readF32(yb, T * outN);
   const norm = c.norm ? { weight: c.folded ? undefined : g, eps } : undefined;

@@ -20,13 +20,23 @@ async function firstBadLayer(model: OpenElmModel, ids: number[], expected: Float
   return 'every layer residual matches; the final norm or the output layer is off';
 }
 
-// Both decode matmul kernels: a thread a row, and coalesced (with subgroups where the device has them);
-// and split-K decode attention forced on (p3's decode rows span several splits).
-for (const [dtype, gemv, attention] of [['f32', 'rows', 'auto'], ['f16', 'rows', 'auto'], ['f32', 'coalesced', 'auto'], ['f16', 'coalesced', 'auto'], ['f32', 'rows', 'split']] as const) {
-  describe(`tiny-elm parity, ${dtype} weights, ${gemv} GEMV${attention === 'split' ? ', split-K attention' : ''}`, () => {
+// Both decode matmul kernels: a thread a row, and coalesced (with subgroups where the device has
+// them); both prefill matmuls: register-tiled, and tiled through workgroup memory (forced on); and
+// split-K decode attention forced on (p3's decode rows span several splits).
+for (const [dtype, gemv, prefillMatmul, attention] of [
+  ['f32', 'rows', 'register', 'auto'],
+  ['f16', 'rows', 'register', 'auto'],
+  ['f32', 'coalesced', 'register', 'auto'],
+  ['f16', 'coalesced', 'register', 'auto'],
+  ['f32', 'rows', 'tiled', 'auto'],
+  ['f16', 'rows', 'tiled', 'auto'],
+  ['f32', 'rows', 'register', 'split'],
+] as const) {
+  describe(`tiny-elm parity, ${dtype} weights, ${gemv} GEMV, ${prefillMatmul} prefill matmul${attention === 'split' ? ', split-K attention' : ''}`, () => {
     let model: OpenElmModel;
     before(async () => {
-      model = await loadModel(fx.dir, { dtype, gemv, attention, gpu: await testGpu() });
+      model = await loadModel(fx.dir, { dtype, gemv, prefillMatmul, attention, gpu: await testGpu() });
+      assert.equal(model.engine.prefillMatmul, prefillMatmul);
     });
     after(() => model.dispose());
 

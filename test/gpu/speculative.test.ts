@@ -285,6 +285,37 @@ describe('speculative decoding on the GPU (tiny-elm)', () => {
   });
 });
 
+describe('speculative decoding with the workgroup-tiled prefill matmul', () => {
+  test('verify passes keep the register-tiled kernel: rows equal decode steps, prompt-lookup output equals plain greedy', async () => {
+    const model = await loadModel(fx.dir, { dtype: 'f16', gemv: 'rows', prefillMatmul: 'tiled', gpu: await testGpu() });
+    try {
+      assert.equal(model.engine.prefillMatmul, 'tiled');
+      const r = rng(12);
+      const V = model.plan.vocabSize;
+      for (const p of fx.manifest.prompts.slice(0, 3)) {
+        const prompt = p.input_ids;
+        const tokens = Array.from({ length: randInt(r, 2, 9) }, () => randInt(r, 0, V - 1));
+        const e = model.engine;
+        e.reset();
+        e.configureChooser(null);
+        await e.prefill(prompt, 'none');
+        const got = await e.verify(tokens);
+        e.reset();
+        await e.prefill(prompt, 'none');
+        const want: number[] = [];
+        for (const t of tokens) want.push(argmaxRef(await e.stepLogits(t), V));
+        assert.deepEqual(got, want, `prompt ${prompt.join(',')} + ${tokens.join(',')}`);
+        const base = [1, ...prompt.slice(1, 4), ...prompt.slice(1, 4), ...prompt.slice(1, 3)];
+        const plain = await model.generateText(base, { maxNewTokens: 12, stopAtEos: false });
+        const spec = await model.generateText(base, { maxNewTokens: 12, stopAtEos: false, promptLookupNumTokens: 4 });
+        assert.deepEqual(spec.ids, plain.ids);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+});
+
 describe('coalesced GEMV against the multi-token kernel', () => {
   test('logits within 5e-5, so a verify pass can only disagree with decode where the top-2 margin is below 1e-4', async () => {
     const model = await loadModel(fx.dir, { dtype: 'f16', gemv: 'coalesced', gpu: await testGpu() });
