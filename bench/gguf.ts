@@ -5,7 +5,7 @@
 import { open, rename, rm } from 'node:fs/promises';
 import llamaTokenizerData from 'llama-tokenizer-js';
 import type { ModelPlan } from '../src/config/plan.ts';
-import { f32ToF16Bits } from '../src/io/dtype.ts';
+import { f32ToF16Bits } from '../src/util/half.ts';
 import { readTensorBytes, readTensorF32, type TensorEntry } from '../src/io/safetensors.ts';
 import { ggmlBlocks, QUANT_GROUP } from '../src/weights/quant.ts';
 

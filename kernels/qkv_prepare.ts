@@ -5,7 +5,7 @@ import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/qkv_prepare.wgsl';
 import { shaderSource } from '../src/gpu/kernel-variants.ts';
 import { grid, makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
-import { roundF16 } from '../src/io/dtype.ts';
+import { roundF16 } from '../src/util/half.ts';
 import type { KvDtype } from './attention.ts';
 
 const WG = 64;

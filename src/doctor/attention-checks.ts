@@ -6,7 +6,7 @@ import { attentionDispatch, attentionRef, type KvDtype } from '../../kernels/att
 import { attentionSplitDispatches, attentionSplitRef, splitScratchBytes } from '../../kernels/attention_split.ts';
 import { qkvPrepareDispatch, qkvPrepareRef, ropeTable } from '../../kernels/qkv_prepare.ts';
 import type { Dispatch } from '../gpu/dispatch.ts';
-import { f16BitsToF32, packF16Rows, roundF16 } from '../io/dtype.ts';
+import { f16BitsToF32, packF16Rows, roundF16 } from '../util/half.ts';
 import { compareClose, merge, runAndFree, type CheckSpec, type Measured } from './check-util.ts';
 import { randomFill } from './matmul-check.ts';
 

@@ -5,7 +5,7 @@
 // `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}`, then the data
 // region; offsets are relative to the start of the data region.
 import type { TensorSpec } from '../config/plan.ts';
-import { f16BitsToF32, f32BitsToBf16Bits, f32BitsToF16Bits } from './dtype.ts';
+import { f16BitsToF32, f32BitsToBf16Bits, f32BitsToF16Bits } from '../util/half.ts';
 import { describeValue, isObject } from '../util/json.ts';
 
 /** Random-access bytes: a file in Node, a Blob or HTTP range requests in a browser. */

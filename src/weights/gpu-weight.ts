@@ -4,7 +4,7 @@
 // buffer holds its rows' quants, then their scales). A matrix larger than one storage binding may
 // hold is split by rows into chunks, each its own buffer; kernels run one dispatch per chunk.
 import type { Gpu } from '../gpu/gpu.ts';
-import { f32ToF16Bits } from '../io/dtype.ts';
+import { f32ToF16Bits } from '../util/half.ts';
 import { isQuantFormat, packQuantRows, quantGroups, quantRowWords, quantScaleRowWords } from './quant.ts';
 
 export type WeightFormat = 'f32' | 'f16' | 'q8' | 'q4';

@@ -27,7 +27,7 @@
 //     row is padded.)
 // Bytes per weight: q8 (32 + 2) / 32 = 8.5 bits, q4 (16 + 2) / 32 = 4.5 bits (plus the row
 // padding of K to a multiple of 32 and of the scales to a multiple of 8 groups).
-import { f16BitsToF32, f32ToF16Bits, roundF16 } from '../io/dtype.ts';
+import { f16BitsToF32, f32ToF16Bits, roundF16 } from '../util/half.ts';
 
 export type QuantFormat = 'q8' | 'q4';
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import { attentionDispatch, attentionRef, kvCacheBytes } from '../../kernels/attention.ts';
 import assert from 'node:assert/strict';
-import { packF16Rows, roundF16 } from '../../src/io/dtype.ts';
+import { packF16Rows, roundF16 } from '../../src/util/half.ts';
 import { releaseDispatches, runDispatches } from '../../src/gpu/dispatch.ts';
 import type { Gpu } from '../../src/gpu/gpu.ts';
 import { assertClose, randn, rng, testGpu } from '../helpers.ts';

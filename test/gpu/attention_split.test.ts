@@ -7,7 +7,7 @@ import { attentionRef, type KvDtype } from '../../kernels/attention.ts';
 import { attentionSplitDispatches, attentionSplitRef, splitPlan, splitScratchBytes } from '../../kernels/attention_split.ts';
 import { releaseDispatches, runDispatches } from '../../src/gpu/dispatch.ts';
 import type { Gpu } from '../../src/gpu/gpu.ts';
-import { packF16Rows, roundF16 } from '../../src/io/dtype.ts';
+import { packF16Rows, roundF16 } from '../../src/util/half.ts';
 import { assertClose, maxAbsDiff, randInt, randn, rng, testGpu } from '../helpers.ts';
 
 interface Shape {

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { releaseDispatches, runDispatches, type Dispatch } from '../../src/gpu/dispatch.ts';
 import { matmulDispatches } from '../../src/runtime/linear.ts';
 import { destroyWeight, planChunks, uploadWeight, type WeightFormat } from '../../src/weights/gpu-weight.ts';
-import { f16BitsToF32, roundF16 } from '../../src/io/dtype.ts';
+import { f16BitsToF32, roundF16 } from '../../src/util/half.ts';
 import { assertClose, randInt, randn, rng, testGpu } from '../helpers.ts';
 import { checkModelSized, runPlainCase } from './matmul-cases.ts';
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { qkvPrepareDispatch, qkvPrepareRef, ropeTable } from '../../kernels/qkv_prepare.ts';
 import { releaseDispatches, runDispatches } from '../../src/gpu/dispatch.ts';
 import { assertClose, randn, rng, testGpu } from '../helpers.ts';
-import { f16BitsToF32, packF16Rows } from '../../src/io/dtype.ts';
+import { f16BitsToF32, packF16Rows } from '../../src/util/half.ts';
 
 /** An f16 cache (two per u32, low half first) read back as f32. */
 function unpackF16(words: Uint32Array, n: number): Float32Array {

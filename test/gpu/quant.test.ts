@@ -15,7 +15,7 @@ import {
   type QuantFormat,
 } from '../../src/weights/quant.ts';
 import { destroyWeight, uploadWeight, weightRowBytes } from '../../src/weights/gpu-weight.ts';
-import { f16BitsToF32, f32ToF16Bits } from '../../src/io/dtype.ts';
+import { f16BitsToF32, f32ToF16Bits } from '../../src/util/half.ts';
 import { randInt, randn, rng, testGpu } from '../helpers.ts';
 
 const F16_ONE = 0x3c00;

@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import { loadPlan } from '../../src/index.ts';
 import { openCheckpoint } from '../../src/io/node-source.ts';
 import { readTensorF32 } from '../../src/io/safetensors.ts';
-import { f16BitsToF32 } from '../../src/io/dtype.ts';
+import { f16BitsToF32 } from '../../src/util/half.ts';
 import { buildGgufHeader, gv, GGUF_TYPE, writeOpenElmGguf, type GgmlTypeName } from '../../bench/gguf.ts';
 import { ggmlBlocks } from '../../src/weights/quant.ts';
 import { fixtureDir } from '../helpers.ts';

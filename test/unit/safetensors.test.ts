@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/config.ts';
 import { derivePlan } from '../../src/config/plan.ts';
-import { f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, bf16BitsToF32 } from '../../src/io/dtype.ts';
+import { f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, bf16BitsToF32 } from '../../src/util/half.ts';
 import {
   bytesToF32,
   checkCheckpointTensors,
