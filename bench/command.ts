@@ -5,6 +5,8 @@ import { parseKernelVariant, type KernelVariantFile } from '../src/cli/kernel-va
 import { cacheRoot, defaultModel } from '../src/cli/default-model.ts';
 import { GGML_TYPE_NAMES, type GgmlTypeName } from './gguf.ts';
 import { benchLlama, LLAMA_INSTALL_HINT } from './llama.ts';
+import { ATTENTION_CHOICES } from '../src/runtime/attention-choice.ts';
+import { KV_DTYPES } from '../kernels/attention.ts';
 import { WEIGHT_FORMATS } from '../src/weights/gpu-weight.ts';
 import { BENCH_DTYPES, LAB_KERNELS, PEERS, runBench, type LabKernel, type PeerName } from './run.ts';
 import { renderTable } from './table.ts';
@@ -34,6 +36,8 @@ const spec: Spec = {
   speculative: { kind: 'flag', help: 'only the speculative-decoding figures: plain, prompt lookup (10 tokens) and the checkpoint drafting for itself in q4 and q8, on a prompt the output quotes and on a fresh one (the first --dtype is the main model; --decode-tokens new tokens, default 32)' },
   'llama-child': { kind: 'string', value: 'JSON', help: 'internal: run the llama.cpp peer with these options and print its result (used for llama-vulkan)' },
   'decode-contexts': { kind: 'string', value: 'LIST', help: `decode tok/s and the per-kernel breakdown of one step at these context lengths, capped at the model's (default ${DECODE_CONTEXTS.join(',')}; 0 skips)` },
+  attention: { kind: 'string', value: 'MODE', help: 'the engine\'s decode attention: auto | single | split (default auto; see openelm generate --help)' },
+  'kv-dtype': { kind: 'string', value: 'f32|f16', help: 'the engine\'s KV cache type (default f32)' },
   'context-fill': { kind: 'string', value: 'HOW', help: "how the cache reaches each context: prefill (a real prefill of that many tokens; minutes at 2048 on a CPU adapter) or positions (a short prefill, then the steps run at those positions over a zero-filled cache: the same work a step) (default prefill)" },
   sizes: { kind: 'string', value: 'LIST', help: `released shapes to run, synthetic random weights written once to the cache: ${RELEASED_SIZES.join(', ')}; the first is the main model (all figures), the others get load time, peak memory and decode (default: --model, else 270M)` },
   'size-contexts': { kind: 'string', value: 'LIST', help: 'contexts at which the sizes after the first decode with the per-kernel breakdown, like --decode-contexts (default none: they get load, memory, prefill and decode)' },
@@ -111,6 +115,8 @@ async function runBenchCommand(p: Parsed): Promise<void> {
     synthetic: given === undefined,
     decodeContexts,
     contextFill,
+    attention: oneOf([p.values.get('attention') ?? 'auto'], ATTENTION_CHOICES, 'attention')[0],
+    kvDtype: oneOf([p.values.get('kv-dtype') ?? 'f32'], KV_DTYPES, 'kv-dtype')[0],
     deviceLimits: p.flags.has('browser-limits') ? 'default' : 'adapter',
     sizes: sizeDirs.slice(1),
     sizeContexts,

@@ -11,6 +11,8 @@ import type { Gpu } from '../src/gpu/gpu.ts';
 import { createGpu, loadModel } from '../src/index.ts';
 import type { Agreement } from './quality.ts';
 import type { Engine } from '../src/runtime/engine.ts';
+import type { AttentionChoice } from '../src/runtime/attention-choice.ts';
+import type { KvDtype } from '../kernels/attention.ts';
 import type { DType } from '../src/api/model.ts';
 import { withLoad, type LoadSample } from './machine.ts';
 import { rate, summarize, type Stat } from './stats.ts';
@@ -97,6 +99,8 @@ export interface ModelBenchOptions {
   contexts?: ContextOptions;
   /** 'default': WebGPU's default limits (a browser's), instead of the adapter's best. */
   deviceLimits?: 'adapter' | 'default';
+  attention?: AttentionChoice;
+  kvDtype?: KvDtype;
 }
 
 /** Counts the compute dispatches and copies encoded while `fn` runs (prototype wrappers). */
@@ -201,7 +205,7 @@ export async function benchFormat(
   let model: Awaited<ReturnType<typeof loadModel>> | undefined;
   try {
     const t1 = performance.now();
-    model = await loadModel(o.dir, { dtype: o.dtype, foldNorms: o.foldNorms, gpu });
+    model = await loadModel(o.dir, { dtype: o.dtype, foldNorms: o.foldNorms, attention: o.attention, kvDtype: o.kvDtype, gpu });
     out.load_ms = performance.now() - t1;
     const { engine, plan } = model;
     out.context_length = engine.contextLength;

@@ -12,6 +12,8 @@ import { benchAttention, benchChooser, benchCopy, benchOurMatmul } from './kerne
 import { kernelShapes, type KernelShape } from './matmul.ts';
 import { ATTENTION_CONTEXTS, attentionShapes } from './attention.ts';
 import { CHOOSER_CASES } from './chooser.ts';
+import type { AttentionChoice } from '../src/runtime/attention-choice.ts';
+import type { KvDtype } from '../kernels/attention.ts';
 import { GEMV_KERNELS, MATMUL_KERNEL_FORMATS, type GemvKernel } from '../src/runtime/linear.ts';
 import type { Gpu } from '../src/gpu/gpu.ts';
 import { benchLlama, benchLlamaInChild } from './llama.ts';
@@ -85,6 +87,9 @@ export interface BenchOptions {
   decodeContexts?: number[];
   /** How the cache is filled to each context (contexts.ts); default 'prefill'. */
   contextFill?: ContextFill;
+  /** The engine's decode attention and KV cache type (ModelOptions.attention, kvDtype). */
+  attention?: AttentionChoice;
+  kvDtype?: KvDtype;
   /** 'default': every device gets WebGPU's default limits (a browser's 128 MiB binding). */
   deviceLimits?: 'adapter' | 'default';
   /** Further models (the larger released shapes), each run in every format: load, memory, decode. */
@@ -206,6 +211,8 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     decodeTokens: o.decodeTokens,
     runs: o.runs,
     deviceLimits: o.deviceLimits,
+    attention: o.attention,
+    kvDtype: o.kvDtype,
     contexts: { contexts: decodeContexts, fill: o.contextFill ?? 'prefill', steps: o.decodeTokens, breakdownRuns: o.runs, copyGbs: kernels?.copy?.gb_s },
   };
   // Every format's predictions are compared with f16's (else the first format's) on one stream.
@@ -278,6 +285,8 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       gemm_tokens: gemmT,
       decode_contexts: decodeContexts,
       context_fill: o.contextFill ?? 'prefill',
+      attention: o.attention ?? 'auto',
+      kv_dtype: o.kvDtype ?? 'f32',
       device_limits: o.deviceLimits ?? 'adapter',
       sizes: o.sizes?.map((s) => s.size) ?? [],
       size_contexts: o.sizeContexts ?? [],
