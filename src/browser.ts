@@ -14,6 +14,8 @@ import { blobSource, fetchOptional, httpSource, HttpError } from './io/web-sourc
 import { OpenElmModel, type ModelOptions } from './api/model.ts';
 import { browserTuningStore } from './io/browser-tuning-store.ts';
 import { tokenizerFromJson, tokenizerFromModelProto } from './tokenizer/load.ts';
+import { chatTemplateFromConfig, type ChatTemplate } from './tokenizer/chat.ts';
+import { parseJson } from './util/json.ts';
 import type { Tokenizer } from './tokenizer/tokenizer.ts';
 
 export { OpenElmModel, DTYPES, type DType, type ModelOptions, type GenerateOptions, type GenerateResult, type AssistantSpec } from './api/model.ts';
@@ -24,6 +26,7 @@ export { emptyStats, type GenerationStats, type GeneratedToken, type Speculative
 export type { GenerationConfig } from './generate/options.ts';
 export { tokenizerFromJson, tokenizerFromModelProto } from './tokenizer/load.ts';
 export { StreamDecoder, type Tokenizer } from './tokenizer/tokenizer.ts';
+export { renderChat, encodeChat, checkChatMessages, chatTemplateFromConfig, type ChatMessage, type ChatTemplate } from './tokenizer/chat.ts';
 export type { ModelPlan, LayerPlan } from './config/plan.ts';
 export { parseConfig } from './config/config.ts';
 export { derivePlan } from './config/plan.ts';
@@ -73,6 +76,8 @@ export interface BrowserLoadOptions extends ModelOptions {
    * Apple's folders ship none). `false`: no tokenizer (token ids only).
    */
   tokenizer?: Tokenizer | string | false;
+  /** The chat template for model.chat. Default: the folder's tokenizer_config.json chat_template; null: none. */
+  chatTemplate?: ChatTemplate | null;
   /** For hub ids: endpoint (default https://huggingface.co), revision (default main), access token. */
   hub?: { endpoint?: string; revision?: string; token?: string };
   /** Keep fetched files in the Cache API (default true where it exists). */
@@ -319,6 +324,16 @@ async function resolveTokenizer(folder: Folder, o: BrowserLoadOptions): Promise<
   return loadDefaultTokenizer();
 }
 
+const TOKENIZER_CONFIG = 'tokenizer_config.json';
+
+/** The chat template in the folder's tokenizer_config.json, or undefined when it has none. */
+async function folderChatTemplate(folder: Folder): Promise<ChatTemplate | undefined> {
+  const b = await folder.bytes(TOKENIZER_CONFIG);
+  if (!b) return undefined;
+  const name = `${folder.name}${folder.url ? '' : '/'}${TOKENIZER_CONFIG}`;
+  return chatTemplateFromConfig(parseJson(new TextDecoder().decode(b), name), name);
+}
+
 /**
  * Loads a model onto the GPU (navigator.gpu) from a folder URL in the Hugging Face layout, a hub
  * id (`apple/OpenELM-270M`), or the files of a model folder the user picked. Weights are read in
@@ -383,6 +398,7 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
   for (const e of tensors.values()) e.source = counted.get(e.source) ?? e.source;
 
   const tokenizer = await resolveTokenizer(folder, opts);
+  const chatTemplate = opts.chatTemplate === null ? undefined : (opts.chatTemplate ?? (await folderChatTemplate(folder)));
 
   emit('gpu', 'requesting a WebGPU device');
   const gpu = opts.gpu ?? (await createGpu());
@@ -392,6 +408,7 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
       ...opts,
       tuningStore,
       tokenizer,
+      chatTemplate,
       ownsGpu: !opts.gpu,
       // Assistants (speculative decoding) load on this model's device, cached like any model.
       loader: (src, o) => loadModel(src, { hub: opts.hub, cache: opts.cache, cacheName: opts.cacheName, gemv: opts.gemv, prefillMatmul: opts.prefillMatmul, tuningStore, tokenizer, ...o }),

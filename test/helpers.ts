@@ -128,3 +128,7 @@ export const LLAMA_VOCAB_CONFIG = {
   max_context_length: 128, rope_freq_constant: 10000, rope_max_length: 256, share_input_output_layers: true,
   normalize_qk_projections: true, ffn_with_glu: true, bos_token_id: 1, eos_token_id: 2,
 };
+
+/** A small chat template in the shape of the OpenELM-Instruct ones (Zephyr-style role tags). */
+export const CHAT_TEMPLATE =
+  '{{ bos_token }}{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}{{ eos_token }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}';

@@ -7,6 +7,7 @@ import { emptyStats, generateTokens, type Drafter, type GeneratedToken, type Gen
 import { AssistantDrafter, PromptLookupDrafter } from '../generate/drafters.ts';
 import { resolveGeneration, type GenerationConfig } from '../generate/options.ts';
 import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.ts';
+import { checkChatMessages, encodeChat, renderChat, type ChatMessage, type ChatTemplate } from '../tokenizer/chat.ts';
 import { encodePair, scoreRequests, type ScoreOptions, type ScoreResult, type TokenRequest } from '../generate/score.ts';
 import { WEIGHT_FORMATS, type WeightFormat } from '../weights/gpu-weight.ts';
 import { choosePrefillMatmul, GEMV_KERNELS, PREFILL_KERNELS, tuneGemv, tunePrefillMatmul, type GemvKernel, type PrefillChoice, type PrefillKernel } from '../runtime/linear.ts';
@@ -95,6 +96,8 @@ export class OpenElmModel {
     private readonly loader?: ModelLoader,
     /** The prefill matmul chosen at load, and why. */
     readonly prefillChoice?: PrefillChoice,
+    /** The chat template of tokenizer_config.json, when the model folder has one (Instruct models). */
+    readonly chatTemplate?: ChatTemplate,
   ) {}
 
   /** Assistants loaded from an AssistantSpec, by source and dtype. */
@@ -104,7 +107,7 @@ export class OpenElmModel {
     gpu: Gpu,
     plan: ModelPlan,
     tensors: Map<string, TensorEntry>,
-    opts: ModelOptions & { ownsGpu?: boolean; tokenizer?: Tokenizer; loader?: ModelLoader } = {},
+    opts: ModelOptions & { ownsGpu?: boolean; tokenizer?: Tokenizer; chatTemplate?: ChatTemplate; loader?: ModelLoader } = {},
   ): Promise<OpenElmModel> {
     const dtype = opts.dtype ?? 'f16';
     if (!DTYPES.includes(dtype)) throw new Error(`dtype must be one of ${DTYPES.join(', ')}, got ${dtype}`);
@@ -128,7 +131,7 @@ export class OpenElmModel {
         tune(opts.tuningStore ?? null, gpuTuningKey(gpu, 'prefill_matmul', `${w.format}:N=${w.rows}:K=${w.cols}:T=${T}`), PREFILL_KERNELS, async () => (await tunePrefillMatmul(gpu, w, T)).ms),
       );
       const engine = new Engine(gpu, plan, weights, { ...opts, gemv: tuning?.choice ?? (gemvOpt as GemvKernel), prefillMatmul: prefill.choice });
-      return new OpenElmModel(gpu, plan, engine, dtype, opts.tokenizer, opts.ownsGpu ?? false, tuning, opts.loader, prefill);
+      return new OpenElmModel(gpu, plan, engine, dtype, opts.tokenizer, opts.ownsGpu ?? false, tuning, opts.loader, prefill, opts.chatTemplate);
     } catch (e) {
       destroyWeights(gpu, weights);
       throw e;
@@ -264,6 +267,31 @@ export class OpenElmModel {
       throw new Error(`the assistant model's vocabulary has ${model.plan.vocabSize} tokens but this model's has ${this.plan.vocabSize}: an assistant must share the vocabulary`);
     }
     return model;
+  }
+
+  /**
+   * Token ids of a conversation rendered with the model's chat template, ending with the prompt
+   * for the assistant's turn (add_generation_prompt), as Hugging Face's apply_chat_template.
+   */
+  chatIds(messages: readonly ChatMessage[]): number[] {
+    checkChatMessages(messages);
+    const t = this.chatTemplate;
+    if (!t) throw new Error('this model has no chat template (tokenizer_config.json has no chat_template): use an -Instruct model, or pass chatTemplate when loading');
+    if (!this.tokenizer) throw new Error('this model has no tokenizer: chat needs one to encode the rendered template');
+    const ids = encodeChat(this.tokenizer, t, renderChat(t, messages));
+    const bad = ids.find((id) => id >= this.plan.vocabSize);
+    if (bad !== undefined) throw new Error(`the tokenizer (${this.tokenizer.source}) produced token id ${bad}, outside this model's vocabulary of ${this.plan.vocabSize}; use the model's own tokenizer`);
+    return ids;
+  }
+
+  /** Streams the assistant's reply to a conversation (the template applied; options as generate). */
+  chat(messages: readonly ChatMessage[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken> {
+    return this.generate(this.chatIds(messages), opts);
+  }
+
+  /** The whole reply to a conversation, as generateText. */
+  chatText(messages: readonly ChatMessage[], opts: GenerateOptions = {}): Promise<GenerateResult> {
+    return this.generateText(this.chatIds(messages), opts);
   }
 
   /** Generates to the end and returns the new ids, their text and the statistics. */

@@ -1,8 +1,7 @@
 // The `openelm` command: logits, generate, synth, eval, doctor over the library API. `runCli` takes
 // further commands from its caller: bench/cli.ts adds the benchmark harness's `bench`, so the
 // library never imports the harness.
-import { mkdirSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { mkdirSync } from 'node:fs';
 import { GEMV_KERNELS, PREFILL_KERNELS, type GemvKernel, type PrefillKernel } from '../runtime/linear.ts';
 import { KV_DTYPES, type KvDtype } from '../../kernels/attention.ts';
 import { ATTENTION_CHOICES, type AttentionChoice } from '../runtime/attention-choice.ts';
@@ -10,8 +9,6 @@ import { RELEASED_SIZES, releasedConfig } from '../config/released.ts';
 import { synthesizeCheckpoint } from '../io/synth.ts';
 import { defaultNodeTuningStore } from '../io/node-tuning-store.ts';
 import { DTYPES, loadModel, resolveModelSource, type DType, type GenerationStats, type Tuned } from '../index.ts';
-import { encodeChat, renderChat } from '../tokenizer/chat.ts';
-import { loadChatTemplate } from '../tokenizer/node-load.ts';
 import { emptyStats } from '../generate/generate.ts';
 import { applyKwargs, KWARGS, resolveGeneration, type GenerationConfig } from '../generate/options.ts';
 import { asUsage, checkIdsInVocab, helpText, intOption, parseArgs, parseIdList, UsageError, type Parsed, type Spec } from './args.ts';
@@ -216,11 +213,8 @@ async function runGenerate(p: Parsed): Promise<void> {
     if (ids) checkIdsInVocab(ids, model.plan.vocabSize, '--input-ids');
     let input: string | readonly number[] = prompt ?? ids!;
     if (p.flags.has('chat')) {
-      const tok = p.values.get('tokenizer');
-      const where = tok === undefined ? dir : statSync(tok, { throwIfNoEntry: false })?.isFile() ? dirname(tok) : tok;
-      const template = await loadChatTemplate(where);
-      if (!template) throw new Error(`${where}: --chat needs a chat_template in tokenizer_config.json, and there is none`);
-      input = encodeChat(model.tokenizer!, template, renderChat(template, [{ role: 'user', content: prompt! }]));
+      if (!model.chatTemplate) throw new Error(`${p.values.get('tokenizer') ?? dir}: --chat needs a chat_template in tokenizer_config.json, and there is none`);
+      input = model.chatIds([{ role: 'user', content: prompt! }]);
     }
     const stats: GenerationStats = emptyStats();
     const out: number[] = [];

@@ -36,6 +36,19 @@ export function chatTemplateFromConfig(json: unknown, source: string): ChatTempl
   return { template, bosToken: tokenText(cfg.bos_token, '<s>'), eosToken: tokenText(cfg.eos_token, '</s>'), source };
 }
 
+const ROLES: readonly string[] = ['system', 'user', 'assistant'];
+
+/** Checks a conversation's shape (from a request body or a caller), naming the first bad message. */
+export function checkChatMessages(messages: unknown): asserts messages is ChatMessage[] {
+  if (!Array.isArray(messages) || messages.length === 0) throw new Error('messages must be a non-empty array of {role, content}');
+  messages.forEach((m: unknown, i) => {
+    const r = m as { role?: unknown; content?: unknown } | null;
+    if (!r || typeof r !== 'object') throw new Error(`messages[${i}] must be an object {role, content}`);
+    if (typeof r.role !== 'string' || !ROLES.includes(r.role)) throw new Error(`messages[${i}].role must be one of ${ROLES.join(', ')}, got ${JSON.stringify(r.role)}`);
+    if (typeof r.content !== 'string') throw new Error(`messages[${i}].content must be a string, got ${r.content === null ? 'null' : typeof r.content}`);
+  });
+}
+
 export function renderChat(t: ChatTemplate, messages: readonly ChatMessage[], addGenerationPrompt = true): string {
   try {
     return new Template(t.template).render({

@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { synthesizeCheckpoint } from '../../src/io/synth.ts';
 import { defaultTokenizer } from '../../src/tokenizer/default.ts';
 import { encodeChat, renderChat, chatTemplateFromConfig } from '../../src/tokenizer/chat.ts';
-import { fixtureDir, repoRoot, LLAMA_VOCAB_CONFIG } from '../helpers.ts';
+import { CHAT_TEMPLATE, fixtureDir, repoRoot, LLAMA_VOCAB_CONFIG } from '../helpers.ts';
 
 interface Run {
   code: number;
@@ -35,7 +35,7 @@ function openelm(args: string[], env: Record<string, string> = {}): Promise<Run>
 
 const tmp = mkdtempSync(join(tmpdir(), 'openelm-text-'));
 const modelDir = join(tmp, 'llama-vocab');
-const template = '{{ bos_token }}{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}{{ eos_token }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}';
+const template = CHAT_TEMPLATE;
 
 before(async () => {
   // A small random model with Llama-2's 32000-token vocabulary, so real text fits it.
