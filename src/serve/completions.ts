@@ -62,6 +62,7 @@ export async function handleGeneration(ctx: GenContext, endpoint: Endpoint, body
   if (r.model !== undefined && r.model !== ctx.modelId) {
     throw new ApiError(404, `the model "${r.model}" does not exist here: this server serves "${ctx.modelId}" (see GET /v1/models)`, 'invalid_request_error', 'model', 'model_not_found');
   }
+  ctx.queue.checkRoom(); // a full queue refuses before the template and tokenizer run
   const ids = promptIds(ctx, r);
   const maxNew = tokenBudget(ids.length, r.maxTokens, { contextLength: ctx.model.engine.contextLength, maxTokens: ctx.maxTokens }, endpoint === 'chat' ? 'messages' : 'prompt');
   let cfg;

@@ -29,6 +29,14 @@ export class RequestQueue {
     return { running: this.running, waiting: this.waiting.length, max_waiting: this.maxWaiting };
   }
 
+  /** Throws the 429 acquire() would give now: lets a request be refused before any work on it. */
+  checkRoom(): void {
+    if (this.closedWith) throw this.closedWith;
+    if (this.running > 0 && this.waiting.length >= this.maxWaiting) {
+      throw new ApiError(429, `the server is busy: 1 request is running and ${this.waiting.length} are waiting, the most it queues (--max-queue ${this.maxWaiting}); retry later`, 'rate_limit_error', null, 'queue_full');
+    }
+  }
+
   /** Resolves to this request's release function once it may run; refuses when the queue is full. */
   acquire(signal: AbortSignal): Promise<() => void> {
     if (this.closedWith) return Promise.reject(this.closedWith);
@@ -37,10 +45,10 @@ export class RequestQueue {
       this.running = 1;
       return Promise.resolve(this.releaser());
     }
-    if (this.waiting.length >= this.maxWaiting) {
-      return Promise.reject(
-        new ApiError(429, `the server is busy: 1 request is running and ${this.waiting.length} are waiting, the most it queues (--max-queue ${this.maxWaiting}); retry later`, 'rate_limit_error', null, 'queue_full'),
-      );
+    try {
+      this.checkRoom();
+    } catch (e) {
+      return Promise.reject(e);
     }
     return new Promise((resolve, reject) => {
       const w: Waiter = {

@@ -94,11 +94,11 @@ test('stop strings cut the text and finish with "stop"; seeded sampling repeats 
   const full = await local.generateText('Once upon a time', { maxNewTokens: 12 });
   const stop = full.text.slice(Math.floor(full.text.length / 2), Math.floor(full.text.length / 2) + 2);
   assert.ok(stop.length === 2, `a stop string from ${JSON.stringify(full.text)}`);
-  const cut = await client.completions.create({ prompt: 'Once upon a time', temperature: 0, max_tokens: 12, stop: [stop] });
+  const cut = await client.completions.create({ model: basename(dir), prompt: 'Once upon a time', temperature: 0, max_tokens: 12, stop: [stop] });
   assert.equal(cut.choices[0].text, full.text.slice(0, full.text.indexOf(stop)));
   assert.equal(cut.choices[0].finish_reason, 'stop');
 
-  const ask = { prompt: 'Once upon a time', temperature: 0.9, top_p: 0.95, max_tokens: 12, seed: 7 };
+  const ask = { model: basename(dir), prompt: 'Once upon a time', temperature: 0.9, top_p: 0.95, max_tokens: 12, seed: 7 };
   const a = await client.completions.create(ask);
   const b = await client.completions.create(ask);
   assert.equal(a.choices[0].text, b.choices[0].text);
@@ -159,6 +159,10 @@ test('bad requests are refused in the OpenAI error shape with the right status, 
     assert.deepEqual(Object.keys(body.error).sort(), ['code', 'message', 'param', 'type']);
     assert.match(body.error.message, re);
   }
+  // `model` may be left out (curl users): the served model answers.
+  const ok = await fetch(`${srv.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'Hi', max_tokens: 2, temperature: 0 }), headers: { authorization: `Bearer ${KEY}` } });
+  assert.equal(ok.status, 200);
+  assert.equal(((await ok.json()) as { model: string }).model, basename(dir));
   assert.equal((await health()).status, 'ok');
 });
 
