@@ -14,6 +14,7 @@ import { chatModelDir, localModel, serve, type Served } from '../serve-spawn.ts'
 const CLIENTS = 16;
 const MAX_TOKENS = 16;
 const MAX_QUEUE = 6;
+const KEY = 'key-from-the-environment';
 const SECONDS = Number(process.env.OPENELM_LOAD_SECONDS ?? 30);
 let dir: string;
 let srv: Served;
@@ -21,7 +22,7 @@ let local: OpenElmModel;
 
 before(async () => {
   dir = await chatModelDir(11);
-  srv = await serve(dir, ['--max-queue', String(MAX_QUEUE), '--max-tokens', String(MAX_TOKENS)]);
+  srv = await serve(dir, ['--max-queue', String(MAX_QUEUE), '--max-tokens', String(MAX_TOKENS)], { OPENELM_API_KEY: KEY });
   local = await localModel(dir);
 });
 after(async () => {
@@ -42,7 +43,9 @@ test(`${CLIENTS} concurrent clients for ${SECONDS} s: answered exactly or refuse
   const expected: GenerateResult[] = [];
   for (const c of conversations) expected.push(await local.chatText(c, { maxNewTokens: MAX_TOKENS }));
   assert.ok(new Set(expected.map((e) => e.text)).size > CLIENTS / 2, 'the prompts have different replies, so a mix-up would show');
-  const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'none', maxRetries: 0 });
+  // The key comes from $OPENELM_API_KEY here: without it nothing is served.
+  assert.equal((await fetch(`${srv.url}/v1/models`)).status, 401);
+  const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: KEY, maxRetries: 0 });
   const model = (await client.models.list()).data[0].id;
 
   // Warm-up: every prompt once, so allocations that happen once are behind us.

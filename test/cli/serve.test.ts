@@ -198,8 +198,23 @@ test('a client that disconnects mid-stream frees the GPU at once; the next reque
   assert.match(srv.stderr(), /POST \/v1\/completions disconnected/);
 });
 
-test('SIGTERM shuts the server down gracefully', async () => {
-  const r = await srv.stop();
+test('SIGTERM: the running request finishes, a waiting one gets 503, the process exits 143', async () => {
+  const ask = { model: basename(dir), prompt: 'The old lighthouse keeper', temperature: 0, max_tokens: 24 };
+  const expected = await local.generateText(ask.prompt, { maxNewTokens: 24 });
+  const stream = await client.completions.create({ ...ask, stream: true });
+  const it = stream[Symbol.asyncIterator]();
+  let text = '';
+  const first = await it.next(); // the request holds the GPU now
+  text += first.done ? '' : (first.value.choices[0]?.text ?? '');
+  const waiting = apiError(client.completions.create({ ...ask, max_tokens: 2 }));
+  while ((await health()).queue.waiting < 1) await new Promise((r) => setTimeout(r, 10));
+  const exited = srv.stop();
+  const refused = await waiting;
+  assert.equal(refused.status, 503);
+  assert.match(refused.message, /shutting down/);
+  for (let r = await it.next(); !r.done; r = await it.next()) text += r.value.choices[0]?.text ?? '';
+  assert.equal(text, expected.text, 'the running generation completed');
+  const r = await exited;
   assert.equal(r.code, 143, srv.stderr());
   assert.match(srv.stderr(), /shutting down/);
 });
