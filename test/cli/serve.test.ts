@@ -8,7 +8,9 @@ import { after, before, test } from 'node:test';
 import OpenAI from 'openai';
 import type { OpenElmModel } from '../../src/index.ts';
 import type { ChatMessage } from '../../src/tokenizer/chat.ts';
-import { chatModelDir, localModel, serve, type Served } from '../serve-spawn.ts';
+import { createServer } from 'node:net';
+import { runCli } from '../cli-spawn.ts';
+import { chatModelDir, localModel, PINNED, serve, type Served } from '../serve-spawn.ts';
 
 const KEY = 'test-key-123';
 let dir: string;
@@ -217,4 +219,20 @@ test('SIGTERM: the running request finishes, a waiting one gets 503, the process
   const r = await exited;
   assert.equal(r.code, 143, srv.stderr());
   assert.match(srv.stderr(), /shutting down/);
+});
+
+test('serve: bad options and a taken port end with one clear line', async () => {
+  const bad = await runCli(['serve', '--model', dir, '--port', '70000']);
+  assert.equal(bad.code, 2);
+  assert.equal(bad.stderr.trim(), 'openelm: --port must be an integer in 0..65535, got "70000"');
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+  try {
+    const port = (taken.address() as { port: number }).port;
+    const r = await runCli(['serve', '--model', dir, '--port', String(port), '--dtype', PINNED.dtype, '--gemv', PINNED.gemv, '--prefill-matmul', PINNED.prefillMatmul]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`openelm: cannot listen on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\): the port is taken; pick another with --port`));
+  } finally {
+    taken.close();
+  }
 });
