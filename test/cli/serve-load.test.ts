@@ -48,8 +48,16 @@ test(`${CLIENTS} concurrent clients for ${SECONDS} s: answered exactly or refuse
   const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: KEY, maxRetries: 0 });
   const model = (await client.models.list()).data[0].id;
 
-  // Warm-up: every prompt once, so allocations that happen once are behind us.
-  for (const c of conversations) await client.chat.completions.create({ model, messages: c, temperature: 0, max_tokens: MAX_TOKENS });
+  // Warm-up: every prompt once, so allocations that happen once are behind us; the second half,
+  // one client at a time, is the baseline the concurrent run is compared with.
+  let tSeq = 0;
+  let seqTokens = 0;
+  for (const [i, c] of conversations.entries()) {
+    if (i === CLIENTS / 2) tSeq = performance.now();
+    const r = await client.chat.completions.create({ model, messages: c, temperature: 0, max_tokens: MAX_TOKENS });
+    if (i >= CLIENTS / 2) seqTokens += r.usage?.completion_tokens ?? 0;
+  }
+  const seqSeconds = (performance.now() - tSeq) / 1000;
   const rssBefore = await rss();
 
   const counts = { answered: 0, streamed: 0, refused: 0, tokens: 0 };
@@ -100,6 +108,7 @@ test(`${CLIENTS} concurrent clients for ${SECONDS} s: answered exactly or refuse
   console.log(
     `load: ${CLIENTS} clients, ${seconds.toFixed(1)} s: ${counts.answered} answered (${counts.streamed} streamed), ${counts.refused} refused with 429; ` +
       `${(counts.answered / seconds).toFixed(2)} requests/s, ${(counts.tokens / seconds).toFixed(1)} tokens/s; ` +
+      `one client at a time ${(CLIENTS / 2 / seqSeconds).toFixed(2)} requests/s, ${(seqTokens / seqSeconds).toFixed(1)} tokens/s; ` +
       `server RSS ${mb(rssBefore)} MiB after warm-up, ${mb(rssAfter)} MiB after (samples ${rssSamples.map(mb).join(' ')})`,
   );
   assert.deepEqual(wrong, []);
