@@ -10,8 +10,10 @@ import type { Command, OpenModel } from './eval-commands.ts';
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
 export function serveCommand(common: Spec, openModel: OpenModel, life: RunLifecycle): Command {
+  // Token ids on the command line and --json output mean nothing for a server.
+  const { 'input-ids': _ids, json: _json, ...shared } = common;
   const spec: Spec = {
-    ...common,
+    ...shared,
     tokenizer: { kind: 'string', value: 'DIR|FILE', help: "tokenizer.json / tokenizer.model, or a folder with one (and its tokenizer_config.json chat template). Default: the model folder's, else the built-in Llama-2 tokenizer" },
     host: { kind: 'string', value: 'HOST', help: `address to listen on (default ${SERVE_DEFAULTS.host}: this machine only; 0.0.0.0 exposes the server to the network, so set --api-key)` },
     port: { kind: 'string', value: 'PORT', help: `TCP port (default ${SERVE_DEFAULTS.port}; 0 picks a free one, printed at start)` },
