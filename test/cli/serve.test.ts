@@ -99,6 +99,9 @@ test('stop strings cut the text and finish with "stop"; seeded sampling repeats 
   const cut = await client.completions.create({ model: basename(dir), prompt: 'Once upon a time', temperature: 0, max_tokens: 12, stop: [stop] });
   assert.equal(cut.choices[0].text, full.text.slice(0, full.text.indexOf(stop)));
   assert.equal(cut.choices[0].finish_reason, 'stop');
+  // prompt_lookup_num_tokens reaches the engine (speculative decoding): greedy text is unchanged.
+  const pl = await client.completions.create({ model: basename(dir), prompt: 'Once upon a time', temperature: 0, max_tokens: 12, prompt_lookup_num_tokens: 3 } as OpenAI.CompletionCreateParamsNonStreaming);
+  assert.equal(pl.choices[0].text, full.text);
 
   const ask = { model: basename(dir), prompt: 'Once upon a time', temperature: 0.9, top_p: 0.95, max_tokens: 12, seed: 7 };
   const a = await client.completions.create(ask);
