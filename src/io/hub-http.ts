@@ -110,8 +110,8 @@ export interface Reply {
   res: Response;
   /** URL of the final response (after redirects). */
   url: string;
-  /** The hub's answer before any redirect: its ETag is the one that names the content. */
-  hubEtag: string | null;
+  /** The first X-Repo-Commit on the way (a same-origin redirect may carry it, the final answer not). */
+  commit: string | null;
   linkedEtag: string | null;
   linkedSize: string | null;
 }
@@ -125,13 +125,14 @@ export async function discard(res: Response): Promise<void> {
 }
 
 /**
- * GET with redirects followed by hand, so the hub's own headers (X-Linked-Etag, X-Linked-Size,
- * ETag, X-Repo-Commit) are seen before the CDN answers, and the Authorization header is sent only
- * to the hub's origin (a CDN gets a signed URL instead).
+ * GET (or HEAD) with redirects followed by hand, so the hub's own headers (X-Linked-Etag,
+ * X-Linked-Size, X-Repo-Commit) are seen before the CDN answers, and the Authorization header is
+ * sent only to the hub's origin (a CDN gets a signed URL instead). A HEAD stops at a redirect to
+ * another origin.
  */
 export async function get(ctx: Ctx, url: string, headers: Record<string, string>, signal: AbortSignal, method: 'GET' | 'HEAD' = 'GET'): Promise<Reply> {
   let cur = url;
-  let hubEtag: string | null = null;
+  let commit: string | null = null;
   let linkedEtag: string | null = null;
   let linkedSize: string | null = null;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
@@ -143,7 +144,7 @@ export async function get(ctx: Ctx, url: string, headers: Record<string, string>
     } catch (e) {
       throw new NetError(cur, signal.aborted ? signal.reason : e, signal.aborted || isRetryable(e));
     }
-    if (hop === 0) hubEtag = res.headers.get('etag');
+    commit ??= res.headers.get('x-repo-commit');
     linkedEtag ??= res.headers.get('x-linked-etag');
     linkedSize ??= res.headers.get('x-linked-size');
     if ([301, 302, 303, 307, 308].includes(res.status)) {
@@ -151,23 +152,16 @@ export async function get(ctx: Ctx, url: string, headers: Record<string, string>
       if (!loc) throw new HubError(`${ctx.repoId}: ${cur} answered HTTP ${res.status} without a Location header`, res.status);
       const next = new URL(loc, cur).href;
       // A metadata request stops at the hub: a redirect elsewhere (the CDN) carries what it needs.
-      if (method === 'HEAD' && new URL(next).origin !== ctx.origin) return { res, url: cur, hubEtag, linkedEtag, linkedSize };
+      if (method === 'HEAD' && new URL(next).origin !== ctx.origin) return { res, url: cur, commit, linkedEtag, linkedSize };
       await discard(res);
       cur = next;
       if (!/^https?:$/.test(new URL(cur).protocol)) throw new HubError(`${ctx.repoId}: ${url} redirects to a non-HTTP URL (${cur})`);
       continue;
     }
     if (res.type === 'opaqueredirect') throw new HubError(`${ctx.repoId}: ${cur}: this fetch cannot follow redirects by hand (redirect: 'manual' gave an opaque response)`);
-    return { res, url: cur, hubEtag, linkedEtag, linkedSize };
+    return { res, url: cur, commit, linkedEtag, linkedSize };
   }
   throw new HubError(`${ctx.repoId}: ${url}: more than ${MAX_REDIRECTS} redirects`);
-}
-
-/** The sha256 an ETag names: strong ETags of 64 hex digits (the hub's for LFS files). */
-export function shaOfEtag(etag: string | null): string | undefined {
-  if (!etag || etag.startsWith('W/')) return undefined;
-  const v = etag.replace(/^"|"$/g, '').toLowerCase();
-  return /^[0-9a-f]{64}$/.test(v) ? v : undefined;
 }
 
 function hubSays(res: Response): string {
@@ -288,7 +282,7 @@ export async function headFile(ctx: Ctx, file: string, kind: FileKind): Promise<
     }
     const direct = res.status < 300 && (res.headers.get('content-encoding') ?? 'identity').toLowerCase() === 'identity';
     return {
-      commit: res.headers.get('x-repo-commit')?.trim() || undefined,
+      commit: reply.commit?.trim() || undefined,
       etag: normalizeEtag(reply.linkedEtag ?? res.headers.get('etag')),
       size: headerInt(reply.linkedSize) ?? (direct ? headerInt(res.headers.get('content-length')) : undefined),
     };

@@ -618,6 +618,16 @@ test('a partial blob left by huggingface_hub (blobs/<sha256>.incomplete) is resu
   assert.deepEqual(readFileSync(join(dir, 'model.safetensors')), single.weights);
   assert.deepEqual(weightRequests().map((l) => l.range), ['bytes=123457-', 'bytes=123457-']); // the hub's redirect, then the CDN
   assert.deepEqual(readdirSync(blobs).filter((f) => f.endsWith('.incomplete')), []);
+
+  // A partial blob that holds the whole file (stopped before the rename) is verified and used as it is.
+  resetModes();
+  const cache2 = tempDir();
+  const blobs2 = join(repoCacheDir('test/tiny', cache2), 'blobs');
+  mkdirSync(blobs2, { recursive: true });
+  writeFileSync(join(blobs2, sha256(single.weights) + '.incomplete'), single.weights);
+  const dir2 = await dl('test/tiny', cache2);
+  assert.deepEqual(readFileSync(join(dir2, 'model.safetensors')), single.weights);
+  assert.deepEqual(weightRequests(), []);
 });
 
 test('a wrong sha256 fails and leaves no file', { timeout: 30_000 }, async () => {
