@@ -186,17 +186,18 @@ async function download(ctx: Ctx, repoDir: string, optional: string[]): Promise<
   }
 
   // Weights: the index and its shards when the hub has an index, else the single file. A single
-  // file already in the snapshot (and no index there) settles it without asking.
+  // file already in the snapshot (and no index there), or an index known absent, settles it without asking.
+  const knownAbsent = (f: string) => isFile(join(repoDir, '.no_exist', commit, f));
   const haveSingle = await isFile(join(snap, SINGLE_FILE));
   const haveIndex = await isFile(join(snap, INDEX_FILE));
-  const indexed = haveSingle && !haveIndex ? false : await ensureFile(ctx, repoDir, commit, INDEX_FILE, 'index');
+  const indexed = (haveSingle && !haveIndex) || (!haveIndex && (await knownAbsent(INDEX_FILE))) ? false : await ensureFile(ctx, repoDir, commit, INDEX_FILE, 'index');
   if (indexed) {
     for (const shard of await shardsOf(ctx, snap)) await ensureFile(ctx, repoDir, commit, shard, 'shard');
   } else {
     await ensureFile(ctx, repoDir, commit, SINGLE_FILE, 'single');
   }
   for (const f of optional) {
-    if (await isFile(join(repoDir, '.no_exist', commit, f))) continue;
+    if (await knownAbsent(f)) continue;
     await ensureFile(ctx, repoDir, commit, f, 'optional');
   }
   return snap;
