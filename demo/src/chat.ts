@@ -233,7 +233,9 @@ async function regenerate(picker: ReturnType<typeof setupPicker>): Promise<void>
 
 async function main(): Promise<void> {
   const support = await showSupport();
-  const presets = await loadPresets();
+  // Models with a chat template first (the picker starts on the first preset).
+  const chatty = (v: string) => /synth-chat|instruct|\/chat\//i.test(v);
+  const presets = (await loadPresets()).sort((a, b) => Number(chatty(b.value)) - Number(chatty(a.value)));
   const picker = setupPicker(presets, () => {});
   for (const [name, id] of [
     ['max_new_tokens', 'max-new-tokens'],

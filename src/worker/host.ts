@@ -137,7 +137,8 @@ export class WorkerModel {
   }
 
   async generateText(prompt: Prompt, opts: WorkerCallOptions = {}): Promise<GenerateResult> {
-    return this.collect(this.generate(prompt, { ...opts, stats: opts.stats ?? emptyStats() }), opts.stats);
+    const stats = opts.stats ?? emptyStats();
+    return this.collect(this.generate(prompt, { ...opts, stats }), stats);
   }
 
   async chatText(messages: readonly ChatMessage[], opts: WorkerCallOptions = {}): Promise<GenerateResult> {
@@ -145,7 +146,7 @@ export class WorkerModel {
     return this.collect(this.chat(messages, { ...opts, stats }), stats);
   }
 
-  private async collect(it: AsyncGenerator<GeneratedToken>, stats = emptyStats()): Promise<GenerateResult> {
+  private async collect(it: AsyncGenerator<GeneratedToken>, stats: GenerationStats): Promise<GenerateResult> {
     const ids: number[] = [];
     let text = '';
     for await (const t of it) {
