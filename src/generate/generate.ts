@@ -6,6 +6,7 @@
 import type { GenerationConfig } from './options.ts';
 import type { TokenEngine } from './token-engine.ts';
 import { seededRandom } from '../util/random.ts';
+import { checkTokenIds } from '../util/token-ids.ts';
 
 export interface GeneratedToken {
   id: number;
@@ -246,10 +247,11 @@ export async function* generateTokens(
     );
   }
   opts.signal?.throwIfAborted();
+  checkTokenIds(promptIds, engine.vocabSize);
   // The cache's entries for a shared prefix are the ones a fresh prefill would write (attention
   // reads only positions before the current one), so keep them; the last prompt token is always
   // fed again, for the logits after it.
-  const reuse = cfg.reuseCache && maxNew > 0 ? Math.min(engine.cachedPrefix(promptIds), promptIds.length - 1) : 0;
+  const reuse = cfg.reuseCache && maxNew > 0 && promptIds.length > 1 ? Math.min(engine.cachedPrefix(promptIds), promptIds.length - 1) : 0;
   if (reuse > 0) engine.rollback(reuse);
   else engine.reset();
   stats.prompt_cached_tokens = reuse;

@@ -17,6 +17,7 @@ import { prefillChunkSize } from './fits.ts';
 import { forwardPass, type ForwardModel, type PassEnd } from './forward.ts';
 import { countDispatches, encodeOps, type Op } from './ops.ts';
 import type { ModelWeights } from './model-weights.ts';
+import { checkTokenIds } from '../util/token-ids.ts';
 
 export interface EngineOptions {
   /** KV cache length in tokens; defaults to the model's max_context_length. */
@@ -291,11 +292,7 @@ export class Engine {
 
   private checkIds(ids: readonly number[]): void {
     if (ids.length === 0) throw new Error('no input tokens: give at least one token id');
-    ids.forEach((id, i) => {
-      if (!Number.isInteger(id) || id < 0 || id >= this.plan.vocabSize) {
-        throw new Error(`token id ${id} at index ${i} is outside the vocabulary [0, ${this.plan.vocabSize})`);
-      }
-    });
+    checkTokenIds(ids, this.plan.vocabSize);
     if (this.length + ids.length > this.contextLength) {
       throw new Error(
         `${this.length + ids.length} tokens do not fit the context of ${this.contextLength} tokens (${this.length} already in the cache, ${ids.length} new)`,

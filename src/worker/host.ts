@@ -87,6 +87,8 @@ export class WorkerModel {
       for (;;) {
         while (queue.length === 0) await new Promise<void>((r) => (wake = r));
         const m = queue.shift()!;
+        // As the plain API: once aborted, the next token is not given (tokens already on their way are dropped).
+        if (opts.signal?.aborted && m.type === 'token') throw opts.signal.reason;
         if (m.type === 'token') {
           if (opts.stats) Object.assign(opts.stats, m.stats);
           yield m.token;
