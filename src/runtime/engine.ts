@@ -71,8 +71,7 @@ export class Engine {
   readonly prefillMatmul: PrefillKernel;
   /** Most tokens one verify pass, and most choices one `steps` submission, handles. */
   readonly maxSteps: number;
-  /** Tokens currently held in the KV cache. */
-  length = 0;
+  private len = 0;
   /**
    * The ids at cache positions [0, length), for reusing a shared prefix across calls; -1 where a
    * token was fed on the GPU and its id never read back. Kept in step with `length` everywhere.
@@ -240,8 +239,21 @@ export class Engine {
     return countDispatches(this.decodeOps);
   }
 
+  /** Tokens currently held in the KV cache. */
+  get length(): number {
+    return this.len;
+  }
+
+  /** Sets the position directly (benchmarks time steps at a given context): the ids there are unknown. */
+  set length(n: number) {
+    this.len = n;
+    this.held = new Array<number>(n).fill(-1);
+    this.pending = -1;
+    this.pendingReadable = false;
+  }
+
   reset(): void {
-    this.length = 0;
+    this.len = 0;
     this.held = [];
     this.pending = -1;
     this.pendingReadable = false;
@@ -262,7 +274,7 @@ export class Engine {
   /** Records that `ids` were appended at the end of the cache. */
   private append(ids: readonly number[]): void {
     for (const id of ids) this.held.push(id);
-    this.length += ids.length;
+    this.len += ids.length;
   }
 
   /**
@@ -273,7 +285,7 @@ export class Engine {
     if (!Number.isInteger(length) || length < 0 || length > this.length) {
       throw new Error(`rollback: length must be an integer in [0, ${this.length}], got ${length}`);
     }
-    this.length = length;
+    this.len = length;
     this.held.length = length;
     this.pending = -1;
     this.pendingReadable = false;

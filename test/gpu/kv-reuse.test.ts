@@ -105,6 +105,11 @@ test('after an abort the cache holds only what was fed; reuse can be turned off'
   const again = await model.generateText(next, { maxNewTokens: 4, stopAtEos: false });
   assert.equal(again.stats.prompt_cached_tokens, next.length - 1);
   assert.deepEqual(again.ids, fresh.ids);
+  // A position set directly (benchmarks do) holds unknown ids: nothing is reused past it.
+  model.engine.length = 3;
+  const unknown = await model.generateText(next, { maxNewTokens: 4, stopAtEos: false });
+  assert.equal(unknown.stats.prompt_cached_tokens, 0);
+  assert.deepEqual(unknown.ids, fresh.ids);
   // A bad id after the cached part is named by its index in the prompt.
   await assert.rejects(model.generateText([...next.slice(0, 3), 99999], { maxNewTokens: 1 }), /^Error: token id 99999 at index 3 is outside the vocabulary \[0, 32000\)$/);
 });
