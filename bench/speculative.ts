@@ -48,7 +48,7 @@ export async function benchSpeculative(o: SpeculativeBenchOptions): Promise<{ ro
     const ps = await prompts(model, o.newTokens);
     const rows: SpeculativeRow[] = [];
     for (const [name, ids] of Object.entries(ps) as [SpeculativeRow['prompt'], number[]][]) {
-      const base = { maxNewTokens: o.newTokens, stopAtEos: false };
+      const base = { maxNewTokens: o.newTokens, stopAtEos: false, reuseCache: false };
       const runs: [string, Parameters<OpenElmModel['generateText']>[1]][] = [
         ['plain', base],
         [`prompt lookup ${o.promptLookupNumTokens}`, { ...base, promptLookupNumTokens: o.promptLookupNumTokens }],

@@ -3,7 +3,7 @@
 // same sources serve Node and the browser.
 //
 // Outputs: dist/index.js, dist/cli.js (Node); dist/browser/openelm.js (+ dist/browser/chunks/*: the
-// built-in tokenizer, loaded on first use); demo/dist/{app,bench,gpu}.js (the demo pages, importing
+// built-in tokenizer, loaded on first use); dist/browser/worker.js (the worker engine's script); demo/dist/{app,chat,bench,eval,gpu}.js (the demo pages, importing
 // the browser bundle); dist/types/{index,browser}.d.ts (declarations); build/test/*.test.js.
 import { build } from 'esbuild';
 import { spawn } from 'node:child_process';
@@ -102,9 +102,12 @@ const results = await Promise.all([
     }
     return r;
   })(),
+  // The worker engine's script (createWorkerModel): one file, no chunks, so the page's bundle finds
+  // it beside itself (new URL('./worker.js', import.meta.url)).
+  build({ ...browserCommon, entryPoints: { worker: join(root, 'src/worker-entry.ts') }, outdir: join(root, 'dist/browser') }),
   build({
     ...browserCommon,
-    entryPoints: { app: join(root, 'demo/src/app.ts'), bench: join(root, 'demo/src/bench.ts'), eval: join(root, 'demo/src/eval.ts'), gpu: join(root, 'demo/src/gpu.ts') },
+    entryPoints: { app: join(root, 'demo/src/app.ts'), chat: join(root, 'demo/src/chat.ts'), bench: join(root, 'demo/src/bench.ts'), eval: join(root, 'demo/src/eval.ts'), gpu: join(root, 'demo/src/gpu.ts') },
     outdir: join(root, 'demo/dist'),
     plugins: [useBrowserBundle],
   }),

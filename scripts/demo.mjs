@@ -13,7 +13,7 @@
 // Responses carry Cache-Control: no-store, so only the page's own cache (the Cache API) can
 // spare a download.
 import { createServer } from 'node:http';
-import { createReadStream, existsSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -186,7 +186,29 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
   };
 }
 
-/** The default model folders: the tiny-elm fixture and the small synthetic model. */
+// The small synthetic model again with a chat template (OpenELM-Instruct's Zephyr-style role
+// tags) in tokenizer_config.json, so the chat page has a model to talk to without a download.
+const SYNTH_CHAT_TEMPLATE =
+  '{{ bos_token }}{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}{{ eos_token }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}';
+
+/** A folder linking synth-small's config and weights, plus tokenizer_config.json with the template. */
+function ensureSynthChat(small) {
+  // One folder per synth-small folder (servers run side by side: never rewrite a finished one).
+  const dir = join(tmpdir(), 'openelm-demo', `synth-chat-${SYNTH_VERSION}-${small.replace(/[^A-Za-z0-9]+/g, '_').slice(-60)}`);
+  if (existsSync(join(dir, 'tokenizer_config.json'))) return dir;
+  mkdirSync(dir, { recursive: true });
+  for (const f of ['config.json', 'model.safetensors']) {
+    try {
+      symlinkSync(join(small, f), join(dir, f));
+    } catch (e) {
+      if (e.code !== 'EEXIST') throw e;
+    }
+  }
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ chat_template: SYNTH_CHAT_TEMPLATE, bos_token: '<s>', eos_token: '</s>' }));
+  return dir;
+}
+
+/** The default model folders: the tiny-elm fixture, the small synthetic model, and it with a chat template. */
 export async function defaultModels() {
   const models = {};
   const fixtures = process.env.OPENELM_FIXTURES ?? resolve(root, 'test/fixtures');
@@ -194,6 +216,7 @@ export async function defaultModels() {
   if (existsSync(join(tiny, 'config.json'))) models['tiny-elm'] = tiny;
   else console.error(`note: the tiny-elm fixture is not at ${tiny} (set OPENELM_FIXTURES); serving without it`);
   models['synth-small'] = await ensureSynthSmall(process.env.OPENELM_DEMO_SYNTH ?? join(tmpdir(), 'openelm-demo', SYNTH_VERSION));
+  models['synth-chat'] = ensureSynthChat(models['synth-small']);
   return models;
 }
 

@@ -16,6 +16,7 @@ import { browserTuningStore } from './io/browser-tuning-store.ts';
 import { tokenizerFromJson, tokenizerFromModelProto } from './tokenizer/load.ts';
 import { chatTemplateFromConfig, type ChatTemplate } from './tokenizer/chat.ts';
 import { parseJson } from './util/json.ts';
+import type { LoadEvent } from './io/load-event.ts';
 import type { Tokenizer } from './tokenizer/tokenizer.ts';
 
 export { OpenElmModel, DTYPES, type DType, type ModelOptions, type GenerateOptions, type GenerateResult, type AssistantSpec } from './api/model.ts';
@@ -44,6 +45,8 @@ export { randomFill } from './doctor/matmul-check.ts';
 export { browserTuningStore } from './io/browser-tuning-store.ts';
 export { memoryTuningStore, retuningStore, type TuningStore, type TuningRecord } from './io/tuning-store.ts';
 export type { Tuned } from './runtime/tuning.ts';
+export { createWorkerModel, WorkerModel, type WorkerModelOptions, type WorkerCallOptions } from './worker/host.ts';
+export type { WorkerModelInfo, WorkerLoadOptions, WorkerGenerateOptions } from './worker/protocol.ts';
 
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 const CONFIG_FILE = 'config.json';
@@ -53,19 +56,7 @@ const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer.model'];
 /** A model folder's URL, a Hugging Face hub id (`owner/name`, optionally `@revision`), or the files of a model folder. */
 export type ModelSource = string | URL | FileList | Iterable<File>;
 
-export interface LoadEvent {
-  stage: 'files' | 'gpu' | 'weights' | 'tokenizer' | 'done';
-  /** One line for people. */
-  message: string;
-  /** Weight bytes read so far, and in all (every weight file). */
-  bytesRead: number;
-  bytesTotal: number;
-  /** Bytes that came over the network / from the cache (all files, config included). */
-  networkBytes: number;
-  cacheBytes: number;
-  tensorsDone: number;
-  tensorsTotal: number;
-}
+export type { LoadEvent } from './io/load-event.ts';
 
 export interface BrowserLoadOptions extends ModelOptions {
   /** Reuse a device (several models on one GPU); by default each model gets its own. */
@@ -400,6 +391,9 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
   const tokenizer = await resolveTokenizer(folder, opts);
   const chatTemplate = opts.chatTemplate === null ? undefined : (opts.chatTemplate ?? (await folderChatTemplate(folder)));
 
+  // Each tensor is read (network or cache), converted or quantized on the CPU, then uploaded.
+  const dtype = opts.dtype ?? 'f16';
+  const weightStep = dtype === 'q8' || dtype === 'q4' ? `quantized to ${dtype} and uploaded` : `converted to ${dtype} and uploaded`;
   emit('gpu', 'requesting a WebGPU device');
   const gpu = opts.gpu ?? (await createGpu());
   try {
@@ -415,7 +409,7 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
       onProgress: (done, n, tensor) => {
         ev.tensorsDone = done;
         ev.tensorsTotal = n;
-        emit('weights', `${tensor} (${done}/${n}, ${fmtBytes(ev.bytesRead)} of ${fmtBytes(total)})`);
+        emit('weights', `${tensor} ${weightStep} (${done}/${n}, ${fmtBytes(ev.bytesRead)} of ${fmtBytes(total)} read)`);
         opts.onProgress?.(done, n, tensor);
       },
     });

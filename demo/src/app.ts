@@ -2,8 +2,9 @@
 // prompt, max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty, seed, cache=0;
 // speculative decoding: spec=lookup|assistant, lookup_tokens, assistant, assistant_dtype,
 // assistant_tokens) and autorun=1 starts generating at once; window.openelmDemo exposes the last
-// run and timings.
-import { emptyStats, fmtBytes, loadModel, type DType, type GenerateOptions, type GenerationStats, type OpenElmModel } from '../../src/browser.ts';
+// run and timings. The model runs in a Web Worker (createWorkerModel) so the page never blocks;
+// worker=0 runs it on the page's thread instead (loadModel).
+import { createWorkerModel, emptyStats, fmtBytes, loadModel, type DType, type GenerationStats, type OpenElmModel, type WorkerCallOptions, type WorkerModel } from '../../src/browser.ts';
 import { $, clearError, fmt, loadPresets, loadProgressText, params, refreshCache, setupCacheButton, setupPicker, showError, showSupport, type Preset } from './common.ts';
 
 interface RunRecord {
@@ -18,10 +19,16 @@ interface RunRecord {
   gpuBytes: number;
 }
 
+/** The model in a worker (the default), or on this thread (worker=0). */
+type AppModel = OpenElmModel | WorkerModel;
+const inWorker = params.get('worker') !== '0';
+const gpuBytes = (m: AppModel) => ('info' in m ? m.info.gpuBytes : m.gpu.allocatedBytes);
+const dispatches = (m: AppModel) => ('info' in m ? m.info.dispatchesPerToken : m.engine.dispatchesPerToken);
+
 const state: {
-  model?: OpenElmModel;
+  model?: AppModel;
   modelKey?: string;
-  loading?: Promise<OpenElmModel>;
+  loading?: Promise<AppModel>;
   running?: AbortController;
   lastRun?: RunRecord;
   runs: number;
@@ -45,7 +52,7 @@ function setBusy(busy: boolean): void {
   $<HTMLButtonElement>('stop').disabled = !busy;
 }
 
-function readOptions(picker: ReturnType<typeof setupPicker>): GenerateOptions {
+function readOptions(picker: ReturnType<typeof setupPicker>): WorkerCallOptions {
   const num = (id: string, what: string, int = false): number => {
     const el = $<HTMLInputElement>(id);
     const v = Number(el.value);
@@ -53,7 +60,7 @@ function readOptions(picker: ReturnType<typeof setupPicker>): GenerateOptions {
     return v;
   };
   const spec = $<HTMLSelectElement>('spec').value;
-  let speculative: GenerateOptions = {};
+  let speculative: WorkerCallOptions = {};
   if (spec === 'lookup') speculative = { promptLookupNumTokens: num('lookup-tokens', 'prompt_lookup_num_tokens', true) };
   else if (spec === 'assistant') {
     let source = $<HTMLInputElement>('assistant').value.trim();
@@ -101,7 +108,7 @@ function setMode(mode: 'ids' | 'text', value?: string): void {
   if (value !== undefined) $<HTMLTextAreaElement>('prompt').value = value;
 }
 
-async function ensureModel(picker: ReturnType<typeof setupPicker>, signal?: AbortSignal): Promise<OpenElmModel> {
+async function ensureModel(picker: ReturnType<typeof setupPicker>, signal?: AbortSignal): Promise<AppModel> {
   const key = picker.key();
   if (state.model && state.modelKey === key) return state.model;
   if (state.loading && state.modelKey === key) return state.loading;
@@ -113,18 +120,19 @@ async function ensureModel(picker: ReturnType<typeof setupPicker>, signal?: Abor
   bar.hidden = false;
   bar.removeAttribute('value');
   setStat('load-status', 'loading…');
-  state.loading = loadModel(picker.source(), {
-    dtype: picker.dtype() as 'f16',
+  const opts = {
+    dtype: picker.dtype() as DType,
     cache: picker.cache(),
     signal,
-    onLoadProgress: (e) => {
+    onLoadProgress: (e: { bytesRead: number; bytesTotal: number; message: string; networkBytes: number; cacheBytes: number }) => {
       if (e.bytesTotal > 0) {
         bar.max = e.bytesTotal;
         bar.value = e.bytesRead;
       }
       setStat('load-status', loadProgressText(e));
     },
-  });
+  };
+  state.loading = inWorker ? createWorkerModel(picker.source(), opts) : loadModel(picker.source(), opts);
   try {
     const m = await state.loading;
     state.model = m;
@@ -132,8 +140,8 @@ async function ensureModel(picker: ReturnType<typeof setupPicker>, signal?: Abor
     state.loadMs = loadMs;
     setStat('load-status', `${m.plan.numLayers} layers, ${(m.plan.paramCount / 1e6).toFixed(1)}M parameters, ${m.dtype} weights, loaded in ${fmt(loadMs / 1000, 2)} s`);
     setStat('stat-load', `${fmt(loadMs)} ms`);
-    setStat('stat-gpu-mem', fmtBytes(m.gpu.allocatedBytes));
-    setStat('stat-dispatches', String(m.engine.dispatchesPerToken));
+    setStat('stat-gpu-mem', fmtBytes(gpuBytes(m)));
+    setStat('stat-dispatches', String(dispatches(m)));
     bar.hidden = true;
     void refreshCache();
     return m;
@@ -181,7 +189,7 @@ async function generate(picker: ReturnType<typeof setupPicker>): Promise<void> {
         setStat('stat-tokens', `${rec.ids.length} (prompt ${stats.prompt_tokens})`);
         setStat('stat-prefill', `${fmt(stats.prefill_tokens_per_s)} tokens/s (${fmt(stats.prefill_ms)} ms)`);
         setStat('stat-decode', rec.ids.length > 1 ? `${fmt(stats.decode_tokens_per_s, 2)} tokens/s` : '–');
-        setStat('stat-gpu-mem', fmtBytes(model.gpu.allocatedBytes));
+        setStat('stat-gpu-mem', fmtBytes(gpuBytes(model)));
         const sp = stats.speculative;
         setStat(
           'stat-spec',
@@ -194,7 +202,7 @@ async function generate(picker: ReturnType<typeof setupPicker>): Promise<void> {
       if (!ctrl.signal.aborted) throw e;
       rec.stopped = true;
     }
-    rec.gpuBytes = model.gpu.allocatedBytes;
+    rec.gpuBytes = gpuBytes(model);
     const secs = (performance.now() - tGen) / 1000;
     setStat('run-status', `${rec.stopped ? 'stopped' : 'done'}: ${rec.ids.length} tokens in ${fmt(secs, 2)} s`);
     setStat('stat-dispatches', String(stats.dispatches_per_token));

@@ -89,7 +89,7 @@ async function benchPrefill(model: OpenElmModel, lengths: number[], runs: number
     for (let r = 0; r <= runs; r++) {
       status(`prefill ${L} tokens: run ${r + 1} of ${runs + 1}`);
       await nextFrame();
-      const res = await model.generateText(ids, { maxNewTokens: 1, stopAtEos: false });
+      const res = await model.generateText(ids, { maxNewTokens: 1, stopAtEos: false, reuseCache: false });
       if (r === 0) first = res.stats.prefill_ms;
       else samples.push(res.stats.prefill_ms);
     }

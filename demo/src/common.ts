@@ -73,6 +73,7 @@ export interface Preset {
 const KNOWN: Record<string, Omit<Preset, 'value'>> = {
   'tiny-elm': { label: 'tiny-elm reference fixture (1.4 MB, token ids only)', ids: '1, 357, 111, 111, 135, 300, 145' },
   'synth-small': { label: 'small synthetic model (random weights, Llama-2 vocabulary)', text: 'Once upon a time' },
+  'synth-chat': { label: 'small synthetic model with a chat template (random weights)', text: 'Once upon a time' },
 };
 
 const HUB_PRESETS: Preset[] = [

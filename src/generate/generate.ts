@@ -6,6 +6,7 @@
 import type { GenerationConfig } from './options.ts';
 import type { TokenEngine } from './token-engine.ts';
 import { seededRandom } from '../util/random.ts';
+import { checkTokenIds } from '../util/token-ids.ts';
 
 export interface GeneratedToken {
   id: number;
@@ -15,6 +16,11 @@ export interface GeneratedToken {
 
 export interface GenerationStats {
   prompt_tokens: number;
+  /**
+   * Leading prompt tokens whose KV entries were already in the cache from the previous call (the
+   * last prompt and the tokens fed after it), so only the rest were prefilled.
+   */
+  prompt_cached_tokens: number;
   new_tokens: number;
   prefill_ms: number;
   decode_ms: number;
@@ -61,6 +67,7 @@ export interface Drafter {
 export function emptyStats(): GenerationStats {
   return {
     prompt_tokens: 0,
+    prompt_cached_tokens: 0,
     new_tokens: 0,
     prefill_ms: 0,
     decode_ms: 0,
@@ -133,13 +140,15 @@ async function* plainIds(
   }
 }
 
+/** Prefills the prompt after the `stats.prompt_cached_tokens` the cache already holds. */
 async function prefillPrompt(engine: TokenEngine, promptIds: readonly number[], randomAt: (n: number) => number, stats: GenerationStats): Promise<number> {
   const t0 = performance.now();
+  const fresh = promptIds.slice(stats.prompt_cached_tokens);
   engine.setRandom(randomAt(0));
-  await engine.prefill(promptIds, 'none');
+  await engine.prefill(fresh, 'none');
   const id = await engine.lastChoice();
   stats.prefill_ms = performance.now() - t0;
-  stats.prefill_tokens_per_s = promptIds.length / (stats.prefill_ms / 1000);
+  stats.prefill_tokens_per_s = fresh.length / (stats.prefill_ms / 1000);
   return id;
 }
 
@@ -238,7 +247,14 @@ export async function* generateTokens(
     );
   }
   opts.signal?.throwIfAborted();
-  engine.reset();
+  checkTokenIds(promptIds, engine.vocabSize);
+  // The cache's entries for a shared prefix are the ones a fresh prefill would write (attention
+  // reads only positions before the current one), so keep them; the last prompt token is always
+  // fed again, for the logits after it.
+  const reuse = cfg.reuseCache && maxNew > 0 && promptIds.length > 1 ? Math.min(engine.cachedPrefix(promptIds), promptIds.length - 1) : 0;
+  if (reuse > 0) engine.rollback(reuse);
+  else engine.reset();
+  stats.prompt_cached_tokens = reuse;
   engine.configureChooser(cfg, promptIds, { distributions: cfg.doSample && opts.drafter?.distributions !== undefined });
   const randomAt = indexedRandom(cfg.seed);
   stats.prompt_tokens = promptIds.length;

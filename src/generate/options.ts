@@ -28,6 +28,11 @@ export interface GenerationConfig {
    * trip per token; tokens then stream in groups of this size). 1: a readback per token.
    */
   decodeAhead: number;
+  /**
+   * Keep the KV entries of the longest prefix the prompt shares with what the cache holds (the
+   * previous prompt and the tokens fed after it) and prefill only the rest; false: prefill all.
+   */
+  reuseCache: boolean;
 }
 
 export const ASSISTANT_SCHEDULES = ['heuristic', 'constant'] as const;
@@ -48,6 +53,7 @@ export const GENERATION_DEFAULTS: GenerationConfig = {
   numAssistantTokens: 5,
   numAssistantTokensSchedule: 'heuristic',
   decodeAhead: 1,
+  reuseCache: true,
 };
 
 /** The kwargs `--generate_kwargs` accepts, with Hugging Face's names. */

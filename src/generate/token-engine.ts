@@ -12,6 +12,8 @@ export interface TokenEngine {
   readonly maxSteps: number;
   readonly dispatchesPerToken: number;
   reset(): void;
+  /** How many leading ids of `ids` the KV cache holds at the same positions (see Engine.cachedPrefix). */
+  cachedPrefix(ids: readonly number[]): number;
   /** Forgets every token after the first `length`. */
   rollback(length: number): void;
   /**

@@ -17,6 +17,7 @@ import { prefillChunkSize } from './fits.ts';
 import { forwardPass, type ForwardModel, type PassEnd } from './forward.ts';
 import { countDispatches, encodeOps, type Op } from './ops.ts';
 import type { ModelWeights } from './model-weights.ts';
+import { checkTokenIds } from '../util/token-ids.ts';
 
 export interface EngineOptions {
   /** KV cache length in tokens; defaults to the model's max_context_length. */
@@ -70,8 +71,16 @@ export class Engine {
   readonly prefillMatmul: PrefillKernel;
   /** Most tokens one verify pass, and most choices one `steps` submission, handles. */
   readonly maxSteps: number;
-  /** Tokens currently held in the KV cache. */
-  length = 0;
+  private len = 0;
+  /**
+   * The ids at cache positions [0, length), for reusing a shared prefix across calls; -1 where a
+   * token was fed on the GPU and its id never read back. Kept in step with `length` everywhere.
+   */
+  private held: number[] = [];
+  /** The id of the choice waiting in `a.ids` for the next decodeStep, when it was read back; else -1. */
+  private pending = -1;
+  /** Whether `a.ids` holds the last pass's choice (prefill, score and decode passes copy it there). */
+  private pendingReadable = false;
   private readonly a: Activations;
   private readonly cache: KvCache;
   /** What forwardPass needs: the model, its weights, this engine's run state and kernel choice. */
@@ -230,8 +239,42 @@ export class Engine {
     return countDispatches(this.decodeOps);
   }
 
+  /** Tokens currently held in the KV cache. */
+  get length(): number {
+    return this.len;
+  }
+
+  /** Sets the position directly (benchmarks time steps at a given context): the ids there are unknown. */
+  set length(n: number) {
+    this.len = n;
+    this.held = new Array<number>(n).fill(-1);
+    this.pending = -1;
+    this.pendingReadable = false;
+  }
+
   reset(): void {
-    this.length = 0;
+    this.len = 0;
+    this.held = [];
+    this.pending = -1;
+    this.pendingReadable = false;
+  }
+
+  /**
+   * How many leading ids of `ids` the KV cache already holds at the same positions (the longest
+   * common prefix with what was fed since the last reset), so a caller can roll back to it and
+   * prefill only the rest. Positions fed on the GPU whose id was never read back end the prefix.
+   */
+  cachedPrefix(ids: readonly number[]): number {
+    const n = Math.min(ids.length, this.length);
+    let i = 0;
+    while (i < n && this.held[i] === ids[i]) i++;
+    return i;
+  }
+
+  /** Records that `ids` were appended at the end of the cache. */
+  private append(ids: readonly number[]): void {
+    for (const id of ids) this.held.push(id);
+    this.len += ids.length;
   }
 
   /**
@@ -242,7 +285,10 @@ export class Engine {
     if (!Number.isInteger(length) || length < 0 || length > this.length) {
       throw new Error(`rollback: length must be an integer in [0, ${this.length}], got ${length}`);
     }
-    this.length = length;
+    this.len = length;
+    this.held.length = length;
+    this.pending = -1;
+    this.pendingReadable = false;
   }
 
   /** One forward pass over `T` tokens; its dispatches are appended to `made` for release. */
@@ -258,11 +304,7 @@ export class Engine {
 
   private checkIds(ids: readonly number[]): void {
     if (ids.length === 0) throw new Error('no input tokens: give at least one token id');
-    ids.forEach((id, i) => {
-      if (!Number.isInteger(id) || id < 0 || id >= this.plan.vocabSize) {
-        throw new Error(`token id ${id} at index ${i} is outside the vocabulary [0, ${this.plan.vocabSize})`);
-      }
-    });
+    checkTokenIds(ids, this.plan.vocabSize);
     if (this.length + ids.length > this.contextLength) {
       throw new Error(
         `${this.length + ids.length} tokens do not fit the context of ${this.contextLength} tokens (${this.length} already in the cache, ${ids.length} new)`,
@@ -285,6 +327,22 @@ export class Engine {
     this.checkIds(ids);
     const V = this.plan.vocabSize;
     const out = new Float32Array(mode === 'all' ? ids.length * V : mode === 'last' ? V : 0);
+    this.pending = -1;
+    this.pendingReadable = false;
+    const from = this.length;
+    try {
+      await this.prefillChunks(ids, mode, out, opts);
+      this.pendingReadable = true;
+    } catch (e) {
+      // A pass that failed half-way leaves the cache's later positions unknown: keep what precedes.
+      this.rollback(from);
+      throw e;
+    }
+    return out;
+  }
+
+  private async prefillChunks(ids: readonly number[], mode: LogitsMode, out: Float32Array, opts: { residuals?: boolean }): Promise<void> {
+    const V = this.plan.vocabSize;
     for (let start = 0; start < ids.length; start += this.chunk) {
       const part = ids.slice(start, start + this.chunk);
       const T = part.length;
@@ -299,7 +357,7 @@ export class Engine {
         encodeOps(enc, ops, 'prefill');
         if (last) enc.copyBufferToBuffer(this.a.nextId, 0, this.a.ids, 0, 4);
         this.gpu.device.queue.submit([enc.finish()]);
-        this.length += T;
+        this.append(part);
         if (mode === 'all') out.set(await this.gpu.readF32(this.a.logits, T * V), start * V);
         else if (mode === 'last' && last) out.set(await this.gpu.readF32(this.a.logits, V));
         else this.gpu.checkErrors();
@@ -307,7 +365,6 @@ export class Engine {
         releaseDispatches(this.gpu, made);
       }
     }
-    return out;
   }
 
   /**
@@ -345,7 +402,9 @@ export class Engine {
         // As after prefill: the greedy choice after the last token is the next decode step's input.
         if (start + T === ids.length) enc.copyBufferToBuffer(this.a.nextId, 0, this.a.ids, 0, 4);
         this.gpu.device.queue.submit([enc.finish()]);
-        this.length += T;
+        this.append(part);
+        this.pending = -1;
+        this.pendingReadable = start + T === ids.length;
         const out = await this.gpu.readF32(sb.out, T * 2);
         for (let i = 0; i < T; i++) {
           logprobs.push(out[2 * i]);
@@ -370,7 +429,9 @@ export class Engine {
     this.writePosition(this.length);
     this.gpu.write(this.a.ids, new Uint32Array([id]));
     this.submitDecode();
-    this.length += 1;
+    this.append([id]);
+    this.pending = -1;
+    this.pendingReadable = true;
     return this.gpu.readF32(this.a.logits, this.plan.vocabSize);
   }
 
@@ -385,11 +446,14 @@ export class Engine {
     this.writePosition(this.length);
     const staging = this.a.staging[this.stagingIndex++ % this.a.staging.length];
     this.submitDecode(staging);
-    this.length += 1;
+    this.append([this.pendingReadable ? this.pending : -1]);
+    this.pending = -1;
+    this.pendingReadable = true;
     await staging.mapAsync(GPUMapMode.READ);
     const id = new Uint32Array(staging.getMappedRange(0, 4))[0];
     staging.unmap();
     this.gpu.checkErrors();
+    this.pending = id;
     return id;
   }
 
@@ -431,7 +495,9 @@ export class Engine {
     const enc = this.gpu.device.createCommandEncoder({ label: `${label}@${this.length}` });
     encodeOps(enc, ops, 'verify');
     finish?.(enc);
-    this.length += tokens.length;
+    this.append(tokens);
+    this.pending = -1;
+    this.pendingReadable = false;
     return this.readChoices(enc, n);
   }
 
@@ -509,8 +575,17 @@ export class Engine {
     copy(a.nextId, 0, a.ids, 0, 4);
     const enc = this.gpu.device.createCommandEncoder({ label: `steps@${this.length}` });
     encodeOps(enc, ops, 'steps');
-    this.length += passes;
-    return this.readChoices(enc, count);
+    // Fed: the known tokens, then every choice but the last (filled in once read back).
+    const at = this.length;
+    this.append([...known, ...new Array<number>(count - 1).fill(-1)]);
+    this.pending = -1;
+    this.pendingReadable = true;
+    const choices = await this.readChoices(enc, count);
+    if (this.held.length >= at + passes) {
+      for (let c = 0; c < count - 1; c++) this.held[at + known.length + c] = choices[c];
+      this.pending = choices[count - 1];
+    }
+    return choices;
   }
 
   private writeRandoms(randoms: readonly number[], n: number): void {
@@ -533,7 +608,10 @@ export class Engine {
 
   /** The choice of the last pass (prefill or step), read back (4 bytes). */
   async lastChoice(): Promise<number> {
-    return (await this.gpu.readU32(this.a.nextId, 1))[0];
+    const id = (await this.gpu.readU32(this.a.nextId, 1))[0];
+    // After a prefill, score or decode step, a.ids holds this same choice for the next decodeStep.
+    if (this.pendingReadable) this.pending = id;
+    return id;
   }
 
   private submitDecode(staging?: GPUBuffer): void {

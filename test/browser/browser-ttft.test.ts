@@ -1,6 +1,8 @@
 // A manual measurement, skipped unless OPENELM_BROWSER_TTFT_MODEL names a model folder: time from
 // page load to the first generated token in headless Chromium, cold (fresh profile, weights over
 // HTTP) and cached (a reload, weights from the Cache API), plus the weight requests each made.
+// The page runs the model in its Web Worker (createWorkerModel); OPENELM_BROWSER_TTFT_WORKER=0
+// measures it on the page's thread instead.
 //
 //   node bin/openelm.js synth --size 270M --out /tmp/synth270
 //   npm run build && OPENELM_BROWSER_TTFT_MODEL=/tmp/synth270 node scripts/run-tests.mjs browser-ttft
@@ -17,6 +19,7 @@ import { repoRoot } from '../helpers.ts';
 const MODEL = process.env.OPENELM_BROWSER_TTFT_MODEL;
 const CHROMIUM = process.env.OPENELM_CHROMIUM ?? '/usr/bin/chromium';
 const DTYPE = process.env.OPENELM_BROWSER_TTFT_DTYPE ?? 'f16';
+const WORKER = process.env.OPENELM_BROWSER_TTFT_WORKER === '0' ? '0' : '1';
 
 test('page load to first token, cold and cached', { skip: MODEL ? (existsSync(CHROMIUM) ? false : `no ${CHROMIUM}`) : 'set OPENELM_BROWSER_TTFT_MODEL=DIR to measure', timeout: 1_800_000 }, async (t) => {
   const { chromium } = await import('playwright-core');
@@ -50,12 +53,12 @@ test('page load to first token, cold and cached', { skip: MODEL ? (existsSync(CH
         assert.equal(s.error, undefined, s.error);
         assert.ok(s.ids && s.ids.length > 0);
         const r = await reqs();
-        const line = `${label}: page load to first token ${s.ttft?.toFixed(0)} ms (model load ${s.load?.toFixed(0)} ms, prefill incl. shader compilation ${s.prefill?.toFixed(0)} ms), weight requests ${r['/models/m/model.safetensors'] ?? 0}, GPU ${((s.gpu ?? 0) / 2 ** 20).toFixed(0)} MiB, ids ${s.ids?.join(',')}`;
+        const line = `${label} (${WORKER === '1' ? 'worker' : 'page thread'}): page load to first token ${s.ttft?.toFixed(0)} ms (model load ${s.load?.toFixed(0)} ms, prefill incl. shader compilation ${s.prefill?.toFixed(0)} ms), weight requests ${r['/models/m/model.safetensors'] ?? 0}, GPU ${((s.gpu ?? 0) / 2 ** 20).toFixed(0)} MiB, ids ${s.ids?.join(',')}`;
         t.diagnostic(line);
         console.log(line);
         return s;
       };
-      const url = `${base}demo/?model=/models/m/&ids=1,5,9&max_new_tokens=2&dtype=${DTYPE}&autorun=1`;
+      const url = `${base}demo/?model=/models/m/&ids=1,5,9&max_new_tokens=2&dtype=${DTYPE}&worker=${WORKER}&autorun=1`;
       const cold = await measure('cold', () => page.goto(url));
       const warm = await measure('cached', () => page.reload());
       assert.deepEqual(warm.ids, cold.ids);

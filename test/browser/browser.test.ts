@@ -305,7 +305,8 @@ describe('demo pages in headless Chromium', { skip, timeout: 240_000 }, () => {
         return put.call(this, req, res);
       };
     });
-    await q.goto(`${base}demo/?model=/models/synth-small/`);
+    // The Cache API is patched in the page only (not in workers): load on the page thread.
+    await q.goto(`${base}demo/?model=/models/synth-small/&worker=0`);
     await q.evaluate(() => (globalThis as unknown as { openelmDemo: { ready: Promise<void> } }).openelmDemo.ready);
     await q.click('#clear-cache');
     await q.waitForFunction(() => /Cache cleared/.test(document.getElementById('cache-info')?.textContent ?? ''));

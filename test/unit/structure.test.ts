@@ -21,6 +21,7 @@ const LAYERS: Record<string, number> = {
   'src/api': 8,
   'src/doctor': 9,
   'src/serve': 9.5, // the HTTP server over a loaded model (api); the CLI starts it
+  'src/worker': 9.5, // the page's side of the worker engine; the worker script is src/worker-entry.ts
   src: 10, // the entry points: index.ts (Node), browser.ts
   'src/cli': 11,
   bench: 12,
