@@ -19,6 +19,7 @@ const LAYERS: Record<string, number> = {
   'src/generate': 6,
   'src/eval': 7,
   'src/api': 8,
+  'src/convert': 8, // openelm convert: writes compact checkpoints (Node-only)
   'src/doctor': 9,
   src: 10, // the entry points: index.ts (Node), browser.ts
   'src/cli': 11,
