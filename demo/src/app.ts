@@ -3,8 +3,11 @@
 // speculative decoding: spec=lookup|assistant, lookup_tokens, assistant, assistant_dtype,
 // assistant_tokens) and autorun=1 starts generating at once; window.openelmDemo exposes the last
 // run and timings.
-import { emptyStats, fmtBytes, loadModel, type DType, type GenerateOptions, type GenerationStats, type OpenElmModel } from '../../src/browser.ts';
-import { $, clearError, fmt, loadPresets, loadProgressText, params, refreshCache, setupCacheButton, setupPicker, showError, showSupport, type Preset } from './common.ts';
+import { emptyStats, fmtBytes, loadModel, type DType, type LoadEvent, type GenerateOptions, type GenerationStats, type OpenElmModel } from '../../src/browser.ts';
+import { $, clearError, fmt, loadFiguresText, loadPresets, loadProgressText, memoryProbe, params, refreshCache, setupCacheButton, setupPicker, showError, showSupport, type LoadFigures, type Preset } from './common.ts';
+
+// Sampled from page start, so the load's peak is seen whatever starts it.
+const memory = memoryProbe();
 
 interface RunRecord {
   ids: number[];
@@ -28,6 +31,8 @@ const state: {
   pageToFirstTokenMs?: number;
   /** Time the last model load took. */
   loadMs?: number;
+  /** Download size, load time and peak memory of the last load. */
+  load?: LoadFigures;
   error?: string;
 } = { runs: 0 };
 
@@ -113,11 +118,14 @@ async function ensureModel(picker: ReturnType<typeof setupPicker>, signal?: Abor
   bar.hidden = false;
   bar.removeAttribute('value');
   setStat('load-status', 'loading…');
+  let last: LoadEvent | undefined;
   state.loading = loadModel(picker.source(), {
     dtype: picker.dtype() as 'f16',
     cache: picker.cache(),
     signal,
     onLoadProgress: (e) => {
+      last = e;
+      memory.sample();
       if (e.bytesTotal > 0) {
         bar.max = e.bytesTotal;
         bar.value = e.bytesRead;
@@ -131,7 +139,16 @@ async function ensureModel(picker: ReturnType<typeof setupPicker>, signal?: Abor
     const loadMs = performance.now() - t0;
     state.loadMs = loadMs;
     setStat('load-status', `${m.plan.numLayers} layers, ${(m.plan.paramCount / 1e6).toFixed(1)}M parameters, ${m.dtype} weights, loaded in ${fmt(loadMs / 1000, 2)} s`);
-    setStat('stat-load', `${fmt(loadMs)} ms`);
+    state.load = {
+      load_ms: loadMs,
+      download_bytes: last?.networkBytes ?? 0,
+      cache_bytes: last?.cacheBytes ?? 0,
+      weight_file_bytes: last?.bytesTotal ?? 0,
+      peak_js_heap_bytes: memory.peak(),
+      gpu_bytes_after_load: m.gpu.allocatedBytes,
+      peak_gpu_bytes: m.gpu.peakAllocatedBytes,
+    };
+    setStat('stat-load', loadFiguresText(state.load));
     setStat('stat-gpu-mem', fmtBytes(m.gpu.allocatedBytes));
     setStat('stat-dispatches', String(m.engine.dispatchesPerToken));
     bar.hidden = true;
