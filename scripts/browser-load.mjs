@@ -9,9 +9,10 @@
 // q4), so a float folder is measured quantized on load. Any folder works: a float checkpoint, one
 // from `openelm convert`, or an MLX-quantized one.
 // Figures: file_bytes (weight files on disk), download_bytes (fetched by the page), load_ms,
-// page_to_first_token_ms, peak_js_heap_bytes (performance.memory, with --enable-precise-memory-info:
-// V8's heap only), peak_gpu_bytes (the engine's own allocations), and the peak resident size
-// (VmHWM) of the renderer and GPU processes: all the tab's memory, typed arrays included.
+// page_to_first_token_ms, peak_js_heap_bytes (performance.memory with --enable-precise-memory-info,
+// sampled every 10 ms and at each load event), peak_gpu_bytes (the engine's own allocations), and
+// the peak resident size (VmHWM) of the renderer and GPU processes (everything, including the
+// shared memory WebGPU uploads pass through, so these move less than the JS heap does).
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { startDemoServer } from './demo.mjs';

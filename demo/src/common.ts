@@ -225,9 +225,9 @@ interface ChromeMemory {
 }
 
 /**
- * Peak JS heap of this page, sampled every few ms from performance.memory (Chromium only; precise
- * with --enable-precise-memory-info, else rounded). V8's heap only: typed arrays' backing stores
- * are outside it, so the demo's load figures also name the bytes the page downloaded.
+ * Peak JS heap of this page, sampled every few ms and at each load event from performance.memory
+ * (Chromium only; precise with --enable-precise-memory-info, else rounded). Chromium counts the
+ * typed arrays a load reads tensors into (a float32 270M load peaks ~200 MB above a compact one).
  */
 export function memoryProbe(everyMs = 10): { peak(): number | undefined; sample(): void } {
   const read = () => (performance as Performance & { memory?: ChromeMemory }).memory?.usedJSHeapSize;
