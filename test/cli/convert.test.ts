@@ -156,7 +156,7 @@ test('a damaged scale in a converted file is named at load', async () => {
   assert.match(lines[0], /damaged\/model\.safetensors: tensor "transformer\.layers\.1\.ffn\.proj_2\.scales" has a non-finite scale at row 0, group 5 \(is the file damaged\?\)$/);
 });
 
-test('convert streams a sharded source and writes no partial folder on failure', async () => {
+test('convert names a missing shard of the source and leaves --out uncreated', async () => {
   // A missing shard: the error names it, and --out is left as it was (not created).
   const d = join(root, 'sharded');
   mkdirSync(d);
