@@ -17,6 +17,7 @@ import { convertCommand } from './convert-command.ts';
 import { defaultModel } from './default-model.ts';
 import { progressBar } from '../io/progress.ts';
 import { evalCommands } from './eval-commands.ts';
+import { serveCommand } from './serve-command.ts';
 import { disposeWhenIdle, startLifecycle } from './lifecycle.ts';
 import { checkFiniteRows } from './finite.ts';
 
@@ -83,6 +84,7 @@ const commands: Record<string, Command> = {
   },
   ...evalCommands(common, openModel),
   doctor: doctorCommand,
+  serve: serveCommand(common, openModel, life),
   convert: convertCommand,
 };
 
