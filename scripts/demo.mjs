@@ -4,16 +4,19 @@
 // model with random weights written on first use (Llama-2's 32000-token vocabulary, so text
 // prompts work with the built-in tokenizer).
 //
-//   node scripts/demo.mjs [--port 8080] [--host 127.0.0.1] [--model NAME=DIR ...] [--json]
+//   node scripts/demo.mjs [--port 8080] [--host 127.0.0.1] [--model NAME=DIR ...] [--compact-270m] [--json]
 //
 // --model adds a folder served at /models/NAME/ (e.g. --model synth270=/tmp/synth270 after
 // `node bin/openelm.js synth --size 270M --out /tmp/synth270`). --port 0 picks a free port.
-// --json prints one line {"url": ...} when listening (for tests). GET /models/ lists the models;
+// --compact-270m also serves a synthetic OpenELM-270M-shaped model as Apple publishes it (float32,
+// 1.1 GB) and its `openelm convert --dtype q4` (153 MB), written on first use.
+// --json prints one line {"url": ...} when listening (for tests). GET /models/ lists the models
+// (with each folder's size, and the format of compact checkpoints);
 // GET /__demo/requests gives per-path request counts (POST /__demo/requests resets them).
 // Responses carry Cache-Control: no-store, so only the page's own cache (the Cache API) can
 // spare a download.
 import { createServer } from 'node:http';
-import { createReadStream, existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -68,6 +71,40 @@ async function ensureSynthSmall(dir) {
   await synthesizeCheckpoint(dir, SYNTH_SMALL_CONFIG, { dtype: 'F16', seed: 0x5eed });
   writeFileSync(marker, SYNTH_VERSION + '\n'); // last, so an interrupted write is redone
   return dir;
+}
+
+const COMPACT_VERSION = 'synth-270m-v1';
+
+/** A synthetic OpenELM-270M (F32, seed 0) and its q4 conversion under `dir`, written once. */
+async function ensureCompact270m(dir) {
+  const src = join(dir, 'f32');
+  const q4 = join(dir, 'q4');
+  const marker = join(dir, '.version');
+  if (!existsSync(marker)) {
+    const lib = await import(pathToFileURL(join(root, 'dist/index.js')).href);
+    rmSync(dir, { recursive: true, force: true });
+    console.error(`writing a synthetic OpenELM-270M (float32) and its q4 conversion to ${dir} ...`);
+    await lib.synthesizeCheckpoint(src, lib.releasedConfig('270M'), { dtype: 'F32', seed: 0 });
+    await lib.convertCheckpoint(src, q4, { format: 'q4' });
+    writeFileSync(marker, COMPACT_VERSION + '\n');
+  }
+  return { 'synth-270m-f32': src, 'synth-270m-q4': q4 };
+}
+
+/** What GET /models/ says of a folder: its size, and the format of a compact checkpoint. */
+function describeModel(dir) {
+  let bytes = 0;
+  for (const f of readdirSync(dir)) {
+    const st = statSync(join(dir, f));
+    if (st.isFile()) bytes += st.size;
+  }
+  let format;
+  try {
+    format = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).openelm_webgpu?.format;
+  } catch {
+    // served as it is; the page reports a bad config when it loads
+  }
+  return { bytes, ...(typeof format === 'string' ? { format } : {}) };
 }
 
 // ---- The server ----
@@ -131,7 +168,7 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
     if (path === '/' || path === '/index.html') return send(302, '', undefined, { Location: '/demo/' });
     if (path === '/bench' || path === '/bench.html') return send(302, '', undefined, { Location: '/demo/bench.html' });
     if (path === '/models/' || path === '/models') {
-      const list = Object.keys(models).map((name) => ({ name, url: `/models/${name}/` }));
+      const list = Object.entries(models).map(([name, dir]) => ({ name, url: `/models/${name}/`, ...describeModel(dir) }));
       return send(200, JSON.stringify(list), TYPES['.json']);
     }
     const mount = mounts.find(([prefix]) => path.startsWith(prefix) || path + '/' === prefix);
@@ -225,6 +262,7 @@ async function main(argv) {
   let host = '127.0.0.1';
   let json = false;
   let verbose = false;
+  let compact = false;
   const extra = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -237,6 +275,7 @@ async function main(argv) {
     else if (a === '--host') host = value();
     else if (a === '--json') json = true;
     else if (a === '--verbose') verbose = true;
+    else if (a === '--compact-270m') compact = true;
     else if (a === '--model') {
       const v = value();
       const eq = v.indexOf('=');
@@ -245,7 +284,7 @@ async function main(argv) {
       if (!existsSync(join(dir, 'config.json'))) throw new Error(`--model ${v}: ${dir} has no config.json`);
       extra[v.slice(0, eq)] = dir;
     } else if (a === '--help' || a === '-h') {
-      console.log('usage: node scripts/demo.mjs [--port 8080] [--host 127.0.0.1] [--model NAME=DIR ...] [--json] [--verbose]');
+      console.log('usage: node scripts/demo.mjs [--port 8080] [--host 127.0.0.1] [--model NAME=DIR ...] [--compact-270m] [--json] [--verbose]');
       return;
     } else throw new Error(`unknown option ${a} (see --help)`);
   }
@@ -253,7 +292,8 @@ async function main(argv) {
   for (const f of ['dist/browser/openelm.js', 'demo/dist/app.js', 'dist/index.js']) {
     if (!existsSync(join(root, f))) throw new Error(`${f} is missing: run npm run build first`);
   }
-  const models = { ...(await defaultModels()), ...extra };
+  const compactModels = compact ? await ensureCompact270m(process.env.OPENELM_DEMO_COMPACT ?? join(tmpdir(), 'openelm-demo', COMPACT_VERSION)) : {};
+  const models = { ...(await defaultModels()), ...compactModels, ...extra };
   const s = await startDemoServer({ port, host, models, log: verbose ? (m) => console.error(m) : undefined });
   if (json) {
     console.log(JSON.stringify({ url: s.url, models: Object.keys(models) }));

@@ -27,6 +27,8 @@ export { renderChat, encodeChat, checkChatMessages, chatTemplateFromConfig, type
 export type { ModelPlan, LayerPlan } from './config/plan.ts';
 export { synthesizeCheckpoint, type SynthOptions } from './io/synth.ts';
 export { startServer, SERVE_DEFAULTS, type ServeOptions, type ServerHandle } from './serve/server.ts';
+export { convertCheckpoint, type ConvertOptions, type ConvertResult } from './convert/compact.ts';
+export { releasedConfig, RELEASED_SIZES } from './config/released.ts';
 
 export interface LoadOptions extends ModelOptions {
   /** Reuse a device (several models on one GPU); by default each model gets its own. */

@@ -22,6 +22,7 @@ function info(m: OpenElmModel): WorkerModelInfo {
     contextLength: m.engine.contextLength,
     dispatchesPerToken: m.engine.dispatchesPerToken,
     gpuBytes: m.gpu.allocatedBytes,
+    peakGpuBytes: m.gpu.peakAllocatedBytes,
     hasTokenizer: m.tokenizer !== undefined,
     hasChatTemplate: m.chatTemplate !== undefined,
   };

@@ -4,8 +4,11 @@
 // assistant_tokens) and autorun=1 starts generating at once; window.openelmDemo exposes the last
 // run and timings. The model runs in a Web Worker (createWorkerModel) so the page never blocks;
 // worker=0 runs it on the page's thread instead (loadModel).
-import { createWorkerModel, emptyStats, fmtBytes, loadModel, type DType, type GenerationStats, type OpenElmModel, type WorkerCallOptions, type WorkerModel } from '../../src/browser.ts';
-import { $, clearError, fmt, loadPresets, loadProgressText, params, refreshCache, setupCacheButton, setupPicker, showError, showSupport, type Preset } from './common.ts';
+import { createWorkerModel, emptyStats, fmtBytes, loadModel, type DType, type GenerationStats, type LoadEvent, type OpenElmModel, type WorkerCallOptions, type WorkerModel } from '../../src/browser.ts';
+import { $, clearError, fmt, loadFiguresText, loadPresets, loadProgressText, memoryProbe, params, refreshCache, setupCacheButton, setupPicker, showError, showSupport, type LoadFigures, type Preset } from './common.ts';
+
+// Sampled from page start, so the load's peak is seen whatever starts it.
+const memory = memoryProbe();
 
 interface RunRecord {
   ids: number[];
@@ -23,6 +26,7 @@ interface RunRecord {
 type AppModel = OpenElmModel | WorkerModel;
 const inWorker = params.get('worker') !== '0';
 const gpuBytes = (m: AppModel) => ('info' in m ? m.info.gpuBytes : m.gpu.allocatedBytes);
+const peakGpuBytes = (m: AppModel) => ('info' in m ? m.info.peakGpuBytes : m.gpu.peakAllocatedBytes);
 const dispatches = (m: AppModel) => ('info' in m ? m.info.dispatchesPerToken : m.engine.dispatchesPerToken);
 
 const state: {
@@ -35,6 +39,8 @@ const state: {
   pageToFirstTokenMs?: number;
   /** Time the last model load took. */
   loadMs?: number;
+  /** Download size, load time and peak memory of the last load. */
+  load?: LoadFigures;
   error?: string;
 } = { runs: 0 };
 
@@ -120,11 +126,14 @@ async function ensureModel(picker: ReturnType<typeof setupPicker>, signal?: Abor
   bar.hidden = false;
   bar.removeAttribute('value');
   setStat('load-status', 'loading…');
+  let last: LoadEvent | undefined;
   const opts = {
     dtype: picker.dtype() as DType,
     cache: picker.cache(),
     signal,
-    onLoadProgress: (e: { bytesRead: number; bytesTotal: number; message: string; networkBytes: number; cacheBytes: number }) => {
+    onLoadProgress: (e: LoadEvent) => {
+      last = e;
+      memory.sample();
       if (e.bytesTotal > 0) {
         bar.max = e.bytesTotal;
         bar.value = e.bytesRead;
@@ -139,7 +148,16 @@ async function ensureModel(picker: ReturnType<typeof setupPicker>, signal?: Abor
     const loadMs = performance.now() - t0;
     state.loadMs = loadMs;
     setStat('load-status', `${m.plan.numLayers} layers, ${(m.plan.paramCount / 1e6).toFixed(1)}M parameters, ${m.dtype} weights, loaded in ${fmt(loadMs / 1000, 2)} s`);
-    setStat('stat-load', `${fmt(loadMs)} ms`);
+    state.load = {
+      load_ms: loadMs,
+      download_bytes: last?.networkBytes ?? 0,
+      cache_bytes: last?.cacheBytes ?? 0,
+      weight_file_bytes: last?.bytesTotal ?? 0,
+      peak_js_heap_bytes: memory.peak(),
+      gpu_bytes_after_load: gpuBytes(m),
+      peak_gpu_bytes: peakGpuBytes(m),
+    };
+    setStat('stat-load', loadFiguresText(state.load));
     setStat('stat-gpu-mem', fmtBytes(gpuBytes(m)));
     setStat('stat-dispatches', String(dispatches(m)));
     bar.hidden = true;

@@ -8,7 +8,9 @@ import { GpuTimer } from '../../bench/gpu-timer.ts';
 import { kernelShapes, timeOurMatmul, type KernelShape, type MatmulTiming } from '../../bench/matmul.ts';
 import { promptIds } from '../../bench/prompt.ts';
 import { summarize, type Stat } from '../../bench/stats.ts';
-import { $, clearError, fmt, h, loadPresets, loadProgressText, params, refreshCache, setupCacheButton, setupPicker, showError, showSupport } from './common.ts';
+import { $, clearError, fmt, h, loadFiguresText, loadPresets, loadProgressText, memoryProbe, params, refreshCache, setupCacheButton, setupPicker, showError, showSupport, type LoadFigures } from './common.ts';
+
+const memory = memoryProbe();
 
 interface PrefillFigure {
   prompt_tokens: number;
@@ -31,6 +33,11 @@ export interface BrowserBench {
   limits: WebGpuSupport['limits'];
   model: { source: string; dtype: string; layers: number; model_dim: number; vocab_size: number; parameters: number; context_length: number; prefill_chunk: number };
   load: { ms: number; network_bytes: number; cache_bytes: number };
+  /** Download size, load time and peak memory (JS heap from performance.memory; GPU: the engine's allocations). */
+  load_ms: number;
+  download_bytes: number;
+  weight_file_bytes: number;
+  peak_js_heap_bytes?: number;
   gpu_bytes_after_load: number;
   peak_gpu_bytes: number;
   dispatches_per_token: number;
@@ -152,9 +159,21 @@ async function benchMatmul(gpu: Gpu, model: OpenElmModel, runs: number): Promise
 
 const spread = (s: Stat, d = 1) => `${fmt(s.p25, d)}–${fmt(s.p75, d)}`;
 
+function loadFigures(r: BrowserBench): LoadFigures {
+  return {
+    load_ms: r.load_ms,
+    download_bytes: r.download_bytes,
+    cache_bytes: r.load.cache_bytes,
+    weight_file_bytes: r.weight_file_bytes,
+    peak_js_heap_bytes: r.peak_js_heap_bytes,
+    gpu_bytes_after_load: r.gpu_bytes_after_load,
+    peak_gpu_bytes: r.peak_gpu_bytes,
+  };
+}
+
 function renderTable(r: BrowserBench): void {
   const rows: (string | number)[][] = [
-    ['Model load', `${fmt(r.load.ms)} ms`, '', `network ${fmtBytes(r.load.network_bytes)}, cache ${fmtBytes(r.load.cache_bytes)}`],
+    ['Model load', `${fmt(r.load.ms)} ms`, '', loadFiguresText(loadFigures(r))],
     ['Dispatches per token', String(r.dispatches_per_token), '', `counted at the API: ${r.dispatches_counted_per_step}`],
     ['GPU memory after load', fmtBytes(r.gpu_bytes_after_load), '', `peak ${fmtBytes(r.peak_gpu_bytes)}`],
     ...r.prefill.map((p) => [`Prefill ${p.prompt_tokens} tokens (TTFT)`, `${fmt(p.ttft_ms.median)} ms`, spread(p.ttft_ms), `${fmt(p.tokens_per_s)} tokens/s; first run ${fmt(p.first_run_ms)} ms`]),
@@ -244,6 +263,7 @@ async function run(picker: ReturnType<typeof setupPicker>, support: WebGpuSuppor
     bar.hidden = false;
     let net = 0;
     let cached = 0;
+    let weightBytes = 0;
     const tl = performance.now();
     model = await loadModel(source, {
       dtype: picker.dtype() as WeightFormat,
@@ -251,6 +271,8 @@ async function run(picker: ReturnType<typeof setupPicker>, support: WebGpuSuppor
       onLoadProgress: (e) => {
         net = e.networkBytes;
         cached = e.cacheBytes;
+        weightBytes = e.bytesTotal;
+        memory.sample();
         if (e.bytesTotal > 0) {
           bar.max = e.bytesTotal;
           bar.value = e.bytesRead;
@@ -259,6 +281,7 @@ async function run(picker: ReturnType<typeof setupPicker>, support: WebGpuSuppor
       },
     });
     const loadMs = performance.now() - tl;
+    const peakHeap = memory.peak();
     bar.hidden = true;
     void refreshCache();
     const gpu = model.gpu;
@@ -288,6 +311,10 @@ async function run(picker: ReturnType<typeof setupPicker>, support: WebGpuSuppor
         prefill_chunk: model.engine.chunk,
       },
       load: { ms: loadMs, network_bytes: net, cache_bytes: cached },
+      load_ms: loadMs,
+      download_bytes: net,
+      weight_file_bytes: weightBytes,
+      peak_js_heap_bytes: peakHeap,
       gpu_bytes_after_load: afterLoad,
       peak_gpu_bytes: gpu.peakAllocatedBytes,
       dispatches_per_token: model.engine.dispatchesPerToken,

@@ -68,6 +68,8 @@ export interface Preset {
   /** Token ids to prefill the prompt with (the fixture has a 512-token vocabulary: no text). */
   ids?: string;
   text?: string;
+  /** The weight format to select with this preset (a compact checkpoint loads only in its own). */
+  dtype?: string;
 }
 
 const KNOWN: Record<string, Omit<Preset, 'value'>> = {
@@ -87,8 +89,13 @@ export async function loadPresets(): Promise<Preset[]> {
   try {
     const r = await fetch('/models/', { cache: 'no-store' });
     if (r.ok) {
-      const list = (await r.json()) as { name: string; url: string }[];
-      local = list.map((m) => ({ value: m.url, ...(KNOWN[m.name] ?? { label: `${m.name} (served by npm run demo)` }) }));
+      const list = (await r.json()) as { name: string; url: string; format?: string; bytes?: number }[];
+      local = list.map((m) => {
+        const size = m.bytes !== undefined ? `, ${fmtBytes(m.bytes)}` : '';
+        // A compact checkpoint (openelm convert) says its format; the demo server reads it from config.json.
+        if (m.format) return { value: m.url, label: `${m.name} (compact ${m.format} checkpoint${size})`, text: 'Once upon a time', dtype: m.format };
+        return { value: m.url, ...(KNOWN[m.name] ?? { label: `${m.name} (served by npm run demo${size})`, text: 'Once upon a time' }) };
+      });
     }
   } catch {
     // not served by scripts/demo.mjs: static presets only
@@ -123,6 +130,7 @@ export function setupPicker(presets: Preset[], onPreset: (p: Preset) => void): P
     const p = presets[Number(select.value)];
     if (!p) return;
     url.value = p.value;
+    if (p.dtype) $<HTMLSelectElement>('dtype').value = p.dtype;
     pickedFiles = undefined;
     picked.textContent = '';
     onPreset(p);
@@ -209,4 +217,52 @@ export function setupCacheButton(beforeClear: () => void = () => {}): void {
 export function loadProgressText(e: { message: string; bytesRead: number; bytesTotal: number; networkBytes: number; cacheBytes: number }): string {
   const pct = e.bytesTotal > 0 ? ` ${Math.floor((100 * e.bytesRead) / e.bytesTotal)}%` : '';
   return `${e.message}${pct} · network ${fmtBytes(e.networkBytes)}, cache ${fmtBytes(e.cacheBytes)}`;
+}
+
+// ---- Memory ----
+
+interface ChromeMemory {
+  usedJSHeapSize: number;
+}
+
+/**
+ * Peak JS heap of this page, sampled every few ms and at each load event from performance.memory
+ * (Chromium only; precise with --enable-precise-memory-info, else rounded). Chromium counts the
+ * typed arrays a load reads tensors into (a float32 270M load peaks ~200 MB above a compact one).
+ */
+export function memoryProbe(everyMs = 10): { peak(): number | undefined; sample(): void } {
+  const read = () => (performance as Performance & { memory?: ChromeMemory }).memory?.usedJSHeapSize;
+  let peak = read();
+  const sample = () => {
+    const v = read();
+    if (v !== undefined) peak = Math.max(peak ?? 0, v);
+  };
+  setInterval(sample, everyMs);
+  return {
+    peak: () => {
+      sample();
+      return peak;
+    },
+    sample,
+  };
+}
+
+/** Load figures both pages show and put in their JSON. */
+export interface LoadFigures {
+  load_ms: number;
+  /** Bytes fetched over the network during the load (all files), and read from the Cache API. */
+  download_bytes: number;
+  cache_bytes: number;
+  /** Size of the weight files (what a cold load downloads). */
+  weight_file_bytes: number;
+  /** performance.memory's peak since the page started (undefined outside Chromium). */
+  peak_js_heap_bytes?: number;
+  /** The engine's own GPU allocations: after the load, and their peak. */
+  gpu_bytes_after_load: number;
+  peak_gpu_bytes: number;
+}
+
+export function loadFiguresText(f: LoadFigures): string {
+  const heap = f.peak_js_heap_bytes !== undefined ? `peak JS heap ${fmtBytes(f.peak_js_heap_bytes)}` : 'JS heap not measurable in this browser';
+  return `${fmt(f.load_ms)} ms; downloaded ${fmtBytes(f.download_bytes)} (weights ${fmtBytes(f.weight_file_bytes)}, cache ${fmtBytes(f.cache_bytes)}); ${heap}; GPU ${fmtBytes(f.gpu_bytes_after_load)} (peak ${fmtBytes(f.peak_gpu_bytes)})`;
 }

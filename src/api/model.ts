@@ -19,6 +19,7 @@ import { checkModelFits } from '../runtime/fits.ts';
 import { FifoLock } from './fifo-lock.ts';
 import { perplexity, type PerplexityOptions, type PerplexityResult } from '../eval/perplexity.ts';
 import { destroyWeights, loadWeights, type LoadProgress } from '../runtime/model-weights.ts';
+import { resolveDtype } from '../runtime/compact-weights.ts';
 
 export type DType = WeightFormat;
 export const DTYPES: readonly string[] = WEIGHT_FORMATS;
@@ -109,8 +110,8 @@ export class OpenElmModel {
     tensors: Map<string, TensorEntry>,
     opts: ModelOptions & { ownsGpu?: boolean; tokenizer?: Tokenizer; chatTemplate?: ChatTemplate; loader?: ModelLoader } = {},
   ): Promise<OpenElmModel> {
-    const dtype = opts.dtype ?? 'f16';
-    if (!DTYPES.includes(dtype)) throw new Error(`dtype must be one of ${DTYPES.join(', ')}, got ${dtype}`);
+    if (opts.dtype !== undefined && !DTYPES.includes(opts.dtype)) throw new Error(`dtype must be one of ${DTYPES.join(', ')}, got ${opts.dtype}`);
+    const dtype = resolveDtype(plan, opts.dtype);
     const gemvOpt = opts.gemv ?? 'auto';
     if (gemvOpt !== 'auto' && !GEMV_KERNELS.includes(gemvOpt)) throw new Error(`gemv must be auto, ${GEMV_KERNELS.join(' or ')}, got ${String(gemvOpt)}`);
     // Sizes first: nothing is allocated for a config or context the device cannot hold.

@@ -13,6 +13,7 @@ import { emptyStats } from '../generate/generate.ts';
 import { applyKwargs, KWARGS, resolveGeneration, type GenerationConfig } from '../generate/options.ts';
 import { asUsage, checkIdsInVocab, helpText, intOption, parseArgs, parseIdList, UsageError, type Parsed, type Spec } from './args.ts';
 import { doctorCommand } from './doctor-command.ts';
+import { convertCommand } from './convert-command.ts';
 import { defaultModel } from './default-model.ts';
 import { progressBar } from '../io/progress.ts';
 import { evalCommands } from './eval-commands.ts';
@@ -27,7 +28,7 @@ const common: Spec = {
   model: { kind: 'string', value: 'DIR|ID', help: 'model folder in the Hugging Face layout (config.json + safetensors), or a hub id like apple/OpenELM-270M (downloaded once into the cache). Default: a synthetic OpenELM-270M-shaped checkpoint with random weights' },
   hf_access_token: { kind: 'string', value: 'TOKEN', help: 'Hugging Face token for gated models (else $HF_TOKEN); $HF_ENDPOINT picks a mirror' },
   'input-ids': { kind: 'string', value: 'IDS', help: 'comma-separated token ids, fed as they are (include the BOS id 1 yourself)' },
-  dtype: { kind: 'string', value: 'FORMAT', help: `weight format on the GPU: ${DTYPES.join(' | ')} (default f16)` },
+  dtype: { kind: 'string', value: 'FORMAT', help: `weight format on the GPU: ${DTYPES.join(' | ')} (default f16; a checkpoint from openelm convert loads in its own format)` },
   'context-length': { kind: 'string', value: 'N', help: 'KV cache length in tokens (default: the model\'s max_context_length)' },
   gemv: { kind: 'string', value: 'KERNEL', help: 'decode matmul kernel: auto (time both at load, keep the faster) | rows (a thread a row) | coalesced (threads stride over K; subgroups where the GPU has them). Default auto' },
   retune: { kind: 'flag', help: 'time the kernel choices again instead of taking those remembered for this GPU and model shape (in <cache>/tuning.json), and remember the new ones; also OPENELM_RETUNE=1' },
@@ -84,6 +85,7 @@ const commands: Record<string, Command> = {
   ...evalCommands(common, openModel),
   doctor: doctorCommand,
   serve: serveCommand(common, openModel, life),
+  convert: convertCommand,
 };
 
 function usage(): string {
@@ -97,8 +99,10 @@ function usage(): string {
   ].join('\n');
 }
 
-function dtypeOption(p: Parsed, name = 'dtype'): DType {
-  const d = p.values.get(name) ?? 'f16';
+/** The --dtype given, else undefined: the library's default (f16, or a converted checkpoint's own format). */
+function dtypeOption(p: Parsed, name = 'dtype'): DType | undefined {
+  const d = p.values.get(name);
+  if (d === undefined) return undefined;
   if (!DTYPES.includes(d)) throw new UsageError(`--${name} must be one of ${DTYPES.join(', ')}, got "${d}"`);
   return d as DType;
 }

@@ -1,6 +1,7 @@
 // Derives the per-layer plan (heads, FFN widths, tensor list) from a validated config, with the
 // exact arithmetic of Hugging Face's OpenELMConfig (numpy float64 semantics). Browser-safe.
 import type { OpenElmConfig } from './config.ts';
+import type { StoredFormatEntry } from './stored-format.ts';
 
 export interface LayerPlan {
   index: number;
@@ -38,6 +39,8 @@ export interface ModelPlan {
   /** Every tensor the checkpoint must hold: Hugging Face names, [out, in] shapes. */
   tensors: TensorSpec[];
   paramCount: number;
+  /** A converted checkpoint (`openelm convert`): its matrices are stored in this format, ready to upload. */
+  stored?: StoredFormatEntry;
 }
 
 export const RMS_NORM_EPS = 1e-6;
@@ -163,5 +166,6 @@ export function derivePlan(cfg: OpenElmConfig, file = 'config.json'): ModelPlan 
     layers,
     tensors,
     paramCount: tensors.reduce((a, t) => a + prod(t.shape), 0),
+    ...(cfg.openelm_webgpu ? { stored: cfg.openelm_webgpu } : {}),
   };
 }

@@ -115,6 +115,8 @@ export interface ModelCheck {
 }
 
 async function cpuTensors(model: DoctorModel): Promise<Tensors> {
+  const stored = model.plan.stored;
+  if (stored) throw new Error(`${model.name}: a compact ${stored.format} checkpoint (openelm convert) holds no float weights for the float64 check; check the folder it was converted from`);
   const t: Tensors = new Map();
   for (const spec of model.plan.tensors) {
     const e = model.tensors.get(spec.name);

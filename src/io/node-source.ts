@@ -10,10 +10,13 @@ import {
   buildHeader,
   DTYPE_SIZES,
   encodeF32,
+  isRawTensor,
   numElements,
   parseSafetensors,
   type ByteSource,
   type TensorEntry,
+  type AnyTensorToWrite,
+  type RawTensorToWrite,
   type TensorToWrite,
 } from './safetensors.ts';
 
@@ -137,12 +140,24 @@ async function writeTensorData(fh: FileHandle, path: string, t: TensorToWrite, b
   }
 }
 
+/** Writes one raw tensor's bytes as its producer yields them, checking the total. */
+async function writeRawTensorData(fh: FileHandle, path: string, t: RawTensorToWrite): Promise<void> {
+  const expected = numElements(t.shape) * DTYPE_SIZES[t.dtype];
+  let count = 0;
+  for await (const part of t.bytes()) {
+    count += part.byteLength;
+    if (count > expected) break;
+    await fh.write(part, 0, part.byteLength);
+  }
+  if (count !== expected) throw new Error(`${path}: tensor "${t.name}" ${t.dtype} [${t.shape.join(', ')}] needs ${expected} bytes, its data gave ${count > expected ? 'more' : count}`);
+}
+
 /**
  * Writes a safetensors file, streaming tensor by tensor: only the tensor being written (or its
  * current chunk, when `data` yields chunks) is in memory. Writes `<path>.partial` and renames it
  * when complete, so a failed write leaves no valid-looking file.
  */
-export async function writeSafetensors(path: string, tensors: Iterable<TensorToWrite>, metadata?: Record<string, string>): Promise<void> {
+export async function writeSafetensors(path: string, tensors: Iterable<AnyTensorToWrite>, metadata?: Record<string, string>): Promise<void> {
   const list = [...tensors];
   const { bytes } = buildHeader(list, metadata);
   const tmp = `${path}.partial`;
@@ -151,7 +166,7 @@ export async function writeSafetensors(path: string, tensors: Iterable<TensorToW
   try {
     await fh.write(bytes, 0, bytes.length);
     const buf = new Uint8Array(CHUNK_ELEMS * 4);
-    for (const t of list) await writeTensorData(fh, path, t, buf);
+    for (const t of list) await (isRawTensor(t) ? writeRawTensorData(fh, path, t) : writeTensorData(fh, path, t, buf));
     ok = true;
   } finally {
     await fh.close();
@@ -174,11 +189,11 @@ function shardName(i: number, n: number): string {
  */
 export async function writeCheckpointWeights(
   dir: string,
-  tensors: Iterable<TensorToWrite>,
+  tensors: Iterable<AnyTensorToWrite>,
   opts: { maxShardBytes?: number; metadata?: Record<string, string> } = {},
 ): Promise<string[]> {
   const list = [...tensors];
-  const bytesOf = (t: TensorToWrite) => numElements(t.shape) * (DTYPE_SIZES[t.dtype] ?? 0);
+  const bytesOf = (t: AnyTensorToWrite) => numElements(t.shape) * (DTYPE_SIZES[t.dtype] ?? 0);
   const total = list.reduce((a, t) => a + bytesOf(t), 0);
   const max = opts.maxShardBytes;
   if (max === undefined || total <= max) {
@@ -187,8 +202,8 @@ export async function writeCheckpointWeights(
     return [SINGLE_FILE];
   }
   if (!(max > 0)) throw new Error(`writeCheckpointWeights: maxShardBytes must be positive, got ${max}`);
-  const shards: TensorToWrite[][] = [];
-  let cur: TensorToWrite[] = [];
+  const shards: AnyTensorToWrite[][] = [];
+  let cur: AnyTensorToWrite[] = [];
   let curBytes = 0;
   for (const t of list) {
     const b = bytesOf(t);

@@ -268,6 +268,23 @@ export interface TensorToWrite {
   data: Float32Array | (() => Float32Array | Iterable<Float32Array>);
 }
 
+/**
+ * A tensor written from its raw little-endian bytes, in any dtype the format defines (compact
+ * checkpoints' U8 quants and F16 scales): `bytes` yields them in order, product(shape) * size in all.
+ */
+export interface RawTensorToWrite {
+  name: string;
+  dtype: string;
+  shape: number[];
+  bytes: () => Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
+}
+
+export type AnyTensorToWrite = TensorToWrite | RawTensorToWrite;
+
+export function isRawTensor(t: AnyTensorToWrite): t is RawTensorToWrite {
+  return 'bytes' in t;
+}
+
 /** Encodes float32 values into `out` (at byte `at`) as dtype; returns bytes written. */
 export function encodeF32(values: Float32Array, dtype: WriteDtype, out: Uint8Array, at: number): number {
   const n = values.length;
@@ -291,7 +308,7 @@ export function encodeF32(values: Float32Array, dtype: WriteDtype, out: Uint8Arr
  * reference implementation does) and the data offsets, for tensors written in the given order.
  */
 export function buildHeader(
-  tensors: readonly { name: string; dtype: WriteDtype; shape: number[] }[],
+  tensors: readonly AnyTensorToWrite[],
   metadata?: Record<string, string>,
 ): { bytes: Uint8Array; dataBytes: number } {
   const header: Record<string, unknown> = {};
@@ -302,8 +319,8 @@ export function buildHeader(
     if (t.name === '__metadata__') throw new Error(`writeSafetensors: "__metadata__" is not a tensor name`);
     if (seen.has(t.name)) throw new Error(`writeSafetensors: tensor "${t.name}" given twice`);
     seen.add(t.name);
-    if (DTYPE_SIZES[t.dtype] === undefined || !['F32', 'F16', 'BF16'].includes(t.dtype)) {
-      throw new Error(`writeSafetensors: tensor "${t.name}" has dtype ${t.dtype}, expected F32, F16 or BF16`);
+    if (DTYPE_SIZES[t.dtype] === undefined || (!isRawTensor(t) && !['F32', 'F16', 'BF16'].includes(t.dtype))) {
+      throw new Error(`writeSafetensors: tensor "${t.name}" has dtype ${t.dtype}, expected ${isRawTensor(t) ? Object.keys(DTYPE_SIZES).join(', ') : 'F32, F16 or BF16'}`);
     }
     if (!t.shape.every(isNonNegInt)) throw new Error(`writeSafetensors: tensor "${t.name}" has bad shape ${describeValue(t.shape)}`);
     const len = numElements(t.shape) * DTYPE_SIZES[t.dtype];

@@ -6,6 +6,7 @@ import type { Gpu } from '../gpu/gpu.ts';
 import { foldColumnScale, interleaveGateUp } from './linear.ts';
 import { isQuantFormat } from '../weights/quant.ts';
 import { destroyWeight, uploadWeight, type GpuWeight, type WeightFormat } from '../weights/gpu-weight.ts';
+import { checkCompactCheckpoint, resolveDtype, uploadCompactMatrix } from './compact-weights.ts';
 
 export interface LayerWeights {
   attnNorm?: GPUBuffer; // [model_dim]; absent when folded into qkv's columns (q8/q4)
@@ -33,6 +34,7 @@ export type LoadProgress = (done: number, total: number, tensor: string) => void
 
 /** Checks names and shapes of every tensor before any is read, so a bad checkpoint fails fast. */
 export function checkCheckpoint(plan: ModelPlan, tensors: Map<string, TensorEntry>): void {
+  if (plan.stored) return checkCompactCheckpoint(plan, tensors);
   const expected = new Set(plan.tensors.map((t) => t.name));
   const anyFile = tensors.values().next().value?.source.name ?? 'checkpoint';
   for (const spec of plan.tensors) {
@@ -59,6 +61,10 @@ export async function loadWeights(
   opts: { foldNorms?: boolean } = {},
 ): Promise<ModelWeights> {
   checkCheckpoint(plan, tensors);
+  // A compact checkpoint (openelm convert) is uploaded as stored, in its own format.
+  const stored = plan.stored;
+  if (stored) resolveDtype(plan, format);
+  const shapes = new Map(plan.tensors.map((t) => [t.name, t.shape]));
   const total = plan.tensors.length;
   let done = 0;
   const uploaded: { buffers: GPUBuffer[]; weights: GpuWeight[] } = { buffers: [], weights: [] };
@@ -74,6 +80,12 @@ export async function loadWeights(
   // gateUp: the rows are [gate; up] and are stored as interleaved pairs for the fused gated SiLU.
   // fold: a norm's weights to multiply into the columns before storing (see below).
   const matrix = async (name: string, o: { gateUp?: boolean; fold?: Float32Array } = {}): Promise<GpuWeight> => {
+    if (stored) {
+      const w = await uploadCompactMatrix(gpu, tensors, name, shapes.get(name)!, stored.format, !!o.gateUp);
+      uploaded.weights.push(w);
+      step(name);
+      return w;
+    }
     const e = tensors.get(name)!;
     const [rows, cols] = e.shape;
     let data = await readFiniteTensorF32(e);
@@ -90,9 +102,14 @@ export async function loadWeights(
   // SwiftShader), but outlier gains widen a group's range and cost accuracy (see ModelOptions).
   // By default every format keeps the checkpoint's weights and applies g in the kernel, so q8/q4
   // hold exactly llama.cpp's Q8_0/Q4_0 of the checkpoint's matrices.
-  const foldNorms = !!opts.foldNorms && isQuantFormat(format);
+  // A compact checkpoint says itself whether its gains were folded in when it was written.
+  const foldNorms = stored ? stored.fold_norms : !!opts.foldNorms && isQuantFormat(format);
   const norm = async (name: string): Promise<{ buffer?: GPUBuffer; fold?: Float32Array }> => {
     if (!foldNorms) return { buffer: await vector(name) };
+    if (stored) {
+      step(name);
+      return {};
+    }
     const fold = await readFiniteTensorF32(tensors.get(name)!);
     step(name);
     return { fold };

@@ -28,6 +28,8 @@ export interface WorkerModelInfo {
   dispatchesPerToken: number;
   /** Bytes allocated on the worker's GPU device. */
   gpuBytes: number;
+  /** The most bytes allocated on it at once (the load's peak, usually). */
+  peakGpuBytes: number;
   hasTokenizer: boolean;
   hasChatTemplate: boolean;
 }

@@ -19,6 +19,7 @@ const LAYERS: Record<string, number> = {
   'src/generate': 6,
   'src/eval': 7,
   'src/api': 8,
+  'src/convert': 8, // openelm convert: writes compact checkpoints (Node-only)
   'src/doctor': 9,
   'src/serve': 9.5, // the HTTP server over a loaded model (api); the CLI starts it
   'src/worker': 9.5, // the page's side of the worker engine; the worker script is src/worker-entry.ts
