@@ -26,7 +26,7 @@ const common: Spec = {
   model: { kind: 'string', value: 'DIR|ID', help: 'model folder in the Hugging Face layout (config.json + safetensors), or a hub id like apple/OpenELM-270M (downloaded once into the cache). Default: a synthetic OpenELM-270M-shaped checkpoint with random weights' },
   hf_access_token: { kind: 'string', value: 'TOKEN', help: 'Hugging Face token for gated models (else $HF_TOKEN); $HF_ENDPOINT picks a mirror' },
   'input-ids': { kind: 'string', value: 'IDS', help: 'comma-separated token ids, fed as they are (include the BOS id 1 yourself)' },
-  dtype: { kind: 'string', value: 'FORMAT', help: `weight format on the GPU: ${DTYPES.join(' | ')} (default f16)` },
+  dtype: { kind: 'string', value: 'FORMAT', help: `weight format on the GPU: ${DTYPES.join(' | ')} (default auto: f16, or an MLX checkpoint's own mlx4/mlx8)` },
   'context-length': { kind: 'string', value: 'N', help: 'KV cache length in tokens (default: the model\'s max_context_length)' },
   gemv: { kind: 'string', value: 'KERNEL', help: 'decode matmul kernel: auto (time both at load, keep the faster) | rows (a thread a row) | coalesced (threads stride over K; subgroups where the GPU has them). Default auto' },
   retune: { kind: 'flag', help: 'time the kernel choices again instead of taking those remembered for this GPU and model shape (in <cache>/tuning.json), and remember the new ones; also OPENELM_RETUNE=1' },
@@ -95,10 +95,11 @@ function usage(): string {
   ].join('\n');
 }
 
-function dtypeOption(p: Parsed, name = 'dtype'): DType {
-  const d = p.values.get(name) ?? 'f16';
+function dtypeOption(p: Parsed, name = 'dtype'): DType | 'auto' {
+  // auto: f16 for float checkpoints, an MLX checkpoint's own mlx4/mlx8.
+  const d = p.values.get(name) ?? 'auto';
   if (!DTYPES.includes(d)) throw new UsageError(`--${name} must be one of ${DTYPES.join(', ')}, got "${d}"`);
-  return d as DType;
+  return d as DType | 'auto';
 }
 
 /** generate_openelm.py's --device: anything naming the GPU is fine; there is no CPU path. */

@@ -2,6 +2,7 @@
 //
 // Every error is one line: `<file>: <key> must be <expected>, got <what it was>`.
 import { describeValue, isObject, parseJson } from '../util/json.ts';
+import { parseMlxQuantization, type MlxQuantization } from './mlx-quant.ts';
 
 /** A validated OpenELM config, Hugging Face key names, optional keys filled with defaults. */
 export interface OpenElmConfig {
@@ -26,6 +27,8 @@ export interface OpenElmConfig {
   /** Stored per-layer head counts (save_pretrained writes them); checked against the derivation. */
   num_query_heads?: number[];
   num_kv_heads?: number[];
+  /** MLX's affine quantization of the checkpoint's matrices (mlx-quant.ts); absent for float checkpoints. */
+  quantization?: MlxQuantization;
 }
 
 /**
@@ -198,6 +201,8 @@ export function parseConfig(json: unknown, file: string): OpenElmConfig {
     if (bad >= 0) fail(`${key}[${bad}] must be a positive integer, got ${describeValue(list[bad])}`);
     cfg[key] = list.slice() as number[];
   }
+  const quantization = parseMlxQuantization(o, file);
+  if (quantization) cfg.quantization = quantization;
   return cfg;
 }
 

@@ -1,6 +1,7 @@
 // Derives the per-layer plan (heads, FFN widths, tensor list) from a validated config, with the
 // exact arithmetic of Hugging Face's OpenELMConfig (numpy float64 semantics). Browser-safe.
 import type { OpenElmConfig } from './config.ts';
+import type { MlxQuantization } from './mlx-quant.ts';
 
 export interface LayerPlan {
   index: number;
@@ -38,6 +39,8 @@ export interface ModelPlan {
   /** Every tensor the checkpoint must hold: Hugging Face names, [out, in] shapes. */
   tensors: TensorSpec[];
   paramCount: number;
+  /** MLX affine quantization of every matrix (config.json's `quantization`); absent for float checkpoints. */
+  quantization?: MlxQuantization;
 }
 
 export const RMS_NORM_EPS = 1e-6;
@@ -163,5 +166,6 @@ export function derivePlan(cfg: OpenElmConfig, file = 'config.json'): ModelPlan 
     layers,
     tensors,
     paramCount: tensors.reduce((a, t) => a + prod(t.shape), 0),
+    ...(cfg.quantization ? { quantization: { ...cfg.quantization } } : {}),
   };
 }

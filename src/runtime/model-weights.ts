@@ -5,7 +5,10 @@ import { checkTensorShape, readFiniteTensorF32, type TensorEntry } from '../io/s
 import type { Gpu } from '../gpu/gpu.ts';
 import { foldColumnScale, interleaveGateUp } from './linear.ts';
 import { isQuantFormat } from '../weights/quant.ts';
-import { destroyWeight, uploadWeight, type GpuWeight, type WeightFormat } from '../weights/gpu-weight.ts';
+import { destroyWeight, uploadWeight, type GpuWeight, type GpuWeightFormat } from '../weights/gpu-weight.ts';
+import { isAffineFormat } from '../weights/affine.ts';
+import { uploadAffineWeight } from '../weights/affine-upload.ts';
+import { checkMlxCheckpoint, readMlxMatrix } from './mlx-weights.ts';
 
 export interface LayerWeights {
   attnNorm?: GPUBuffer; // [model_dim]; absent when folded into qkv's columns (q8/q4)
@@ -19,7 +22,7 @@ export interface LayerWeights {
 }
 
 export interface ModelWeights {
-  format: WeightFormat;
+  format: GpuWeightFormat;
   embedding: GpuWeight; // [vocab, model_dim]
   lmHead: GpuWeight; // the embedding itself when tied, else [vocab, model_dim]
   finalNorm: GPUBuffer; // [model_dim]
@@ -54,11 +57,15 @@ export async function loadWeights(
   gpu: Gpu,
   plan: ModelPlan,
   tensors: Map<string, TensorEntry>,
-  format: WeightFormat,
+  format: GpuWeightFormat,
   onProgress?: LoadProgress,
   opts: { foldNorms?: boolean } = {},
 ): Promise<ModelWeights> {
-  checkCheckpoint(plan, tensors);
+  // MLX checkpoints (config.json's quantization) load as their own codes, mlx4/mlx8 (mlx-weights.ts).
+  const mlx = isAffineFormat(format);
+  if (mlx !== !!plan.quantization) throw new Error(`weight format ${format} does not fit this checkpoint (${plan.quantization ? 'MLX-quantized: mlx4/mlx8' : 'floats: f32, f16, q8 or q4'})`);
+  if (mlx) checkMlxCheckpoint(plan, tensors);
+  else checkCheckpoint(plan, tensors);
   const total = plan.tensors.length;
   let done = 0;
   const uploaded: { buffers: GPUBuffer[]; weights: GpuWeight[] } = { buffers: [], weights: [] };
@@ -74,6 +81,16 @@ export async function loadWeights(
   // gateUp: the rows are [gate; up] and are stored as interleaved pairs for the fused gated SiLU.
   // fold: a norm's weights to multiply into the columns before storing (see below).
   const matrix = async (name: string, o: { gateUp?: boolean; fold?: Float32Array } = {}): Promise<GpuWeight> => {
+    if (mlx) {
+      // The codes as stored; the gate/up interleave only reorders rows.
+      const t = await readMlxMatrix(plan, tensors, name);
+      const F = t.rows / 2;
+      const srcRow = o.gateUp ? (r: number) => (r % 2 === 0 ? r / 2 : F + (r - 1) / 2) : undefined;
+      const w = uploadAffineWeight(gpu, name, t, { srcRow, rowMultiple: o.gateUp ? 2 : 1 });
+      uploaded.weights.push(w);
+      step(name);
+      return w;
+    }
     const e = tensors.get(name)!;
     const [rows, cols] = e.shape;
     let data = await readFiniteTensorF32(e);
