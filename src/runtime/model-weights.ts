@@ -36,6 +36,8 @@ export type LoadProgress = (done: number, total: number, tensor: string) => void
 
 /** Checks names and shapes of every tensor before any is read, so a bad checkpoint fails fast. */
 export function checkCheckpoint(plan: ModelPlan, tensors: Map<string, TensorEntry>): void {
+  // MLX's layout: codes, scales and biases for every matrix (mlx-weights.ts).
+  if (plan.quantization) return checkMlxCheckpoint(plan, tensors);
   const expected = new Set(plan.tensors.map((t) => t.name));
   const anyFile = tensors.values().next().value?.source.name ?? 'checkpoint';
   for (const spec of plan.tensors) {
@@ -64,8 +66,7 @@ export async function loadWeights(
   // MLX checkpoints (config.json's quantization) load as their own codes, mlx4/mlx8 (mlx-weights.ts).
   const mlx = isAffineFormat(format);
   if (mlx !== !!plan.quantization) throw new Error(`weight format ${format} does not fit this checkpoint (${plan.quantization ? 'MLX-quantized: mlx4/mlx8' : 'floats: f32, f16, q8 or q4'})`);
-  if (mlx) checkMlxCheckpoint(plan, tensors);
-  else checkCheckpoint(plan, tensors);
+  checkCheckpoint(plan, tensors);
   const total = plan.tensors.length;
   let done = 0;
   const uploaded: { buffers: GPUBuffer[]; weights: GpuWeight[] } = { buffers: [], weights: [] };
