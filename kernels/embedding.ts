@@ -34,7 +34,7 @@ export function embeddingDispatches(gpu: Gpu, table: GpuWeight, o: EmbeddingOpti
   const affine = isAffineFormat(table.format);
   const p = gpu.pipeline({
     label: `embedding ${table.format}${affine ? ` ${table.scaleDtype}` : ''}`,
-    code: preprocess(shaderSource('embedding', builtIn), { QUANT: quant, Q4: table.format === 'q4', F16: f16, AFFINE: affine, ...(affine ? affineDefines(table) : {}) }),
+    code: preprocess(shaderSource('embedding', builtIn), { QUANT: quant, Q4: table.format === 'q4', F16: f16, AFFINE: affine, ...affineDefines(table) }),
     bindings: ['uniform', 'read', 'read', 'write'],
     constants: { WG },
   });

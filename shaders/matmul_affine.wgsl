@@ -44,11 +44,6 @@ struct Params {
 
 override WG: u32 = 64;
 
-#if TILE
-const TT: u32 = 4u;
-#else
-const TT: u32 = 1u;
-#endif
 #if BITS8
 // vec4s of x a vec4u of codes covers (16 weights).
 const XV: u32 = 4u;
@@ -72,17 +67,97 @@ fn scaleBias(i: u32) -> vec2f {
 #endif
 }
 
-// x (times the norm weights with NORMW) at vec4 m of token row xr; adds x^2 to q with NORM.
-fn xin(xr: u32, m: u32, q: ptr<function, vec4f>) -> vec4f {
-  let u = x[xr + m];
+// Norm weights at vec4 m (ones without NORMW).
+fn gv(m: u32) -> vec4f {
+#if NORMW
+  return nw[m];
+#else
+  return vec4f(1.0);
+#endif
+}
+
+// One vec4 of codes per row (the columns of cm) against x vec4 i of the thread's tokens (rows xr
+// of x): s += x * cm, sx += x (after the norm weights), q += x^2 with NORM. 4-bit codes come as
+// two matrices (low and high nibbles) against x vec4s i and i + 1, split into even and odd lanes.
+#if TILE
+fn xin(r: u32, i: u32, q: ptr<function, vec4f>) -> vec4f {
+  let u = x[r + i];
 #if NORM
   *q += u * u;
 #endif
-#if NORMW
-  return u * nw[m];
+  return u * gv(i);
+}
+#if BITS8
+fn mac(cm: mat4x4f, i: u32, xr: vec4u, s: ptr<function, mat4x4f>, sx: ptr<function, mat4x4f>, q: ptr<function, array<vec4f, 4>>) {
+  let v0 = xin(xr.x, i, &(*q)[0]);
+  let v1 = xin(xr.y, i, &(*q)[1]);
+  let v2 = xin(xr.z, i, &(*q)[2]);
+  let v3 = xin(xr.w, i, &(*q)[3]);
+  (*s)[0] += v0 * cm;
+  (*s)[1] += v1 * cm;
+  (*s)[2] += v2 * cm;
+  (*s)[3] += v3 * cm;
+  (*sx)[0] += v0;
+  (*sx)[1] += v1;
+  (*sx)[2] += v2;
+  (*sx)[3] += v3;
+}
 #else
-  return u;
+fn mac(lo: mat4x4f, hi: mat4x4f, i: u32, xr: vec4u, s: ptr<function, mat4x4f>, sx: ptr<function, mat4x4f>, q: ptr<function, array<vec4f, 4>>) {
+  let a0 = xin(xr.x, i, &(*q)[0]);
+  let b0 = xin(xr.x, i + 1u, &(*q)[0]);
+  let a1 = xin(xr.y, i, &(*q)[1]);
+  let b1 = xin(xr.y, i + 1u, &(*q)[1]);
+  let a2 = xin(xr.z, i, &(*q)[2]);
+  let b2 = xin(xr.z, i + 1u, &(*q)[2]);
+  let a3 = xin(xr.w, i, &(*q)[3]);
+  let b3 = xin(xr.w, i + 1u, &(*q)[3]);
+  (*s)[0] += vec4f(a0.x, a0.z, b0.x, b0.z) * lo + vec4f(a0.y, a0.w, b0.y, b0.w) * hi;
+  (*s)[1] += vec4f(a1.x, a1.z, b1.x, b1.z) * lo + vec4f(a1.y, a1.w, b1.y, b1.w) * hi;
+  (*s)[2] += vec4f(a2.x, a2.z, b2.x, b2.z) * lo + vec4f(a2.y, a2.w, b2.y, b2.w) * hi;
+  (*s)[3] += vec4f(a3.x, a3.z, b3.x, b3.z) * lo + vec4f(a3.y, a3.w, b3.y, b3.w) * hi;
+  (*sx)[0] += a0 + b0;
+  (*sx)[1] += a1 + b1;
+  (*sx)[2] += a2 + b2;
+  (*sx)[3] += a3 + b3;
+}
 #endif
+#else
+#if BITS8
+fn mac(cm: mat4x4f, i: u32, xr: u32, s: ptr<function, vec4f>, sx: ptr<function, vec4f>, q: ptr<function, vec4f>) {
+  let u = x[xr + i];
+#if NORM
+  *q += u * u;
+#endif
+  let v = u * gv(i);
+  *s += v * cm;
+  *sx += v;
+}
+#else
+fn mac(lo: mat4x4f, hi: mat4x4f, i: u32, xr: u32, s: ptr<function, vec4f>, sx: ptr<function, vec4f>, q: ptr<function, vec4f>) {
+  let ua = x[xr + i];
+  let ub = x[xr + i + 1u];
+#if NORM
+  *q += ua * ua + ub * ub;
+#endif
+  let a = ua * gv(i);
+  let b = ub * gv(i + 1u);
+  *s += vec4f(a.x, a.z, b.x, b.z) * lo + vec4f(a.y, a.w, b.y, b.w) * hi;
+  *sx += a + b;
+}
+#endif
+#endif
+
+fn q8m(a0: u32, a1: u32, a2: u32, a3: u32) -> mat4x4f {
+  return mat4x4f(unpack4x8unorm(a0), unpack4x8unorm(a1), unpack4x8unorm(a2), unpack4x8unorm(a3));
+}
+fn q4lo(a0: u32, a1: u32, a2: u32, a3: u32) -> mat4x4f {
+  let k = 0x0F0F0F0Fu;
+  return mat4x4f(unpack4x8unorm(a0 & k), unpack4x8unorm(a1 & k), unpack4x8unorm(a2 & k), unpack4x8unorm(a3 & k));
+}
+fn q4hi(a0: u32, a1: u32, a2: u32, a3: u32) -> mat4x4f {
+  let k = 0x0F0F0F0Fu;
+  return mat4x4f(unpack4x8unorm((a0 >> 4u) & k), unpack4x8unorm((a1 >> 4u) & k), unpack4x8unorm((a2 >> 4u) & k), unpack4x8unorm((a3 >> 4u) & k));
 }
 
 @compute @workgroup_size(WG)
@@ -100,17 +175,18 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   let xs = params.K / 4u;
 #if TILE
   let t0 = tile * 4u;
+  // Tokens past T repeat the last token (computed, never stored).
+  let xr = vec4u(t0, min(t0 + 1u, T - 1u), min(t0 + 2u, T - 1u), min(t0 + 3u, T - 1u)) * xs;
+  var acc = mat4x4f();
+  // NORM: each token's running sums of x^2 (4 lanes, added up at the end).
+  var sq = array<vec4f, 4>();
 #else
   let t0 = tile;
+  let xr = t0 * xs;
+  var acc = vec4f(0.0);
+  var sq = vec4f(0.0);
 #endif
-  // Tokens past T repeat the last token (computed, never stored).
-  var xr: array<u32, TT>;
-  for (var t = 0u; t < TT; t++) {
-    xr[t] = min(t0 + t, T - 1u) * xs;
-  }
-  var acc: array<vec4f, TT>;
-  var sq: array<vec4f, TT>;
-  let gv = params.groupVecs;
+  let gv4 = params.groupVecs;
 #if SB_F32
   let gw = 2u;
 #else
@@ -121,46 +197,50 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
     let sb1 = scaleBias(sb.y + g * gw);
     let sb2 = scaleBias(sb.z + g * gw);
     let sb3 = scaleBias(sb.w + g * gw);
-    // Explicitly zeroed: a bare `var` in the loop body kept the last group's sums on SwiftShader.
-    var s = array<vec4f, TT>();
-    var sx = array<vec4f, TT>();
-    for (var v = 0u; v < gv; v++) {
-      let qi = g * gv + v;
+#if TILE
+    var s = mat4x4f();
+    var sx = mat4x4f();
+#else
+    var s = vec4f(0.0);
+    var sx = vec4f(0.0);
+#endif
+    for (var v = 0u; v < gv4; v++) {
+      let qi = g * gv4 + v;
       let a0 = w[o.x + qi];
       let a1 = w[o.y + qi];
       let a2 = w[o.z + qi];
       let a3 = w[o.w + qi];
-      for (var c = 0u; c < 4u; c++) {
+      let i = qi * XV;
 #if BITS8
-        let m = mat4x4f(unpack4x8unorm(a0[c]), unpack4x8unorm(a1[c]), unpack4x8unorm(a2[c]), unpack4x8unorm(a3[c]));
-        let i = qi * XV + c;
-        for (var t = 0u; t < TT; t++) {
-          let u = xin(xr[t], i, &sq[t]);
-          s[t] += u * m;
-          sx[t] += u;
-        }
+      mac(q8m(a0.x, a1.x, a2.x, a3.x), i, xr, &s, &sx, &sq);
+      mac(q8m(a0.y, a1.y, a2.y, a3.y), i + 1u, xr, &s, &sx, &sq);
+      mac(q8m(a0.z, a1.z, a2.z, a3.z), i + 2u, xr, &s, &sx, &sq);
+      mac(q8m(a0.w, a1.w, a2.w, a3.w), i + 3u, xr, &s, &sx, &sq);
 #else
-        let lo = mat4x4f(unpack4x8unorm(a0[c] & 0x0F0F0F0Fu), unpack4x8unorm(a1[c] & 0x0F0F0F0Fu), unpack4x8unorm(a2[c] & 0x0F0F0F0Fu), unpack4x8unorm(a3[c] & 0x0F0F0F0Fu));
-        let hi = mat4x4f(unpack4x8unorm((a0[c] >> 4u) & 0x0F0F0F0Fu), unpack4x8unorm((a1[c] >> 4u) & 0x0F0F0F0Fu), unpack4x8unorm((a2[c] >> 4u) & 0x0F0F0F0Fu), unpack4x8unorm((a3[c] >> 4u) & 0x0F0F0F0Fu));
-        let i = qi * XV + 2u * c;
-        for (var t = 0u; t < TT; t++) {
-          let u0 = xin(xr[t], i, &sq[t]);
-          let u1 = xin(xr[t], i + 1u, &sq[t]);
-          s[t] += vec4f(u0.x, u0.z, u1.x, u1.z) * lo + vec4f(u0.y, u0.w, u1.y, u1.w) * hi;
-          sx[t] += u0 + u1;
-        }
+      mac(q4lo(a0.x, a1.x, a2.x, a3.x), q4hi(a0.x, a1.x, a2.x, a3.x), i, xr, &s, &sx, &sq);
+      mac(q4lo(a0.y, a1.y, a2.y, a3.y), q4hi(a0.y, a1.y, a2.y, a3.y), i + 2u, xr, &s, &sx, &sq);
+      mac(q4lo(a0.z, a1.z, a2.z, a3.z), q4hi(a0.z, a1.z, a2.z, a3.z), i + 4u, xr, &s, &sx, &sq);
+      mac(q4lo(a0.w, a1.w, a2.w, a3.w), q4hi(a0.w, a1.w, a2.w, a3.w), i + 6u, xr, &s, &sx, &sq);
 #endif
-      }
     }
     let sc = vec4f(sb0.x, sb1.x, sb2.x, sb3.x) * 255.0;
     let bi = vec4f(sb0.y, sb1.y, sb2.y, sb3.y);
-    for (var t = 0u; t < TT; t++) {
-      acc[t] += s[t] * sc + bi * dot(sx[t], vec4f(1.0));
-    }
+    let one = vec4f(1.0);
+#if TILE
+    acc[0] += s[0] * sc + bi * dot(sx[0], one);
+    acc[1] += s[1] * sc + bi * dot(sx[1], one);
+    acc[2] += s[2] * sc + bi * dot(sx[2], one);
+    acc[3] += s[3] * sc + bi * dot(sx[3], one);
+#else
+    acc += s * sc + bi * dot(sx, one);
+#endif
   }
-  for (var t = 0u; t < TT; t++) {
-    if (t0 + t < T) {
-      store4(t0 + t, n0, acc[t] * rnorm(sq[t]));
-    }
-  }
+#if TILE
+  store4(t0, n0, acc[0] * rnorm(sq[0]));
+  if (t0 + 1u < T) { store4(t0 + 1u, n0, acc[1] * rnorm(sq[1])); }
+  if (t0 + 2u < T) { store4(t0 + 2u, n0, acc[2] * rnorm(sq[2])); }
+  if (t0 + 3u < T) { store4(t0 + 3u, n0, acc[3] * rnorm(sq[3])); }
+#else
+  store4(t0, n0, acc * rnorm(sq));
+#endif
 }

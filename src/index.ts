@@ -26,6 +26,8 @@ export { loadTokenizer, loadChatTemplate } from './tokenizer/node-load.ts';
 export { renderChat, encodeChat, checkChatMessages, chatTemplateFromConfig, type ChatMessage, type ChatTemplate } from './tokenizer/chat.ts';
 export type { ModelPlan, LayerPlan } from './config/plan.ts';
 export { synthesizeCheckpoint, type SynthOptions } from './io/synth.ts';
+export { writeMlxCheckpoint, type MlxWriteOptions, type FloatTensors } from './weights/mlx-checkpoint.ts';
+export { quantizeAffine, dequantizeAffine, AFFINE_FORMATS, type AffineFormat, type AffineTensor, type ScaleDtype } from './weights/affine.ts';
 
 export interface LoadOptions extends ModelOptions {
   /** Reuse a device (several models on one GPU); by default each model gets its own. */

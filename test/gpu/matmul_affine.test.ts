@@ -1,7 +1,7 @@
 // The MLX affine kernels (kernels/matmul_affine.ts + the embedding's AFFINE variant) against their
 // CPU references over the dequantized weights: 4 and 8 bits, groups of 32/64/128, f16/bf16/f32
 // scales, odd row counts (not a multiple of the workgroup tile), one token and tiled T > 1, every
-// fused form, chunked weights; and the embedding gather, exact.
+// fused form, chunked weights; the embedding gather; and the doctor's checks of both.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { matmulRef } from '../../kernels/matmul.ts';
@@ -14,6 +14,10 @@ import { uploadAffineWeight } from '../../src/weights/affine-upload.ts';
 import { destroyWeight } from '../../src/weights/gpu-weight.ts';
 import type { Gpu } from '../../src/gpu/gpu.ts';
 import { assertClose, randInt, randn, rng, testGpu } from '../helpers.ts';
+import { affineChecks } from '../../src/doctor/affine-checks.ts';
+import { runCheck } from '../../src/doctor/kernel-checks.ts';
+import { setKernelVariant } from '../../src/gpu/kernel-variants.ts';
+import affineSource from '../../shaders/matmul_affine.wgsl';
 
 interface AffineCase {
   T: number;
@@ -157,4 +161,22 @@ test('embedding gathers mlx4/mlx8 rows exactly as s * q + b (chunked tables, ids
         gpu.destroyBuffer(out);
         i++;
       }
+});
+
+test("the doctor's affine checks pass, and fail on a matmul_affine variant that drops the biases", async () => {
+  const gpu = await testGpu();
+  const specs = affineChecks();
+  assert.deepEqual([...new Set(specs.map((s) => s.format))].sort(), ['mlx4', 'mlx8']);
+  for (const s of specs) {
+    const c = await runCheck(gpu, s);
+    assert.ok(c.pass, `${c.name} ${c.variant} ${c.format}: ${c.max_error} ${c.error ?? ''}`);
+  }
+  const drop = 'bi * dot(';
+  assert.ok(affineSource.includes(drop));
+  setKernelVariant('matmul_affine', affineSource.replaceAll(drop, '0.0 * bi * dot('), 'no-bias.wgsl');
+  try {
+    for (const s of specs.filter((x) => x.kernels.includes('matmul_affine'))) assert.equal((await runCheck(gpu, s)).pass, false, `${s.variant} passes without biases`);
+  } finally {
+    setKernelVariant('matmul_affine', null);
+  }
 });
