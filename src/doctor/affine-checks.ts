@@ -5,7 +5,7 @@ import type { Gpu } from '../gpu/gpu.ts';
 import { matmulRef } from '../../kernels/matmul.ts';
 import { affineWeightsRef } from '../../kernels/matmul_affine.ts';
 import { embeddingDispatches, embeddingRef } from '../../kernels/embedding.ts';
-import { matmulDispatches, type MatmulOptions } from '../runtime/linear.ts';
+import { gateUpSourceRow, matmulDispatches, type MatmulOptions } from '../runtime/linear.ts';
 import { quantizeAffine, type AffineBits, type ScaleDtype } from '../weights/affine.ts';
 import { uploadAffineWeight } from '../weights/affine-upload.ts';
 import { destroyWeight } from '../weights/gpu-weight.ts';
@@ -26,7 +26,7 @@ async function checkAffineMatmul(gpu: Gpu, bits: AffineBits, groupSize: number, 
     const t = quantizeAffine(randomFill(N * K, 31 + i, 0.5), N, K, bits, groupSize, sd);
     const x = randomFill(T * K, 41 + i, 1);
     const g = randomFill(K, 51 + i, 0.5).map((v) => v + 1);
-    const srcRow = gate ? (r: number) => (r % 2 === 0 ? r / 2 : N / 2 + (r - 1) / 2) : (r: number) => r;
+    const srcRow = gate ? gateUpSourceRow(N) : (r: number) => r;
     const w = uploadAffineWeight(gpu, 'doctor.w', t, { srcRow, rowMultiple: gate ? 2 : 1 });
     const outN = gate ? N / 2 : N;
     const xb = gpu.upload('doctor.x', x);

@@ -19,7 +19,7 @@ import { gemvTakes, matmulGemvDispatches } from '../../kernels/matmul_gemv.ts';
 import { matmulTiledDispatches, tiledTakes } from '../../kernels/matmul_tiled.ts';
 import { PREFILL_KERNELS, type PrefillKernel } from '../../kernels/matmul.ts';
 
-export { foldColumnScale, GEMV_KERNELS, interleaveGateUp, MATMUL_ROWS_PER_THREAD, MATMUL_TOKEN_TILE, PREFILL_KERNELS, type GemvKernel, type MatmulOptions, type PrefillKernel } from '../../kernels/matmul.ts';
+export { foldColumnScale, gateUpSourceRow, GEMV_KERNELS, interleaveGateUp, MATMUL_ROWS_PER_THREAD, MATMUL_TOKEN_TILE, PREFILL_KERNELS, type GemvKernel, type MatmulOptions, type PrefillKernel } from '../../kernels/matmul.ts';
 
 export type MatmulKernelName = 'matmul' | 'matmul_q' | 'matmul_gemv' | 'matmul_tiled' | 'matmul_affine';
 

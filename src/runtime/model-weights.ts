@@ -3,7 +3,7 @@
 import type { ModelPlan } from '../config/plan.ts';
 import { checkTensorShape, readFiniteTensorF32, type TensorEntry } from '../io/safetensors.ts';
 import type { Gpu } from '../gpu/gpu.ts';
-import { foldColumnScale, interleaveGateUp } from './linear.ts';
+import { foldColumnScale, gateUpSourceRow, interleaveGateUp } from './linear.ts';
 import { isQuantFormat } from '../weights/quant.ts';
 import { destroyWeight, uploadWeight, type GpuWeight, type GpuWeightFormat } from '../weights/gpu-weight.ts';
 import { isAffineFormat } from '../weights/affine.ts';
@@ -85,8 +85,7 @@ export async function loadWeights(
     if (mlx) {
       // The codes as stored; the gate/up interleave only reorders rows.
       const t = await readMlxMatrix(plan, tensors, name);
-      const F = t.rows / 2;
-      const srcRow = o.gateUp ? (r: number) => (r % 2 === 0 ? r / 2 : F + (r - 1) / 2) : undefined;
+      const srcRow = o.gateUp ? gateUpSourceRow(t.rows) : undefined;
       const w = uploadAffineWeight(gpu, name, t, { srcRow, rowMultiple: o.gateUp ? 2 : 1 });
       uploaded.weights.push(w);
       step(name);

@@ -8,7 +8,7 @@ import { matmulRef } from '../../kernels/matmul.ts';
 import { affineWeightsRef } from '../../kernels/matmul_affine.ts';
 import { embeddingDispatches, embeddingRef } from '../../kernels/embedding.ts';
 import { releaseDispatches, runDispatches } from '../../src/gpu/dispatch.ts';
-import { matmulDispatches, matmulKernel, type MatmulOptions } from '../../src/runtime/linear.ts';
+import { gateUpSourceRow, matmulDispatches, matmulKernel, type MatmulOptions } from '../../src/runtime/linear.ts';
 import { affineRowWords, affineScaleRowWords, quantizeAffine, scaleValue, type AffineBits, type AffineTensor, type ScaleDtype } from '../../src/weights/affine.ts';
 import { uploadAffineWeight } from '../../src/weights/affine-upload.ts';
 import { destroyWeight } from '../../src/weights/gpu-weight.ts';
@@ -59,7 +59,7 @@ async function runAffineCase(gpu: Gpu, r: () => number, c: AffineCase): Promise<
   // Weights with an offset per row, so biases are far from zero and do not cancel.
   const wf = randn(r, N * K, 0.5).map((v, i) => v + 0.3 * Math.sin(Math.floor(i / K)));
   const t = quantizeAffine(wf, N, K, bits, G, sd);
-  const srcRow = gate ? (q: number) => (q % 2 === 0 ? q / 2 : N / 2 + (q - 1) / 2) : (q: number) => q;
+  const srcRow = gate ? gateUpSourceRow(N) : (q: number) => q;
   const max = c.rowsPerChunk ? (affineRowWords(K, bits) + affineScaleRowWords(K, G, sd)) * 4 * c.rowsPerChunk + 15 : undefined;
   const weight = uploadAffineWeight(gpu, 'w', t, { srcRow, rowMultiple: gate ? 2 : 1, maxChunkBytes: max });
   if (c.rowsPerChunk) assert.equal(weight.chunks.length, Math.ceil(N / c.rowsPerChunk), what);
