@@ -28,6 +28,7 @@ export type { ModelPlan, LayerPlan } from './config/plan.ts';
 export { synthesizeCheckpoint, type SynthOptions } from './io/synth.ts';
 export { writeMlxCheckpoint, type MlxWriteOptions, type FloatTensors } from './weights/mlx-checkpoint.ts';
 export { quantizeAffine, dequantizeAffine, AFFINE_FORMATS, type AffineFormat, type AffineTensor, type ScaleDtype } from './weights/affine.ts';
+export { startServer, SERVE_DEFAULTS, type ServeOptions, type ServerHandle } from './serve/server.ts';
 
 export interface LoadOptions extends ModelOptions {
   /** Reuse a device (several models on one GPU); by default each model gets its own. */
