@@ -4,7 +4,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createGpu, loadPlan } from '../src/index.ts';
-import { DTYPES, type DType } from '../src/api/model.ts';
+import { WEIGHT_FORMATS, type WeightFormat as DType } from '../src/weights/gpu-weight.ts';
+
+// The formats a float checkpoint converts to: what the harness measures.
+const DTYPES: readonly string[] = WEIGHT_FORMATS;
 import { GGML_TYPE_NAMES, type GgmlTypeName } from './gguf.ts';
 import { GpuTimer } from './gpu-timer.ts';
 import { checkMatmulFully } from '../src/doctor/matmul-check.ts';

@@ -5,7 +5,6 @@
 import type { ModelPlan } from '../src/config/plan.ts';
 import type { ModelWeights } from '../src/runtime/model-weights.ts';
 import type { GpuWeight } from '../src/weights/gpu-weight.ts';
-import { weightRowBytes } from '../src/weights/gpu-weight.ts';
 
 /** The kind of a decode dispatch: its label without the layer prefix and the chunk index. */
 export function dispatchKind(label: string): string {
@@ -28,7 +27,7 @@ export function decodeStepBytes(plan: ModelPlan, w: ModelWeights, context: numbe
   const norm = (b: GPUBuffer | undefined) => b?.size ?? 0;
   const out: Record<string, number> = {
     // One row of the table, and the id.
-    embedding: weightRowBytes(w.embedding.cols, w.embedding.format) + 4,
+    embedding: (w.embedding.rowWords + w.embedding.scaleRowWords) * 4 + 4,
     qkv_proj: 0,
     qkv_prepare: 0,
     attention: 0,

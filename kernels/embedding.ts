@@ -1,5 +1,6 @@
-// Embedding gather: out[t, :] = table[ids[t], :] for a GpuWeight table (f32, packed f16, or q8/q4
-// dequantized exactly on the fly: quant * f16 group scale), f32 output. One dispatch per table
+// Embedding gather: out[t, :] = table[ids[t], :] for a GpuWeight table (f32, packed f16, q8/q4
+// dequantized exactly on the fly: quant * f16 group scale, or MLX's mlx4/mlx8: scale * code + bias),
+// f32 output. One dispatch per table
 // chunk; each writes only the tokens whose id falls in its rows.
 // Ids past the end of the table give zero rows.
 import type { Gpu } from '../src/gpu/gpu.ts';
@@ -8,6 +9,8 @@ import builtIn from '../shaders/embedding.wgsl';
 import { shaderSource } from '../src/gpu/kernel-variants.ts';
 import { grid, makeDispatch, type Dispatch } from '../src/gpu/dispatch.ts';
 import type { GpuWeight } from '../src/weights/gpu-weight.ts';
+import { isAffineFormat } from '../src/weights/affine.ts';
+import { affineDefines } from './matmul_affine.ts';
 
 const WG = 64;
 
@@ -28,16 +31,17 @@ export function embeddingDispatches(gpu: Gpu, table: GpuWeight, o: EmbeddingOpti
   if (o.out.size < T * table.cols * 4) throw new Error(`${label}: out holds ${o.out.size} bytes, needs ${T * table.cols * 4} for [${T}, ${table.cols}] f32`);
   const f16 = table.format === 'f16';
   const quant = table.format === 'q8' || table.format === 'q4';
+  const affine = isAffineFormat(table.format);
   const p = gpu.pipeline({
-    label: `embedding ${table.format}`,
-    code: preprocess(shaderSource('embedding', builtIn), { QUANT: quant, Q4: table.format === 'q4', F16: f16 }),
+    label: `embedding ${table.format}${affine ? ` ${table.scaleDtype}` : ''}`,
+    code: preprocess(shaderSource('embedding', builtIn), { QUANT: quant, Q4: table.format === 'q4', F16: f16, AFFINE: affine, ...affineDefines(table) }),
     bindings: ['uniform', 'read', 'read', 'write'],
     constants: { WG },
   });
   const last = table.chunks.length - 1;
   return table.chunks.map((c, i) => {
     const name = table.chunks.length > 1 ? `${label}[${i}]` : label;
-    const params = [T, table.cols, table.rowWords, c.rowStart, c.rows, i === last ? 1 : 0, c.scaleOffset, table.scaleRowWords];
+    const params = [T, table.cols, table.rowWords, c.rowStart, c.rows, i === last ? 1 : 0, c.scaleOffset, table.scaleRowWords, ...(affine ? [table.groupSize!] : [])];
     return makeDispatch(gpu, p, name, params, [o.ids, c.buffer, o.out], grid(gpu, Math.ceil((T * table.rowWords) / WG)));
   });
 }

@@ -92,6 +92,13 @@ export function interleaveGateUp(w: Float32Array, rows: number, cols: number): F
   return out;
 }
 
+/** The source row of each row interleaveGateUp writes: row 2p is gate p, row 2p + 1 is up p (source row F + p). */
+export function gateUpSourceRow(rows: number): (r: number) => number {
+  if (rows % 2 !== 0) throw new Error(`gate/up weight has ${rows} rows; expected an even count (gate rows, then as many up rows)`);
+  const F = rows / 2;
+  return (r) => (r % 2 === 0 ? r / 2 : F + (r - 1) / 2);
+}
+
 /** Rows a thread owns and tokens a thread owns in the tiled (T > 1) form; fixed by the shaders. */
 export const MATMUL_ROWS_PER_THREAD = 4;
 export const MATMUL_TOKEN_TILE = 4;

@@ -9,18 +9,20 @@ import { preprocess } from '../src/gpu/shader.ts';
 import builtIn from '../shaders/matmul_gemv.wgsl';
 import { shaderSource } from '../src/gpu/kernel-variants.ts';
 import { grid, type Dispatch } from '../src/gpu/dispatch.ts';
-import type { GpuWeight, WeightFormat } from '../src/weights/gpu-weight.ts';
+import type { GpuWeight, GpuWeightFormat } from '../src/weights/gpu-weight.ts';
 import { checkMatmulInputs, chunkDispatch, fusionDefines, matmulBindings, variantName, yOffset, type MatmulOptions } from './matmul.ts';
 
 const GEMV_WG = 64;
 
 /** Weights a unit (16 bytes of weights; a q8/q4 group of 32) of the kernel's K loop. */
-function unitOf(format: WeightFormat): number {
+function unitOf(format: GpuWeightFormat): number {
   return format === 'q8' || format === 'q4' ? 32 : format === 'f16' ? 8 : 4;
 }
 
 /** Whether the coalesced kernel takes a weight: K a whole number of its units. */
 export function gemvTakes(w: GpuWeight): boolean {
+  // MLX's affine codes (mlx4/mlx8) run matmul_affine for every T.
+  if (w.format === 'mlx4' || w.format === 'mlx8') return false;
   return w.cols % unitOf(w.format) === 0;
 }
 

@@ -3,6 +3,9 @@
 // chunk. The table is f32, or (F16) f16 packed two per u32, low half first, rowWords words a row,
 // or (QUANT) q8 / (Q4) q4 quants, rowWords words a row, with the f16 group scales from word
 // scaleOffset, scaleRowWords words a row (layout in kernels/quant.ts).
+// Or (AFFINE) MLX's affine codes, 4-bit or (BITS8) 8-bit, first code in the low bits, with a
+// scale and bias a group of groupSize from word scaleOffset (layout in src/weights/affine.ts):
+// value = s * q + b.
 // One thread copies one word of one token's row (q8: 4 values, q4: 8 values).
 struct Params {
   T: u32,
@@ -14,6 +17,9 @@ struct Params {
   last: u32,
   scaleOffset: u32,
   scaleRowWords: u32,
+#if AFFINE
+  groupSize: u32,
+#endif
 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
@@ -46,7 +52,41 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   if (!inChunk && !past) {
     return;
   }
-#if QUANT
+#if AFFINE
+#if BITS8
+  let k0 = 4u * j;
+#else
+  let k0 = 8u * j;
+#endif
+  var word = 0u;
+  // Scale and bias; zeros for ids past the table give zero rows.
+  var sb = vec2f(0.0);
+  if (inChunk) {
+    let r = id - params.rowStart;
+    word = table[r * params.rowWords + j];
+#if SB_F32
+    let si = params.scaleOffset + r * params.scaleRowWords + 2u * (k0 / params.groupSize);
+    sb = vec2f(bitcast<f32>(table[si]), bitcast<f32>(table[si + 1u]));
+#else
+    let u = table[params.scaleOffset + r * params.scaleRowWords + k0 / params.groupSize];
+#if SB_BF16
+    sb = vec2f(bitcast<f32>(u << 16u), bitcast<f32>(u & 0xffff0000u));
+#else
+    sb = unpack2x16float(u);
+#endif
+#endif
+  }
+  let b4 = vec4u(word, word >> 8u, word >> 16u, word >> 24u);
+#if BITS8
+  put4(t, k0, vec4f(b4 & vec4u(255u)) * sb.x + sb.y);
+#else
+  // Byte i holds codes 2i (low nibble) and 2i + 1 (high nibble).
+  let lo = vec4f(b4 & vec4u(15u)) * sb.x + sb.y;
+  let hi = vec4f((b4 >> vec4u(4u)) & vec4u(15u)) * sb.x + sb.y;
+  put4(t, k0, vec4f(lo.x, hi.x, lo.y, hi.y));
+  put4(t, k0 + 4u, vec4f(lo.z, hi.z, lo.w, hi.w));
+#endif
+#elif QUANT
 #if Q4
   let grp = j >> 2u;
   // Nibbles q XOR 8 = q - 8 as 4-bit two's complement; this default decodes to zeros.

@@ -26,6 +26,8 @@ export { loadTokenizer, loadChatTemplate } from './tokenizer/node-load.ts';
 export { renderChat, encodeChat, checkChatMessages, chatTemplateFromConfig, type ChatMessage, type ChatTemplate } from './tokenizer/chat.ts';
 export type { ModelPlan, LayerPlan } from './config/plan.ts';
 export { synthesizeCheckpoint, type SynthOptions } from './io/synth.ts';
+export { writeMlxCheckpoint, type MlxWriteOptions, type FloatTensors } from './weights/mlx-checkpoint.ts';
+export { quantizeAffine, dequantizeAffine, AFFINE_FORMATS, type AffineFormat, type AffineTensor, type ScaleDtype } from './weights/affine.ts';
 export { startServer, SERVE_DEFAULTS, type ServeOptions, type ServerHandle } from './serve/server.ts';
 export { convertCheckpoint, type ConvertOptions, type ConvertResult } from './convert/compact.ts';
 export { releasedConfig, RELEASED_SIZES } from './config/released.ts';

@@ -9,7 +9,9 @@ import { resolveGeneration, type GenerationConfig } from '../generate/options.ts
 import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.ts';
 import { checkChatMessages, encodeChat, renderChat, type ChatMessage, type ChatTemplate } from '../tokenizer/chat.ts';
 import { encodePair, scoreRequests, type ScoreOptions, type ScoreResult, type TokenRequest } from '../generate/score.ts';
-import { WEIGHT_FORMATS, type WeightFormat } from '../weights/gpu-weight.ts';
+import { WEIGHT_FORMATS, type GpuWeightFormat } from '../weights/gpu-weight.ts';
+import { AFFINE_FORMATS, isAffineFormat } from '../weights/affine.ts';
+import { resolveWeightFormat } from '../runtime/weight-format.ts';
 import { choosePrefillMatmul, GEMV_KERNELS, PREFILL_KERNELS, tuneGemv, tunePrefillMatmul, type GemvKernel, type PrefillChoice, type PrefillKernel } from '../runtime/linear.ts';
 import { prefillChunkSize } from '../runtime/fits.ts';
 import { gpuTuningKey, tune, type Tuned } from '../runtime/tuning.ts';
@@ -19,13 +21,15 @@ import { checkModelFits } from '../runtime/fits.ts';
 import { FifoLock } from './fifo-lock.ts';
 import { perplexity, type PerplexityOptions, type PerplexityResult } from '../eval/perplexity.ts';
 import { destroyWeights, loadWeights, type LoadProgress } from '../runtime/model-weights.ts';
-import { resolveDtype } from '../runtime/compact-weights.ts';
 
-export type DType = WeightFormat;
-export const DTYPES: readonly string[] = WEIGHT_FORMATS;
+/** A model's weight format: f32/f16/q8/q4 from a float checkpoint, mlx4/mlx8 an MLX one's own codes. */
+export type DType = GpuWeightFormat;
+/** What the dtype option takes: a format, or 'auto' (the checkpoint's own: mlx4/mlx8 for MLX, else f16). */
+export const DTYPES: readonly string[] = ['auto', ...WEIGHT_FORMATS, ...AFFINE_FORMATS];
 
 export interface ModelOptions extends Omit<EngineOptions, 'gemv' | 'prefillMatmul'> {
-  dtype?: DType;
+  /** Default 'auto': f16 for float checkpoints, mlx4/mlx8 for MLX-quantized ones (which take nothing else). */
+  dtype?: DType | 'auto';
   onProgress?: LoadProgress;
   /**
    * The decode matmul kernel (see MatmulOptions.gemv). 'auto' (the default) times both on the
@@ -56,11 +60,11 @@ export interface ModelOptions extends Omit<EngineOptions, 'gemv' | 'prefillMatmu
 /** An assistant model to load for speculative decoding: a folder, URL or hub id, and its format. */
 export interface AssistantSpec {
   source: string;
-  dtype?: DType;
+  dtype?: DType | 'auto';
 }
 
 /** Loads another model on the same device (the entry point's loadModel; assistants use it). */
-export type ModelLoader = (source: string, opts: { dtype: DType; gpu: Gpu; contextLength: number }) => Promise<OpenElmModel>;
+export type ModelLoader = (source: string, opts: { dtype: DType | 'auto'; gpu: Gpu; contextLength: number }) => Promise<OpenElmModel>;
 
 export interface GenerateOptions extends Partial<GenerationConfig> {
   /**
@@ -111,7 +115,7 @@ export class OpenElmModel {
     opts: ModelOptions & { ownsGpu?: boolean; tokenizer?: Tokenizer; chatTemplate?: ChatTemplate; loader?: ModelLoader } = {},
   ): Promise<OpenElmModel> {
     if (opts.dtype !== undefined && !DTYPES.includes(opts.dtype)) throw new Error(`dtype must be one of ${DTYPES.join(', ')}, got ${opts.dtype}`);
-    const dtype = resolveDtype(plan, opts.dtype);
+    const dtype = resolveWeightFormat(plan, opts.dtype);
     const gemvOpt = opts.gemv ?? 'auto';
     if (gemvOpt !== 'auto' && !GEMV_KERNELS.includes(gemvOpt)) throw new Error(`gemv must be auto, ${GEMV_KERNELS.join(' or ')}, got ${String(gemvOpt)}`);
     // Sizes first: nothing is allocated for a config or context the device cannot hold.
@@ -252,7 +256,8 @@ export class OpenElmModel {
     let model: OpenElmModel;
     if (a instanceof OpenElmModel) model = a;
     else {
-      const dtype = a.dtype ?? this.dtype;
+      // An MLX model's own format says nothing about the assistant's checkpoint.
+      const dtype = a.dtype ?? (isAffineFormat(this.dtype) ? 'auto' : this.dtype);
       if (!DTYPES.includes(dtype)) throw new Error(`assistant dtype must be one of ${DTYPES.join(', ')}, got ${String(dtype)}`);
       if (!this.loader) throw new Error('this model was created without a loader: pass a loaded model as the assistant');
       const key = `${dtype}:${a.source}`;

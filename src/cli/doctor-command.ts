@@ -1,6 +1,10 @@
 // `openelm doctor`: the GPU self-check on the command line (the library's runDoctor). Exit 1 when a
 // check fails, 2 for a usage error; --json prints the report as one JSON object.
-import { createGpu, DTYPES, loadPlan, resolveModelSource, type DType } from '../index.ts';
+import { createGpu, loadPlan, resolveModelSource } from '../index.ts';
+import { WEIGHT_FORMATS, type WeightFormat as DType } from '../weights/gpu-weight.ts';
+
+// The model check converts a float checkpoint: the formats it converts to.
+const DTYPES: readonly string[] = WEIGHT_FORMATS;
 import { openCheckpoint } from '../io/node-source.ts';
 import { defaultNodeTuningStore } from '../io/node-tuning-store.ts';
 import { checkLine, formatReport, reportJson, runDoctor, type DoctorModel } from '../doctor/doctor.ts';

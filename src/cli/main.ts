@@ -28,7 +28,7 @@ const common: Spec = {
   model: { kind: 'string', value: 'DIR|ID', help: 'model folder in the Hugging Face layout (config.json + safetensors), or a hub id like apple/OpenELM-270M (downloaded once into the cache). Default: a synthetic OpenELM-270M-shaped checkpoint with random weights' },
   hf_access_token: { kind: 'string', value: 'TOKEN', help: 'Hugging Face token for gated models (else $HF_TOKEN); $HF_ENDPOINT picks a mirror' },
   'input-ids': { kind: 'string', value: 'IDS', help: 'comma-separated token ids, fed as they are (include the BOS id 1 yourself)' },
-  dtype: { kind: 'string', value: 'FORMAT', help: `weight format on the GPU: ${DTYPES.join(' | ')} (default f16; a checkpoint from openelm convert loads in its own format)` },
+  dtype: { kind: 'string', value: 'FORMAT', help: `weight format on the GPU: ${DTYPES.join(' | ')} (default auto: f16, or the checkpoint's own format: q8/q4 from openelm convert, mlx4/mlx8 from MLX)` },
   'context-length': { kind: 'string', value: 'N', help: 'KV cache length in tokens (default: the model\'s max_context_length)' },
   gemv: { kind: 'string', value: 'KERNEL', help: 'decode matmul kernel: auto (time both at load, keep the faster) | rows (a thread a row) | coalesced (threads stride over K; subgroups where the GPU has them). Default auto' },
   retune: { kind: 'flag', help: 'time the kernel choices again instead of taking those remembered for this GPU and model shape (in <cache>/tuning.json), and remember the new ones; also OPENELM_RETUNE=1' },
@@ -99,12 +99,11 @@ function usage(): string {
   ].join('\n');
 }
 
-/** The --dtype given, else undefined: the library's default (f16, or a converted checkpoint's own format). */
-function dtypeOption(p: Parsed, name = 'dtype'): DType | undefined {
-  const d = p.values.get(name);
-  if (d === undefined) return undefined;
+function dtypeOption(p: Parsed, name = 'dtype'): DType | 'auto' {
+  // auto: f16 for float checkpoints, an MLX checkpoint's own mlx4/mlx8.
+  const d = p.values.get(name) ?? 'auto';
   if (!DTYPES.includes(d)) throw new UsageError(`--${name} must be one of ${DTYPES.join(', ')}, got "${d}"`);
-  return d as DType;
+  return d as DType | 'auto';
 }
 
 /** generate_openelm.py's --device: anything naming the GPU is fine; there is no CPU path. */

@@ -3,6 +3,7 @@
 // Every error is one line: `<file>: <key> must be <expected>, got <what it was>`.
 import { describeValue, isObject, parseJson } from '../util/json.ts';
 import { parseStoredFormat, type StoredFormatEntry } from './stored-format.ts';
+import { parseMlxQuantization, type MlxQuantization } from './mlx-quant.ts';
 
 /** A validated OpenELM config, Hugging Face key names, optional keys filled with defaults. */
 export interface OpenElmConfig {
@@ -29,6 +30,8 @@ export interface OpenElmConfig {
   num_kv_heads?: number[];
   /** Set by `openelm convert`: the matrices are stored quantized (see stored-format.ts). */
   openelm_webgpu?: StoredFormatEntry;
+  /** MLX's affine quantization of the checkpoint's matrices (mlx-quant.ts); absent for float checkpoints. */
+  quantization?: MlxQuantization;
 }
 
 /**
@@ -203,6 +206,9 @@ export function parseConfig(json: unknown, file: string): OpenElmConfig {
   }
   const stored = parseStoredFormat(o, file);
   if (stored) cfg.openelm_webgpu = stored;
+  const quantization = parseMlxQuantization(o, file);
+  if (quantization) cfg.quantization = quantization;
+  if (stored && quantization) throw new Error(`${file}: both openelm_webgpu (openelm convert) and quantization (MLX) are set; a checkpoint is stored in one format: remove the one that does not describe its tensors`);
   return cfg;
 }
 

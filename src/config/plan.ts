@@ -2,6 +2,7 @@
 // exact arithmetic of Hugging Face's OpenELMConfig (numpy float64 semantics). Browser-safe.
 import type { OpenElmConfig } from './config.ts';
 import type { StoredFormatEntry } from './stored-format.ts';
+import type { MlxQuantization } from './mlx-quant.ts';
 
 export interface LayerPlan {
   index: number;
@@ -41,6 +42,8 @@ export interface ModelPlan {
   paramCount: number;
   /** A converted checkpoint (`openelm convert`): its matrices are stored in this format, ready to upload. */
   stored?: StoredFormatEntry;
+  /** MLX affine quantization of every matrix (config.json's `quantization`); absent for float checkpoints. */
+  quantization?: MlxQuantization;
 }
 
 export const RMS_NORM_EPS = 1e-6;
@@ -167,5 +170,6 @@ export function derivePlan(cfg: OpenElmConfig, file = 'config.json'): ModelPlan 
     tensors,
     paramCount: tensors.reduce((a, t) => a + prod(t.shape), 0),
     ...(cfg.openelm_webgpu ? { stored: cfg.openelm_webgpu } : {}),
+    ...(cfg.quantization ? { quantization: { ...cfg.quantization } } : {}),
   };
 }

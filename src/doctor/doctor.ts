@@ -4,7 +4,7 @@
 // to a bug report). Browser-safe: no Node imports.
 import type { Gpu } from '../gpu/gpu.ts';
 import { engineLimits, type EngineLimit } from '../gpu/device.ts';
-import type { DType } from '../api/model.ts';
+import type { WeightFormat as DType } from '../weights/gpu-weight.ts';
 import { kernelOrigin, KERNEL_NAMES, type KernelName } from '../gpu/kernel-variants.ts';
 import { maxWeightChunkBytes } from '../weights/gpu-weight.ts';
 import type { GemvKernel } from '../runtime/linear.ts';

@@ -16,13 +16,14 @@ import { destroyWeight, uploadWeight, weightRowBytes, WEIGHT_FORMATS, type Weigh
 import { withErrorScope } from './error-scope.ts';
 import { checkMatmulForm, MATMUL_FORMS, MATMUL_TOL, randomFill, type MatmulForm, type MatmulKernelChoice } from './matmul-check.ts';
 import { attentionChecks, qkvChecks } from './attention-checks.ts';
+import { affineChecks } from './affine-checks.ts';
 import { compareClose, countMismatches, merge, runAndFree, type CheckSpec, type Measured } from './check-util.ts';
 
 /** One line of the report. JSON-safe: a non-finite error is null. */
 export interface CheckResult {
   name: string;
   variant: string;
-  /** Weight format ('f32' | 'f16' | 'q8' | 'q4') or '-' for kernels without weights. */
+  /** Weight format ('f32' | 'f16' | 'q8' | 'q4' | 'mlx4' | 'mlx8') or '-' for kernels without weights. */
   format: string;
   pass: boolean;
   /** Largest |GPU - reference| (null: NaN or infinite). Choices count mismatched ids. */
@@ -286,7 +287,7 @@ function logprobChecks(): CheckSpec[] {
 
 /** Every kernel check for this adapter, in report order. */
 export function kernelChecks(gpu: Gpu): CheckSpec[] {
-  return [...matmulChecks(gpu), ...attentionChecks(), ...qkvChecks(), ...embeddingChecks(), ...argmaxChecks(), ...sampleChecks(), ...specAcceptChecks(), ...logprobChecks()];
+  return [...matmulChecks(gpu), ...affineChecks(), ...attentionChecks(), ...qkvChecks(), ...embeddingChecks(), ...argmaxChecks(), ...sampleChecks(), ...specAcceptChecks(), ...logprobChecks()];
 }
 
 /** Runs one check: times it, turns a throw (a variant that does not compile, a lost device) into a failure. */

@@ -4,7 +4,7 @@
 
 // Exactly the kernels the engine dispatches, each a shaders/NAME.wgsl with its kernels/NAME.ts
 // (test/unit/kernel-names.test.ts checks both ways).
-export const KERNEL_NAMES = ['argmax', 'attention', 'attention_split', 'embedding', 'logprob', 'matmul', 'matmul_gemv', 'matmul_q', 'matmul_tiled', 'qkv_prepare', 'sample', 'spec_accept'] as const;
+export const KERNEL_NAMES = ['argmax', 'attention', 'attention_split', 'embedding', 'logprob', 'matmul', 'matmul_gemv', 'matmul_q', 'matmul_tiled', 'matmul_affine', 'qkv_prepare', 'sample', 'spec_accept'] as const;
 export type KernelName = (typeof KERNEL_NAMES)[number];
 
 const variants = new Map<KernelName, { code: string; origin: string }>();

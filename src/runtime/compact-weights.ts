@@ -12,15 +12,6 @@ import { quantGroups, quantRowWords, quantScaleRowWords, type QuantFormat } from
 
 const FLOAT_DTYPES: readonly string[] = ['F32', 'F16', 'BF16'];
 
-/** The weight format a load runs in: a compact checkpoint's own; asking for another is an error. */
-export function resolveDtype(plan: ModelPlan, dtype: WeightFormat | undefined): WeightFormat {
-  const stored = plan.stored?.format;
-  if (stored && dtype !== undefined && dtype !== stored) {
-    throw new Error(`config.json: this checkpoint is stored in ${stored} (${STORED_FORMAT_KEY}.format, written by openelm convert); load it with dtype ${stored} or leave dtype out, not ${dtype}`);
-  }
-  return dtype ?? stored ?? 'f16';
-}
-
 /** Checks names, dtypes and shapes of every tensor of a compact checkpoint before any is read. */
 export function checkCompactCheckpoint(plan: ModelPlan, tensors: Map<string, TensorEntry>): void {
   const stored = plan.stored!;

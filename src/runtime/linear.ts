@@ -3,33 +3,38 @@
 // all three; see kernels/matmul.ts):
 //   f32/f16 weights -> matmul (a thread 4 rows; T > 1 register-tiled over 4 tokens)
 //   q8/q4 weights   -> matmul_q (the same layout, quantized weights decoded in registers)
+//   mlx4/mlx8 (MLX's affine codes, as stored) -> matmul_affine (the same layout), for every T
 //   one token with gemv 'coalesced' and K a whole number of its units -> matmul_gemv
 //   f32/f16 weights, T > 1 with prefill 'tiled' -> matmul_tiled (blocks in workgroup memory)
 // and times the two one-token kernels (tuneGemv) and the two T > 1 ones (tunePrefillMatmul) on
 // this device.
 import type { Gpu } from '../gpu/gpu.ts';
 import { medianSubmitMs, releaseDispatches, type Dispatch } from '../gpu/dispatch.ts';
-import type { GpuWeight, WeightFormat } from '../weights/gpu-weight.ts';
+import type { GpuWeight, GpuWeightFormat } from '../weights/gpu-weight.ts';
 import { GEMV_KERNELS, matmulFloatDispatches, type GemvKernel, type MatmulOptions } from '../../kernels/matmul.ts';
 import { matmulQuantDispatches } from '../../kernels/matmul_q.ts';
+import { matmulAffineDispatches } from '../../kernels/matmul_affine.ts';
+import { isAffineFormat } from '../weights/affine.ts';
 import { gemvTakes, matmulGemvDispatches } from '../../kernels/matmul_gemv.ts';
 import { matmulTiledDispatches, tiledTakes } from '../../kernels/matmul_tiled.ts';
 import { PREFILL_KERNELS, type PrefillKernel } from '../../kernels/matmul.ts';
 
-export { foldColumnScale, GEMV_KERNELS, interleaveGateUp, MATMUL_ROWS_PER_THREAD, MATMUL_TOKEN_TILE, PREFILL_KERNELS, type GemvKernel, type MatmulOptions, type PrefillKernel } from '../../kernels/matmul.ts';
+export { foldColumnScale, gateUpSourceRow, GEMV_KERNELS, interleaveGateUp, MATMUL_ROWS_PER_THREAD, MATMUL_TOKEN_TILE, PREFILL_KERNELS, type GemvKernel, type MatmulOptions, type PrefillKernel } from '../../kernels/matmul.ts';
 
-export type MatmulKernelName = 'matmul' | 'matmul_q' | 'matmul_gemv' | 'matmul_tiled';
+export type MatmulKernelName = 'matmul' | 'matmul_q' | 'matmul_gemv' | 'matmul_tiled' | 'matmul_affine';
 
 /** The weight formats each matmul kernel takes. */
-export const MATMUL_KERNEL_FORMATS: Readonly<Record<MatmulKernelName, readonly WeightFormat[]>> = {
+export const MATMUL_KERNEL_FORMATS: Readonly<Record<MatmulKernelName, readonly GpuWeightFormat[]>> = {
   matmul: ['f32', 'f16'],
   matmul_q: ['q8', 'q4'],
   matmul_gemv: ['f32', 'f16', 'q8', 'q4'],
   matmul_tiled: ['f32', 'f16'],
+  matmul_affine: ['mlx4', 'mlx8'],
 };
 
 /** The kernel (shaders/NAME.wgsl) a product with `weight` over `tokens` tokens runs. */
 export function matmulKernel(weight: GpuWeight, tokens: number, gemv: GemvKernel = 'rows', prefill: PrefillKernel = 'register'): MatmulKernelName {
+  if (isAffineFormat(weight.format)) return 'matmul_affine';
   if (tokens === 1 && gemv === 'coalesced' && gemvTakes(weight)) return 'matmul_gemv';
   if (tokens > 1 && prefill === 'tiled' && tiledTakes(weight)) return 'matmul_tiled';
   return weight.format === 'q8' || weight.format === 'q4' ? 'matmul_q' : 'matmul';
@@ -44,6 +49,8 @@ export function matmulDispatches(gpu: Gpu, weight: GpuWeight, opts: MatmulOption
       return matmulTiledDispatches(gpu, weight, opts);
     case 'matmul_q':
       return matmulQuantDispatches(gpu, weight, opts);
+    case 'matmul_affine':
+      return matmulAffineDispatches(gpu, weight, opts);
     case 'matmul':
       return matmulFloatDispatches(gpu, weight, opts);
   }

@@ -3,10 +3,14 @@
 import type { ModelPlan } from '../config/plan.ts';
 import { checkTensorShape, readFiniteTensorF32, type TensorEntry } from '../io/safetensors.ts';
 import type { Gpu } from '../gpu/gpu.ts';
-import { foldColumnScale, interleaveGateUp } from './linear.ts';
+import { foldColumnScale, gateUpSourceRow, interleaveGateUp } from './linear.ts';
 import { isQuantFormat } from '../weights/quant.ts';
-import { destroyWeight, uploadWeight, type GpuWeight, type WeightFormat } from '../weights/gpu-weight.ts';
-import { checkCompactCheckpoint, resolveDtype, uploadCompactMatrix } from './compact-weights.ts';
+import { destroyWeight, uploadWeight, type GpuWeight, type GpuWeightFormat } from '../weights/gpu-weight.ts';
+import { checkCompactCheckpoint, uploadCompactMatrix } from './compact-weights.ts';
+import { isAffineFormat } from '../weights/affine.ts';
+import { uploadAffineWeight } from '../weights/affine-upload.ts';
+import { checkMlxCheckpoint, readMlxMatrix } from './mlx-weights.ts';
+import { resolveWeightFormat } from './weight-format.ts';
 
 export interface LayerWeights {
   attnNorm?: GPUBuffer; // [model_dim]; absent when folded into qkv's columns (q8/q4)
@@ -20,7 +24,7 @@ export interface LayerWeights {
 }
 
 export interface ModelWeights {
-  format: WeightFormat;
+  format: GpuWeightFormat;
   embedding: GpuWeight; // [vocab, model_dim]
   lmHead: GpuWeight; // the embedding itself when tied, else [vocab, model_dim]
   finalNorm: GPUBuffer; // [model_dim]
@@ -35,6 +39,8 @@ export type LoadProgress = (done: number, total: number, tensor: string) => void
 /** Checks names and shapes of every tensor before any is read, so a bad checkpoint fails fast. */
 export function checkCheckpoint(plan: ModelPlan, tensors: Map<string, TensorEntry>): void {
   if (plan.stored) return checkCompactCheckpoint(plan, tensors);
+  // MLX's layout: codes, scales and biases for every matrix (mlx-weights.ts).
+  if (plan.quantization) return checkMlxCheckpoint(plan, tensors);
   const expected = new Set(plan.tensors.map((t) => t.name));
   const anyFile = tensors.values().next().value?.source.name ?? 'checkpoint';
   for (const spec of plan.tensors) {
@@ -56,14 +62,17 @@ export async function loadWeights(
   gpu: Gpu,
   plan: ModelPlan,
   tensors: Map<string, TensorEntry>,
-  format: WeightFormat,
+  format: GpuWeightFormat,
   onProgress?: LoadProgress,
   opts: { foldNorms?: boolean } = {},
 ): Promise<ModelWeights> {
+  // A checkpoint stored quantized loads only in its own format (throws otherwise).
+  resolveWeightFormat(plan, format);
+  // MLX checkpoints (config.json's quantization) load as their own codes, mlx4/mlx8 (mlx-weights.ts).
+  const mlx = isAffineFormat(format);
   checkCheckpoint(plan, tensors);
   // A compact checkpoint (openelm convert) is uploaded as stored, in its own format.
   const stored = plan.stored;
-  if (stored) resolveDtype(plan, format);
   const shapes = new Map(plan.tensors.map((t) => [t.name, t.shape]));
   const total = plan.tensors.length;
   let done = 0;
@@ -82,6 +91,15 @@ export async function loadWeights(
   const matrix = async (name: string, o: { gateUp?: boolean; fold?: Float32Array } = {}): Promise<GpuWeight> => {
     if (stored) {
       const w = await uploadCompactMatrix(gpu, tensors, name, shapes.get(name)!, stored.format, !!o.gateUp);
+      uploaded.weights.push(w);
+      step(name);
+      return w;
+    }
+    if (mlx) {
+      // The codes as stored; the gate/up interleave only reorders rows.
+      const t = await readMlxMatrix(plan, tensors, name);
+      const srcRow = o.gateUp ? gateUpSourceRow(t.rows) : undefined;
+      const w = uploadAffineWeight(gpu, name, t, { srcRow, rowMultiple: o.gateUp ? 2 : 1 });
       uploaded.weights.push(w);
       step(name);
       return w;

@@ -6,8 +6,12 @@
 import type { Gpu } from '../gpu/gpu.ts';
 import { f32ToF16Bits } from '../util/half.ts';
 import { isQuantFormat, packQuantRows, quantGroups, quantRowWords, quantScaleRowWords } from './quant.ts';
+import type { AffineFormat, ScaleDtype } from './affine.ts';
 
+/** The formats a float checkpoint is converted to while loading. */
 export type WeightFormat = 'f32' | 'f16' | 'q8' | 'q4';
+/** Every format a weight may have on the GPU: also MLX's affine codes, uploaded as stored (affine.ts). */
+export type GpuWeightFormat = WeightFormat | AffineFormat;
 
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
 
@@ -15,13 +19,13 @@ export interface WeightChunk {
   buffer: GPUBuffer;
   rowStart: number;
   rows: number;
-  /** q8/q4: u32 word offset of the scales in `buffer` (= rows * rowWords, a multiple of 4); else 0. */
+  /** q8/q4/mlx: u32 word offset of the scales in `buffer` (= rows * rowWords, a multiple of 4); else 0. */
   scaleOffset: number;
 }
 
 export interface GpuWeight {
   label: string;
-  format: WeightFormat;
+  format: GpuWeightFormat;
   /** N: output features. */
   rows: number;
   /** K: input features. */
@@ -31,10 +35,13 @@ export interface GpuWeight {
    * the quant words only (groups * 8 or groups * 4).
    */
   rowWords: number;
-  /** q8/q4: groups of 32 per row, ceil(K/32); else 0. */
+  /** q8/q4: groups of 32 per row, ceil(K/32); mlx4/mlx8: K / groupSize; else 0. */
   groups: number;
-  /** q8/q4: u32 words of f16 scales per row, ceil(groups/8) * 4; else 0. */
+  /** q8/q4: u32 words of f16 scales per row, ceil(groups/8) * 4; mlx4/mlx8: of scales and biases (affine.ts); else 0. */
   scaleRowWords: number;
+  /** mlx4/mlx8 only: weights a group, and the dtype its scale and bias are stored in. */
+  groupSize?: number;
+  scaleDtype?: ScaleDtype;
   chunks: WeightChunk[];
 }
 

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { parseConfig } from '../../src/config/config.ts';
 import { derivePlan } from '../../src/config/plan.ts';
 import { compactTensors, scalesName } from '../../src/weights/compact-layout.ts';
-import { resolveDtype } from '../../src/runtime/compact-weights.ts';
+import { resolveWeightFormat } from '../../src/runtime/weight-format.ts';
 import { LLAMA_VOCAB_CONFIG } from '../helpers.ts';
 
 const planOf = (extra: Record<string, unknown>) => derivePlan(parseConfig({ ...LLAMA_VOCAB_CONFIG, ...extra }, 'config.json'));
@@ -21,11 +21,11 @@ test('the openelm_webgpu entry is parsed into the plan, and checked', () => {
 
 test('a compact checkpoint loads in its own format; another dtype is one clear error', () => {
   const q4 = planOf({ openelm_webgpu: { format: 'q4', version: 1 } });
-  assert.equal(resolveDtype(q4, undefined), 'q4');
-  assert.equal(resolveDtype(q4, 'q4'), 'q4');
-  assert.throws(() => resolveDtype(q4, 'q8'), /^Error: config\.json: this checkpoint is stored in q4 \(openelm_webgpu\.format, written by openelm convert\); load it with dtype q4 or leave dtype out, not q8$/);
-  assert.equal(resolveDtype(planOf({}), undefined), 'f16');
-  assert.equal(resolveDtype(planOf({}), 'q8'), 'q8');
+  assert.equal(resolveWeightFormat(q4, undefined), 'q4');
+  assert.equal(resolveWeightFormat(q4, 'q4'), 'q4');
+  assert.throws(() => resolveWeightFormat(q4, 'q8'), /^Error: config\.json: this checkpoint is stored in q4 \(openelm_webgpu\.format, written by openelm convert\); load it with dtype q4 or auto, not q8$/);
+  assert.equal(resolveWeightFormat(planOf({}), undefined), 'f16');
+  assert.equal(resolveWeightFormat(planOf({}), 'q8'), 'q8');
 });
 
 test('compactTensors: quants and scales for every matrix, vectors kept, folded norms dropped', () => {
