@@ -9,7 +9,10 @@
 // --model adds a folder served at /models/NAME/ (e.g. --model synth270=/tmp/synth270 after
 // `node bin/openelm.js synth --size 270M --out /tmp/synth270`). --port 0 picks a free port.
 // --json prints one line {"url": ...} when listening (for tests). GET /models/ lists the models;
-// GET /__demo/requests gives per-path request counts (POST /__demo/requests resets them).
+// GET /__demo/requests gives per-path request counts (POST /__demo/requests resets them);
+// GET /__demo/ranges gives the Range header of each request per path. POST /__demo/cut?path=P&at=N
+// makes every response for path P end (the connection dropped) at byte N of the file, to test
+// resumed downloads; POST /__demo/cut?path=P (no at) lifts it.
 // Responses carry Cache-Control: no-store, so only the page's own cache (the Cache API) can
 // spare a download.
 import { createServer } from 'node:http';
@@ -97,6 +100,10 @@ function parseRange(header, size) {
  */
 export async function startDemoServer({ port = 8080, host = '127.0.0.1', models = {}, log = () => {} } = {}) {
   const requests = new Map();
+  /** Range header (or "" for none) of each request, per path. */
+  const ranges = new Map();
+  /** path -> file offset at which responses are cut. */
+  const cuts = new Map();
   const mounts = [
     ['/demo/', join(root, 'demo')],
     ['/dist/', join(root, 'dist')],
@@ -105,7 +112,7 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
   const cors = {
     'Access-Control-Allow-Origin': '*',
     'Access-Control-Allow-Headers': 'Range, Authorization',
-    'Access-Control-Expose-Headers': 'Content-Range, Content-Length, Accept-Ranges',
+    'Access-Control-Expose-Headers': 'Content-Range, Content-Length, Accept-Ranges, ETag, Last-Modified',
   };
 
   const server = createServer((req, res) => {
@@ -117,15 +124,29 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
       res.writeHead(400).end('bad path');
       return;
     }
-    if (!path.startsWith('/__demo/')) requests.set(path, (requests.get(path) ?? 0) + 1);
+    if (!path.startsWith('/__demo/')) {
+      requests.set(path, (requests.get(path) ?? 0) + 1);
+      ranges.set(path, [...(ranges.get(path) ?? []), req.headers.range ?? '']);
+    }
     const send = (status, body, type = 'text/plain; charset=utf-8', extra = {}) => {
       res.writeHead(status, { 'Content-Type': type, 'Cache-Control': 'no-store', ...cors, ...extra });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     if (req.method === 'OPTIONS') return send(204, '');
     if (path === '/__demo/requests') {
-      if (req.method === 'POST') requests.clear();
+      if (req.method === 'POST') {
+        requests.clear();
+        ranges.clear();
+      }
       return send(200, JSON.stringify(Object.fromEntries(requests)), TYPES['.json']);
+    }
+    if (path === '/__demo/ranges') return send(200, JSON.stringify(Object.fromEntries(ranges)), TYPES['.json']);
+    if (path === '/__demo/cut' && req.method === 'POST') {
+      const p = url.searchParams.get('path') ?? '';
+      const at = url.searchParams.get('at');
+      if (at === null) cuts.delete(p);
+      else cuts.set(p, Number(at));
+      return send(200, JSON.stringify(Object.fromEntries(cuts)), TYPES['.json']);
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'only GET and HEAD', undefined, { Allow: 'GET, HEAD' });
     if (path === '/' || path === '/index.html') return send(302, '', undefined, { Location: '/demo/' });
@@ -150,7 +171,8 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
       return send(404, `not found: ${path}`);
     }
     const type = TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream';
-    const headers = { 'Content-Type': type, 'Cache-Control': 'no-store', 'Accept-Ranges': 'bytes', 'Last-Modified': st.mtime.toUTCString(), ...cors };
+    const etag = `"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`;
+    const headers = { 'Content-Type': type, 'Cache-Control': 'no-store', 'Accept-Ranges': 'bytes', 'Last-Modified': st.mtime.toUTCString(), ETag: etag, ...cors };
     const range = req.headers.range ? parseRange(req.headers.range, st.size) : undefined;
     if (range === 'unsatisfiable') {
       res.writeHead(416, { ...headers, 'Content-Range': `bytes */${st.size}` });
@@ -168,6 +190,20 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
       res.end();
       return;
     }
+    const cut = cuts.get(path);
+    if (cut !== undefined && end >= cut) {
+      // Send the bytes before the cut, then drop the connection (the client sees a short body).
+      const stream = createReadStream(file, { start, end: Math.max(start, cut) - 1 });
+      if (cut <= start) {
+        res.flushHeaders();
+        setTimeout(() => res.destroy(), 20);
+        return;
+      }
+      stream.pipe(res, { end: false });
+      stream.on('end', () => setTimeout(() => res.destroy(), 20));
+      stream.on('error', () => res.destroy());
+      return;
+    }
     const stream = createReadStream(file, { start, end });
     stream.on('error', () => res.destroy());
     stream.pipe(res);
@@ -182,6 +218,7 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
   return {
     url,
     requests,
+    cuts,
     close: () => new Promise((ok) => server.close(() => ok())),
   };
 }

@@ -1,9 +1,10 @@
 // The generation page (demo/index.html). Query parameters fill the form (model, dtype, ids or
-// prompt, max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty, seed, cache=0;
+// prompt, max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty, seed,
+// storage=auto|opfs|cache|none (cache=0: none);
 // speculative decoding: spec=lookup|assistant, lookup_tokens, assistant, assistant_dtype,
 // assistant_tokens) and autorun=1 starts generating at once; window.openelmDemo exposes the last
 // run and timings.
-import { emptyStats, fmtBytes, loadModel, type DType, type GenerateOptions, type GenerationStats, type OpenElmModel } from '../../src/browser.ts';
+import { emptyStats, fmtBytes, loadModel, type DType, type GenerateOptions, type GenerationStats, type OpenElmModel, type StorageReport } from '../../src/browser.ts';
 import { $, clearError, fmt, loadPresets, loadProgressText, params, refreshCache, setupCacheButton, setupPicker, showError, showSupport, type Preset } from './common.ts';
 
 interface RunRecord {
@@ -28,6 +29,8 @@ const state: {
   pageToFirstTokenMs?: number;
   /** Time the last model load took. */
   loadMs?: number;
+  /** Where the last load kept the files. */
+  storage?: StorageReport;
   error?: string;
 } = { runs: 0 };
 
@@ -113,11 +116,13 @@ async function ensureModel(picker: ReturnType<typeof setupPicker>, signal?: Abor
   bar.hidden = false;
   bar.removeAttribute('value');
   setStat('load-status', 'loading…');
+  state.storage = undefined;
   state.loading = loadModel(picker.source(), {
     dtype: picker.dtype() as 'f16',
-    cache: picker.cache(),
+    storage: picker.storage(),
     signal,
     onLoadProgress: (e) => {
+      if (e.storage) state.storage = e.storage;
       if (e.bytesTotal > 0) {
         bar.max = e.bytesTotal;
         bar.value = e.bytesRead;
@@ -130,7 +135,9 @@ async function ensureModel(picker: ReturnType<typeof setupPicker>, signal?: Abor
     state.model = m;
     const loadMs = performance.now() - t0;
     state.loadMs = loadMs;
-    setStat('load-status', `${m.plan.numLayers} layers, ${(m.plan.paramCount / 1e6).toFixed(1)}M parameters, ${m.dtype} weights, loaded in ${fmt(loadMs / 1000, 2)} s`);
+    const st = state.storage as StorageReport | undefined; // set by the progress callback
+    const where = st ? ` · files kept in ${st.kind === 'opfs' ? 'OPFS' : st.kind === 'cache' ? 'the Cache API' : 'no storage'}${st.persisted ? ' (persistent)' : ''}` : '';
+    setStat('load-status', `${m.plan.numLayers} layers, ${(m.plan.paramCount / 1e6).toFixed(1)}M parameters, ${m.dtype} weights, loaded in ${fmt(loadMs / 1000, 2)} s${where}`);
     setStat('stat-load', `${fmt(loadMs)} ms`);
     setStat('stat-gpu-mem', fmtBytes(m.gpu.allocatedBytes));
     setStat('stat-dispatches', String(m.engine.dispatchesPerToken));
