@@ -193,12 +193,12 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
     const cut = cuts.get(path);
     if (cut !== undefined && end >= cut) {
       // Send the bytes before the cut, then drop the connection (the client sees a short body).
-      const stream = createReadStream(file, { start, end: Math.max(start, cut) - 1 });
       if (cut <= start) {
         res.flushHeaders();
         setTimeout(() => res.destroy(), 20);
         return;
       }
+      const stream = createReadStream(file, { start, end: cut - 1 });
       stream.pipe(res, { end: false });
       stream.on('end', () => setTimeout(() => res.destroy(), 20));
       stream.on('error', () => res.destroy());

@@ -325,7 +325,10 @@ class Download {
           break;
         } catch (e) {
           await this.commit(); // keep what arrived
-          if (this.net.signal?.aborted || e instanceof QuotaError || attempts >= retries) throw e;
+          if (this.net.signal?.aborted || e instanceof QuotaError) throw e;
+          if (attempts >= retries) {
+            throw new Error(`${this.name}: the download broke off at byte ${this.held} of ${this.size} (${(e as Error).message}); the bytes received are kept and the next load resumes from there`);
+          }
           attempts = this.held > before ? 0 : attempts + 1;
           await sleep((this.net.retryDelayMs ?? 500) * Math.max(1, attempts), this.net.signal);
           const next = await this.request(this.held);
