@@ -130,6 +130,9 @@ export interface WebGpuSupport {
 /** Feature detection without creating a device: the adapter, its features and main limits. */
 export async function webgpuSupport(): Promise<WebGpuSupport> {
   const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  if (!gpu && (globalThis as { isSecureContext?: boolean }).isSecureContext === false) {
+    return { available: false, reason: 'this page is not a secure context, and browsers offer WebGPU only to secure pages: serve it over https://, or from http://localhost / 127.0.0.1.' };
+  }
   if (!gpu) return { available: false, reason: NO_WEBGPU_HELP };
   let adapter: GPUAdapter | null;
   try {

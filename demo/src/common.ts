@@ -1,6 +1,6 @@
 // Shared by the demo pages: element lookup, WebGPU feature display, the model picker (presets,
 // URL / hub id, folder or file picker), the cache panel, number formatting.
-import { deleteStoredModel, fmtBytes, listStoredModels, STORAGE_CHOICES, webgpuSupport, type ModelSource, type StorageChoice, type StoredModel, type WebGpuSupport } from '../../src/browser.ts';
+import { browserFeatures, deleteStoredModel, fmtBytes, listStoredModels, STORAGE_CHOICES, webgpuSupport, type ModelSource, type StorageChoice, type StoredModel, type WebGpuSupport } from '../../src/browser.ts';
 
 export function $<T extends HTMLElement = HTMLElement>(id: string): T {
   const el = document.getElementById(id);
@@ -57,6 +57,9 @@ export async function showSupport(): Promise<WebGpuSupport> {
     chip('timestamp-query', s.features?.timestampQuery),
     h('span', { class: 'limits' }, `max buffer ${fmtBytes(s.limits!.maxBufferSize)}, max storage binding ${fmtBytes(s.limits!.maxStorageBufferBindingSize)}`),
   );
+  // Optional features this browser lacks (the chips above cover the GPU's).
+  const missing = browserFeatures(s).filter((f) => !f.ok && f.name !== 'shader-f16');
+  if (missing.length > 0) box.append(h('span', { class: 'limits' }, `Missing here: ${missing.map((f) => `${f.name} (${f.detail})`).join('; ')}`));
   return s;
 }
 

@@ -96,8 +96,16 @@ export async function opfsModelsDir(create: boolean): Promise<FileSystemDirector
 /** Writes `bytes` as the whole content of `name` in `dir`. */
 export async function writeFile(dir: FileSystemDirectoryHandle, name: string, bytes: Uint8Array): Promise<void> {
   const h = (await dir.getFileHandle(name, { create: true })) as FileHandle;
+  let a: SyncAccessHandle | undefined;
   if (typeof h.createSyncAccessHandle === 'function') {
-    const a = await h.createSyncAccessHandle();
+    try {
+      a = await h.createSyncAccessHandle();
+    } catch (e) {
+      // A browser may define it where it cannot work (outside a worker): use createWritable then.
+      if (typeof h.createWritable !== 'function' || (e as { name?: string }).name === 'NoModificationAllowedError') throw e;
+    }
+  }
+  if (a) {
     try {
       a.truncate(0);
       let at = 0;

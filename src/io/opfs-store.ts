@@ -8,11 +8,13 @@
 // gives one; a changed file is fetched again from the start. A file fully held costs no request.
 import { quotaError, isQuotaExceeded, QuotaError } from './browser-cache.ts';
 import {
-  DEFAULT_PART_BYTES, fileOf, opfsModelsDir, partSizes, readManifest, readParts, removeParts, safeName, withManifestLock, writeFile, writeManifest,
+  DEFAULT_PART_BYTES, fileOf, opfsModelsDir, partSizes, readManifest, readParts, removeEntry, removeParts, safeName, withManifestLock, writeFile, writeManifest,
   type FileRecord, type Manifest,
 } from './opfs-files.ts';
 import type { ByteSource } from './safetensors.ts';
 import { describeStatus, fetchRetrying, HttpError, parseContentRange, sleep, type HttpSourceOptions } from './web-source.ts';
+
+const WRITE_TEST = '.write-test';
 
 export interface OpfsOptions {
   /** Part size of newly stored files (default 16 MiB). */
@@ -42,6 +44,9 @@ export class OpfsModelStore {
     const root = (await opfsModelsDir(true))!;
     const dirName = safeName(base);
     const dir = await root.getDirectoryHandle(dirName, { create: true });
+    // Feature detection can promise more than a browser does: prove a write works here.
+    await writeFile(dir, WRITE_TEST, new Uint8Array(1));
+    await removeEntry(dir, WRITE_TEST);
     const m = (await readManifest(dir)) ?? { url: base, files: {}, updated: '' };
     return new OpfsModelStore(base, dir, dirName, m, o.partBytes ?? DEFAULT_PART_BYTES);
   }
