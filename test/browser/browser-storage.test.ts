@@ -279,6 +279,42 @@ describe('browser storage (OPFS, Cache API) in headless Chromium', { skip, timeo
     await q.close();
   });
 
+  test('without OPFS and the Cache API: the check page says exactly what is missing, and auto loads without storing', async (t) => {
+    const p = await ctx.newPage();
+    p.on('pageerror', (e) => pageErrors.push(e.message));
+    await p.addInitScript(() => {
+      delete (StorageManager.prototype as Partial<StorageManager>).getDirectory;
+      delete (globalThis as { caches?: CacheStorage }).caches;
+    });
+    await p.goto(`${base}demo/gpu.html`);
+    await p.waitForFunction(() => (globalThis as unknown as { openelmDoctor?: { features?: unknown } }).openelmDoctor?.features !== undefined);
+    const features = await p.evaluate(() => (globalThis as unknown as { openelmDoctor: { features: { name: string; ok: boolean; required: boolean; detail: string }[] } }).openelmDoctor.features);
+    const byName = new Map(features.map((f) => [f.name, f]));
+    assert.equal(byName.get('WebGPU (navigator.gpu)')?.ok, true);
+    assert.equal(byName.get('Secure context')?.ok, true);
+    assert.equal(byName.get('Origin Private File System')?.ok, false);
+    assert.match(byName.get('Origin Private File System')!.detail, /no Origin Private File System \(navigator\.storage\.getDirectory\); the Cache API is used instead/);
+    assert.equal(byName.get('Cache API')?.ok, false);
+    assert.equal(byName.get('shader-f16')?.required, false, 'shader-f16 is optional: f16 weights are unpacked in the shaders');
+    assert.match((await p.locator('#features-summary').textContent()) ?? '', /^Missing here: (shader-f16, )?Origin Private File System, Cache API\.$/);
+    assert.equal(await p.locator('#features tr[data-feature="Cache API"] td.no').count(), 1);
+    mkdirSync(SHOTS, { recursive: true });
+    await p.screenshot({ path: join(SHOTS, 'features-missing-storage.png'), fullPage: true });
+    t.diagnostic(`screenshot: ${join(SHOTS, 'features-missing-storage.png')}`);
+    const r = await p.evaluate(async (ids) => {
+      const m = await (globalThis as unknown as LibHost).openelmLib();
+      let storage: { kind: string; reason?: string } | undefined;
+      const model = await m.loadModel('/models/tiny/', { onLoadProgress: (e) => (storage ??= e.storage) });
+      const out = (await model.generateText(ids, { maxNewTokens: 16 })).ids;
+      model.dispose();
+      return { out, storage };
+    }, p1.input_ids as number[]);
+    assert.deepEqual(r.out, p1.greedy.tokens);
+    assert.equal(r.storage?.kind, 'none');
+    assert.match(r.storage?.reason ?? '', /no Origin Private File System.*no Cache API.*not stored/);
+    await p.close();
+  });
+
   test('no uncaught page errors', () => {
     assert.deepEqual(pageErrors, []);
   });
