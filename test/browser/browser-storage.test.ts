@@ -243,7 +243,52 @@ describe('browser storage (OPFS, Cache API) in headless Chromium', { skip, timeo
     await demoPage.close();
   });
 
+  test('in a worker OPFS is written with createSyncAccessHandle; a second worker loads with no request for the weights', async () => {
+    await deleteAll();
+    // The worker's code is a string so the test bundler leaves its import() alone.
+    const WORKER = `self.onmessage = async (e) => {
+      try {
+        const m = await import(e.data.lib);
+        let storage;
+        const model = await m.loadModel(e.data.model, { storage: 'opfs', onLoadProgress: (ev) => { if (ev.storage) storage = ev.storage; } });
+        const r = await model.generateText(e.data.ids, { maxNewTokens: 16 });
+        model.dispose();
+        self.postMessage({ ids: r.ids, storage, sah: typeof FileSystemFileHandle.prototype.createSyncAccessHandle === 'function' });
+      } catch (err) {
+        self.postMessage({ error: String((err && err.message) || err) });
+      }
+    };`;
+    const inWorker = () =>
+      page.evaluate(
+        async ({ code, ids }) => {
+          const w = new Worker(URL.createObjectURL(new Blob([code], { type: 'text/javascript' })), { type: 'module' });
+          const out = await new Promise<{ ids?: number[]; storage?: { kind: string }; sah?: boolean; error?: string }>((res) => {
+            w.onmessage = (e) => res(e.data);
+            w.onerror = (e) => res({ error: e.message });
+            w.postMessage({ lib: `${location.origin}/dist/browser/openelm.js`, model: `${location.origin}/models/tiny/`, ids });
+          });
+          w.terminate();
+          return out;
+        },
+        { code: WORKER, ids: p1.input_ids as number[] },
+      );
+    await resetRequests();
+    const cold = await inWorker();
+    assert.equal(cold.error, undefined, cold.error);
+    assert.equal(cold.sah, true, 'workers have createSyncAccessHandle');
+    assert.equal(cold.storage?.kind, 'opfs');
+    assert.deepEqual(cold.ids, p1.greedy.tokens);
+    assert.deepEqual((await ranges())[WEIGHTS], ['bytes=0-']);
+    assert.equal(weightsOf(await stored())?.storedBytes, size, 'the page lists what the worker stored');
+    await resetRequests();
+    const warm = await inWorker();
+    assert.equal(warm.error, undefined, warm.error);
+    assert.deepEqual(warm.ids, p1.greedy.tokens);
+    assert.equal((await requests())[WEIGHTS] ?? 0, 0, 'no request for the weights');
+  });
+
   test('a model that does not fit the quota: one line with the model, its size, the free space and what to do', async (t) => {
+    await deleteAll(); // nothing held: the whole model must fit
     const q = await ctx.newPage();
     q.on('pageerror', (e) => pageErrors.push(e.message));
     // 1 MiB used of 1.5 MiB: 0.5 MiB free, the fixture needs 1.3 MiB.
