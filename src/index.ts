@@ -26,6 +26,7 @@ export { loadTokenizer, loadChatTemplate } from './tokenizer/node-load.ts';
 export { renderChat, encodeChat, checkChatMessages, chatTemplateFromConfig, type ChatMessage, type ChatTemplate } from './tokenizer/chat.ts';
 export type { ModelPlan, LayerPlan } from './config/plan.ts';
 export { synthesizeCheckpoint, type SynthOptions } from './io/synth.ts';
+export { startServer, SERVE_DEFAULTS, type ServeOptions, type ServerHandle } from './serve/server.ts';
 
 export interface LoadOptions extends ModelOptions {
   /** Reuse a device (several models on one GPU); by default each model gets its own. */

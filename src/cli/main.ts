@@ -16,6 +16,7 @@ import { doctorCommand } from './doctor-command.ts';
 import { defaultModel } from './default-model.ts';
 import { progressBar } from '../io/progress.ts';
 import { evalCommands } from './eval-commands.ts';
+import { serveCommand } from './serve-command.ts';
 import { disposeWhenIdle, startLifecycle } from './lifecycle.ts';
 import { checkFiniteRows } from './finite.ts';
 
@@ -82,6 +83,7 @@ const commands: Record<string, Command> = {
   },
   ...evalCommands(common, openModel),
   doctor: doctorCommand,
+  serve: serveCommand(common, openModel, life),
 };
 
 function usage(): string {

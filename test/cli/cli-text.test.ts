@@ -2,6 +2,7 @@
 // template, and --model as a hub id served by a local stand-in for the hub on 127.0.0.1.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,6 +37,7 @@ function openelm(args: string[], env: Record<string, string> = {}): Promise<Run>
 const tmp = mkdtempSync(join(tmpdir(), 'openelm-text-'));
 const modelDir = join(tmp, 'llama-vocab');
 const template = CHAT_TEMPLATE;
+const COMMIT = '0123456789abcdef0123456789abcdef01234567';
 
 before(async () => {
   // A small random model with Llama-2's 32000-token vocabulary, so real text fits it.
@@ -103,7 +105,7 @@ test('sampling through the CLI: same seed, same tokens', async () => {
   assert.deepEqual(a.output_ids, b.output_ids);
 });
 
-test('--model as a hub id: a 401 without a token, download with one, then the cache', async () => {
+test('--model as a hub id: a 401 without a token, download with one into the HF cache, then the cache, also offline', async () => {
   const fx = fixtureDir('tiny-elm');
   const files: Record<string, Buffer> = {
     'config.json': readFileSync(join(fx, 'config.json')),
@@ -111,7 +113,7 @@ test('--model as a hub id: a 401 without a token, download with one, then the ca
   };
   let weightRequests = 0;
   const server: Server = createServer((req, res) => {
-    const m = /^\/acme\/tiny-elm\/resolve\/main\/(.+)$/.exec(req.url ?? '');
+    const m = new RegExp(`^/acme/tiny-elm/resolve/(?:main|${COMMIT})/(.+)$`).exec(req.url ?? '');
     if (req.headers.authorization !== 'Bearer sekret') {
       res.writeHead(401, { 'X-Error-Code': 'GatedRepo' }).end('gated');
       return;
@@ -121,12 +123,16 @@ test('--model as a hub id: a 401 without a token, download with one, then the ca
       res.writeHead(404, { 'X-Error-Code': 'EntryNotFound' }).end('not found');
       return;
     }
-    if (m![1] === 'model.safetensors') weightRequests++;
-    res.writeHead(200, { 'Content-Length': body.length }).end(body);
+    if (m![1] === 'model.safetensors' && req.method === 'GET') weightRequests++;
+    // What the hub sends: the commit, and the blob name (sha256 for LFS files, a git blob id otherwise).
+    const etag = createHash(m![1].endsWith('.safetensors') ? 'sha256' : 'sha1').update(body).digest('hex');
+    res.writeHead(200, { 'Content-Length': body.length, 'X-Repo-Commit': COMMIT, ETag: `"${etag}"` }).end(body);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as { port: number }).port;
-  const env = { HF_ENDPOINT: `http://127.0.0.1:${port}`, OPENELM_CACHE: join(tmp, 'cache'), HF_TOKEN: '' };
+  const hfCache = join(tmp, 'hf-cache');
+  let firstIds: number[] = [];
+  const env = { HF_ENDPOINT: `http://127.0.0.1:${port}`, HF_HUB_CACHE: hfCache, HF_TOKEN: '', HF_HUB_OFFLINE: '' };
   const args = ['generate', '--model', 'acme/tiny-elm', '--input-ids', '1,5,9', '--max-new-tokens', '4', '--json'];
   try {
     const denied = await openelm(args, env);
@@ -134,11 +140,21 @@ test('--model as a hub id: a 401 without a token, download with one, then the ca
     assert.match(denied.stderr, /acme\/tiny-elm.*401.*--hf_access_token/);
     const first = await openelm([...args, '--hf_access_token', 'sekret'], env);
     assert.equal(first.code, 0, first.stderr);
+    firstIds = JSON.parse(first.stdout).output_ids;
     const second = await openelm([...args, '--hf_access_token', 'sekret'], env);
     assert.equal(second.code, 0, second.stderr);
     assert.deepEqual(JSON.parse(second.stdout).output_ids, JSON.parse(first.stdout).output_ids);
     assert.equal(weightRequests, 1, 'the second run reuses the cache');
+    assert.equal(readFileSync(join(hfCache, 'models--acme--tiny-elm', 'refs', 'main'), 'utf8'), COMMIT);
   } finally {
     server.close();
   }
+  // With the hub gone and HF_HUB_OFFLINE=1 the cached model still runs; a model not cached is one clear line.
+  const offline = await openelm(args, { ...env, HF_HUB_OFFLINE: '1' });
+  assert.equal(offline.code, 0, offline.stderr);
+  assert.deepEqual(JSON.parse(offline.stdout).output_ids, firstIds);
+  const missing = await openelm([...args.slice(0, 2), 'acme/not-cached', ...args.slice(3)], { ...env, HF_HUB_OFFLINE: '1' });
+  assert.notEqual(missing.code, 0);
+  assert.equal(missing.stderr.trim().split('\n').length, 1, missing.stderr);
+  assert.match(missing.stderr, /acme\/not-cached: not in the Hugging Face cache at .*models--acme--not-cached \(no refs\/main\), and offline mode \(HF_HUB_OFFLINE\) forbids downloading it/);
 });

@@ -20,6 +20,7 @@ const LAYERS: Record<string, number> = {
   'src/eval': 7,
   'src/api': 8,
   'src/doctor': 9,
+  'src/serve': 9.5, // the HTTP server over a loaded model (api); the CLI starts it
   src: 10, // the entry points: index.ts (Node), browser.ts
   'src/cli': 11,
   bench: 12,
