@@ -41,13 +41,13 @@ export function browserFeatures(gpu?: GpuAnswer): BrowserFeature[] {
     }
   }
   const opfsWhy = opfsUnavailableReason();
-  add('Origin Private File System', !opfsWhy, false, 'model files stream to disk; a cut download resumes', `${opfsWhy ?? ''}; the Cache API is used instead`);
   const cacheWhy = cacheUnavailableReason();
+  add('Origin Private File System', !opfsWhy, false, 'model files stream to disk; a cut download resumes', `${opfsWhy ?? ''}; ${cacheWhy ? 'with no Cache API either, models are not stored' : 'the Cache API is used instead'}`);
   add('Cache API', !cacheWhy, false, 'model files can be kept in the Cache API', cacheWhy ?? '');
   add('Storage estimate', typeof nav?.storage?.estimate === 'function', false, 'a model that cannot fit is refused before downloading', 'a model that does not fit fails only when storage runs out');
   add('Persistent storage', typeof nav?.storage?.persist === 'function', false, 'the site can ask that its models not be evicted', 'the browser may evict stored models under storage pressure');
   add('Web Workers', typeof g.Worker === 'function', false, 'the engine can run off the page thread', 'the engine runs on the page thread (the page may stutter while generating)');
-  add('Streaming fetch bodies', typeof g.ReadableStream === 'function' && g.Response !== undefined && 'body' in g.Response.prototype, true, 'weights are read as they arrive', 'fetch responses have no body stream: weights cannot be read');
+  add('Streaming fetch bodies', typeof g.ReadableStream === 'function' && g.Response !== undefined && 'body' in g.Response.prototype, false, 'weights are read as they arrive', 'fetch responses have no body stream: OPFS downloads fail (use storage: \'cache\'), other reads wait for whole responses');
   add('Web Locks', nav?.locks !== undefined, false, 'two tabs storing one model do not overwrite each other\'s records', 'two tabs storing one model at once may lose a record (the file is fetched again)');
   return out;
 }

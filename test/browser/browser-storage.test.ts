@@ -338,7 +338,7 @@ describe('browser storage (OPFS, Cache API) in headless Chromium', { skip, timeo
     assert.equal(byName.get('WebGPU (navigator.gpu)')?.ok, true);
     assert.equal(byName.get('Secure context')?.ok, true);
     assert.equal(byName.get('Origin Private File System')?.ok, false);
-    assert.match(byName.get('Origin Private File System')!.detail, /no Origin Private File System \(navigator\.storage\.getDirectory\); the Cache API is used instead/);
+    assert.match(byName.get('Origin Private File System')!.detail, /no Origin Private File System \(navigator\.storage\.getDirectory\); with no Cache API either, models are not stored/);
     assert.equal(byName.get('Cache API')?.ok, false);
     assert.equal(byName.get('shader-f16')?.required, false, 'shader-f16 is optional: f16 weights are unpacked in the shaders');
     assert.match((await p.locator('#features-summary').textContent()) ?? '', /^Missing here: (shader-f16, )?Origin Private File System, Cache API\.$/);
