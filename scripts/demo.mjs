@@ -12,7 +12,7 @@
 // GET /__demo/requests gives per-path request counts (POST /__demo/requests resets them);
 // GET /__demo/ranges gives the Range header of each request per path. POST /__demo/cut?path=P&at=N
 // makes every response for path P end (the connection dropped) at byte N of the file, to test
-// resumed downloads; POST /__demo/cut?path=P (no at) lifts it.
+// resumed downloads (&stall=1: hang there instead); POST /__demo/cut?path=P (no at) lifts it.
 // Responses carry Cache-Control: no-store, so only the page's own cache (the Cache API) can
 // spare a download.
 import { createServer } from 'node:http';
@@ -104,6 +104,8 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
   const ranges = new Map();
   /** path -> file offset at which responses are cut. */
   const cuts = new Map();
+  /** paths whose cut responses hang instead of ending. */
+  const stalls = new Set();
   const mounts = [
     ['/demo/', join(root, 'demo')],
     ['/dist/', join(root, 'dist')],
@@ -146,6 +148,8 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
       const at = url.searchParams.get('at');
       if (at === null) cuts.delete(p);
       else cuts.set(p, Number(at));
+      if (at !== null && url.searchParams.get('stall') === '1') stalls.add(p);
+      else stalls.delete(p);
       return send(200, JSON.stringify(Object.fromEntries(cuts)), TYPES['.json']);
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'only GET and HEAD', undefined, { Allow: 'GET, HEAD' });
@@ -200,7 +204,8 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
       }
       const stream = createReadStream(file, { start, end: cut - 1 });
       stream.pipe(res, { end: false });
-      stream.on('end', () => setTimeout(() => res.destroy(), 20));
+      // stall=1: hold the connection open after the cut (a download that hangs, for tab-close tests).
+      if (!stalls.has(path)) stream.on('end', () => setTimeout(() => res.destroy(), 20));
       stream.on('error', () => res.destroy());
       return;
     }

@@ -92,6 +92,8 @@ export interface BrowserLoadOptions extends ModelOptions {
   storage?: StorageChoice;
   /** false: store nothing (same as storage: 'none'). */
   cache?: boolean;
+  /** OPFS: files are written in parts of this size (default 16 MiB; a closed tab loses at most the part being filled). */
+  storagePartBytes?: number;
   /** Cache name (default 'openelm-webgpu-v1'). */
   cacheName?: string;
   /** fetch to use; default globalThis.fetch. */
@@ -380,7 +382,7 @@ async function loadWith(source: ModelSource, opts: BrowserLoadOptions, counters:
   } else {
     const base = modelBase(source as string | URL, opts.hub);
     const choice: StorageChoice = opts.cache === false ? 'none' : (opts.storage ?? 'auto');
-    const { store, report } = await openModelStore(base, choice, { cacheName: opts.cacheName ?? DEFAULT_CACHE_NAME });
+    const { store, report } = await openModelStore(base, choice, { cacheName: opts.cacheName ?? DEFAULT_CACHE_NAME, partBytes: opts.storagePartBytes });
     counters.cache = store;
     ev.storage = report;
     if (report.kind === 'none' && report.reason) cacheNote = ` (${report.reason})`;

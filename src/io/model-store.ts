@@ -66,6 +66,8 @@ export function requestPersistence(): Promise<boolean | undefined> {
 /** Opens the storage `choice` asks for; with 'auto', OPFS, else the Cache API, else none. */
 export async function openModelStore(base: string, choice: StorageChoice, o: StoreOptions = {}): Promise<{ store?: ModelStore; report: StorageReport }> {
   if (!STORAGE_CHOICES.includes(choice)) throw new Error(`option storage: expected one of ${STORAGE_CHOICES.join(', ')}, got "${String(choice)}"`);
+  const p = o.partBytes;
+  if (p !== undefined && !(Number.isSafeInteger(p) && p >= 4096)) throw new Error(`option storagePartBytes: expected an integer of at least 4096, got ${p}`);
   if (choice === 'none') return { report: { kind: 'none', requested: choice } };
   const reasons: string[] = [];
   if (choice === 'auto' || choice === 'opfs') {

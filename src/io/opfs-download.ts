@@ -30,7 +30,8 @@ export class Download {
   size = 0;
   /** Bytes [0, held) have arrived (on disk, or in `mem` for the part being filled). */
   held = 0;
-  private heldAtStart = 0;
+  /** Bytes held when this load began. */
+  heldAtStart = 0;
   private rec!: FileRecord;
   /** The part being filled: index, buffer, bytes in it. */
   private memPart = 0;

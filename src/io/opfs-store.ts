@@ -27,6 +27,7 @@ export class OpfsModelStore {
   /** Bytes of the model held before or written during this load (for quota messages). */
   heldOfModel = 0;
   private readonly downloads = new Set<Download>();
+  private readonly heldBefore = new Map<string, number>();
   private readonly touched = new Set<string>();
 
   private constructor(
@@ -120,6 +121,10 @@ export class OpfsModelStore {
 
   /** Bytes of `url` held (0 when none). */
   async heldBytes(url: string): Promise<number> {
+    // A file downloading now: what was held when this load began (the quota check must not count
+    // the bytes this load is already writing, or a fast download would hide a model that cannot fit).
+    const before = this.heldBefore.get(url);
+    if (before !== undefined) return before;
     const rec = this.record(url);
     if (!rec || rec.missing) return 0;
     return (await partSizes(this.dir, rec.stem, rec.partBytes)).reduce((a, b) => a + b, 0);
@@ -137,6 +142,7 @@ export class OpfsModelStore {
     }
     const d = new Download(this, url, name, net);
     await d.start();
+    this.heldBefore.set(url, d.heldAtStart);
     this.downloads.add(d);
     return d.source();
   }

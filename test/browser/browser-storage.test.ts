@@ -182,6 +182,35 @@ describe('browser storage (OPFS, Cache API) in headless Chromium', { skip, timeo
     assert.equal(w?.complete, true);
   });
 
+  test('a tab closed mid-download keeps the parts it finished; the next load fetches from there', async () => {
+    await deleteAll();
+    const partBytes = 64 * 1024;
+    const cut = 10 * partBytes + 5000;
+    await demo(`cut?path=${encodeURIComponent(WEIGHTS)}&at=${cut}&stall=1`, 'POST');
+    const tab = await ctx.newPage();
+    tab.on('pageerror', (e) => pageErrors.push(e.message));
+    await tab.goto(`${base}models/`);
+    // Start a load that hangs at the cut, wait until it got there, then close the tab.
+    void tab.evaluate((pb) => {
+      void (globalThis as unknown as LibHost).openelmLib().then((m) => m.loadModel('/models/tiny/', { storage: 'opfs', storagePartBytes: pb }).catch(() => {}));
+    }, partBytes);
+    const deadline = Date.now() + 60_000;
+    while ((weightsOf(await stored())?.storedBytes ?? 0) < 10 * partBytes) {
+      assert.ok(Date.now() < deadline, `the download reached ${weightsOf(await stored())?.storedBytes} bytes`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await tab.close();
+    // The ten full parts survive; the part being filled (5000 bytes in memory) is lost with the tab.
+    assert.equal(weightsOf(await stored())?.storedBytes, 10 * partBytes);
+    await demo(`cut?path=${encodeURIComponent(WEIGHTS)}`, 'POST');
+    await resetRequests();
+    const resumed = await load({ storage: 'opfs', storagePartBytes: partBytes });
+    assert.equal(resumed.error, undefined, resumed.error);
+    assert.deepEqual(resumed.ids, p1.greedy.tokens);
+    assert.deepEqual((await ranges())[WEIGHTS], [`bytes=${10 * partBytes}-`]);
+    assert.equal(weightsOf(await stored())?.storedBytes, size);
+  });
+
   test('a file that changed on the server since the cut is fetched again from the start', async () => {
     await deleteAll();
     const cut = Math.floor(size / 3);
