@@ -12,7 +12,10 @@
 // 1.1 GB) and its `openelm convert --dtype q4` (153 MB), written on first use.
 // --json prints one line {"url": ...} when listening (for tests). GET /models/ lists the models
 // (with each folder's size, and the format of compact checkpoints);
-// GET /__demo/requests gives per-path request counts (POST /__demo/requests resets them).
+// GET /__demo/requests gives per-path request counts (POST /__demo/requests resets them);
+// GET /__demo/ranges gives the Range header of each request per path. POST /__demo/cut?path=P&at=N
+// makes every response for path P end (the connection dropped) at byte N of the file, to test
+// resumed downloads (&stall=1: hang there instead); POST /__demo/cut?path=P (no at) lifts it.
 // Responses carry Cache-Control: no-store, so only the page's own cache (the Cache API) can
 // spare a download.
 import { createServer } from 'node:http';
@@ -134,6 +137,12 @@ function parseRange(header, size) {
  */
 export async function startDemoServer({ port = 8080, host = '127.0.0.1', models = {}, log = () => {} } = {}) {
   const requests = new Map();
+  /** Range header (or "" for none) of each request, per path. */
+  const ranges = new Map();
+  /** path -> file offset at which responses are cut. */
+  const cuts = new Map();
+  /** paths whose cut responses hang instead of ending. */
+  const stalls = new Set();
   const mounts = [
     ['/demo/', join(root, 'demo')],
     ['/dist/', join(root, 'dist')],
@@ -142,7 +151,7 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
   const cors = {
     'Access-Control-Allow-Origin': '*',
     'Access-Control-Allow-Headers': 'Range, Authorization',
-    'Access-Control-Expose-Headers': 'Content-Range, Content-Length, Accept-Ranges',
+    'Access-Control-Expose-Headers': 'Content-Range, Content-Length, Accept-Ranges, ETag, Last-Modified',
   };
 
   const server = createServer((req, res) => {
@@ -154,15 +163,31 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
       res.writeHead(400).end('bad path');
       return;
     }
-    if (!path.startsWith('/__demo/')) requests.set(path, (requests.get(path) ?? 0) + 1);
+    if (!path.startsWith('/__demo/')) {
+      requests.set(path, (requests.get(path) ?? 0) + 1);
+      ranges.set(path, [...(ranges.get(path) ?? []), req.headers.range ?? '']);
+    }
     const send = (status, body, type = 'text/plain; charset=utf-8', extra = {}) => {
       res.writeHead(status, { 'Content-Type': type, 'Cache-Control': 'no-store', ...cors, ...extra });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     if (req.method === 'OPTIONS') return send(204, '');
     if (path === '/__demo/requests') {
-      if (req.method === 'POST') requests.clear();
+      if (req.method === 'POST') {
+        requests.clear();
+        ranges.clear();
+      }
       return send(200, JSON.stringify(Object.fromEntries(requests)), TYPES['.json']);
+    }
+    if (path === '/__demo/ranges') return send(200, JSON.stringify(Object.fromEntries(ranges)), TYPES['.json']);
+    if (path === '/__demo/cut' && req.method === 'POST') {
+      const p = url.searchParams.get('path') ?? '';
+      const at = url.searchParams.get('at');
+      if (at === null) cuts.delete(p);
+      else cuts.set(p, Number(at));
+      if (at !== null && url.searchParams.get('stall') === '1') stalls.add(p);
+      else stalls.delete(p);
+      return send(200, JSON.stringify(Object.fromEntries(cuts)), TYPES['.json']);
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'only GET and HEAD', undefined, { Allow: 'GET, HEAD' });
     if (path === '/' || path === '/index.html') return send(302, '', undefined, { Location: '/demo/' });
@@ -187,7 +212,8 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
       return send(404, `not found: ${path}`);
     }
     const type = TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream';
-    const headers = { 'Content-Type': type, 'Cache-Control': 'no-store', 'Accept-Ranges': 'bytes', 'Last-Modified': st.mtime.toUTCString(), ...cors };
+    const etag = `"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`;
+    const headers = { 'Content-Type': type, 'Cache-Control': 'no-store', 'Accept-Ranges': 'bytes', 'Last-Modified': st.mtime.toUTCString(), ETag: etag, ...cors };
     const range = req.headers.range ? parseRange(req.headers.range, st.size) : undefined;
     if (range === 'unsatisfiable') {
       res.writeHead(416, { ...headers, 'Content-Range': `bytes */${st.size}` });
@@ -205,6 +231,21 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
       res.end();
       return;
     }
+    const cut = cuts.get(path);
+    if (cut !== undefined && end >= cut) {
+      // Send the bytes before the cut, then drop the connection (the client sees a short body).
+      if (cut <= start) {
+        res.flushHeaders();
+        setTimeout(() => res.destroy(), 20);
+        return;
+      }
+      const stream = createReadStream(file, { start, end: cut - 1 });
+      stream.pipe(res, { end: false });
+      // stall=1: hold the connection open after the cut (a download that hangs, for tab-close tests).
+      if (!stalls.has(path)) stream.on('end', () => setTimeout(() => res.destroy(), 20));
+      stream.on('error', () => res.destroy());
+      return;
+    }
     const stream = createReadStream(file, { start, end });
     stream.on('error', () => res.destroy());
     stream.pipe(res);
@@ -219,6 +260,7 @@ export async function startDemoServer({ port = 8080, host = '127.0.0.1', models 
   return {
     url,
     requests,
+    cuts,
     close: () => new Promise((ok) => server.close(() => ok())),
   };
 }

@@ -7,7 +7,8 @@ import { parseConfigText } from './config/config.ts';
 import { derivePlan, type ModelPlan } from './config/plan.ts';
 import { acquireDevice, engineLimits, type AcquiredDevice, type EngineLimit } from './gpu/device.ts';
 import { fmtBytes, Gpu } from './gpu/gpu.ts';
-import { DEFAULT_CACHE_NAME, ModelCache, cacheUnavailableReason, quotaError, type CacheOptions } from './io/browser-cache.ts';
+import { DEFAULT_CACHE_NAME } from './io/browser-cache.ts';
+import { checkRoom, deleteStoredModel as deleteStored, openModelStore, type ModelStore, type StorageChoice, type StorageReport } from './io/model-store.ts';
 import { parseSafetensors, type ByteSource, type TensorEntry } from './io/safetensors.ts';
 import { assembleShards, INDEX_FILE, parseShardIndex } from './io/shard-index.ts';
 import { blobSource, fetchOptional, httpSource, HttpError } from './io/web-source.ts';
@@ -36,6 +37,8 @@ export { acquireDevice, type AcquiredDevice, type DeviceFeatures } from './gpu/d
 export { parseSafetensors, type ByteSource, type TensorEntry } from './io/safetensors.ts';
 export { httpSource, blobSource, HttpError, type HttpSourceOptions, type HttpByteSource } from './io/web-source.ts';
 export { listCache, clearCache, QuotaError, DEFAULT_CACHE_NAME, type CachedFile, type CacheOptions } from './io/browser-cache.ts';
+export { listStoredModels, STORAGE_CHOICES, type StoredModel, type StoredFile, type StorageChoice, type StorageKind, type StorageReport } from './io/model-store.ts';
+export { browserFeatures, type BrowserFeature } from './io/browser-features.ts';
 // Lower-level pieces for the browser benchmark page (kernel timing).
 export { matmulDispatches } from './runtime/linear.ts';
 export { uploadWeight, destroyWeight, type GpuWeight, type WeightFormat } from './weights/gpu-weight.ts';
@@ -71,8 +74,15 @@ export interface BrowserLoadOptions extends ModelOptions {
   chatTemplate?: ChatTemplate | null;
   /** For hub ids: endpoint (default https://huggingface.co), revision (default main), access token. */
   hub?: { endpoint?: string; revision?: string; token?: string };
-  /** Keep fetched files in the Cache API (default true where it exists). */
+  /**
+   * Where to keep fetched files: 'auto' (default: the Origin Private File System, else the Cache
+   * API), 'opfs', 'cache', or 'none'. `cache: false` is 'none'.
+   */
+  storage?: StorageChoice;
+  /** false: store nothing (same as storage: 'none'). */
   cache?: boolean;
+  /** OPFS: files are written in parts of this size (default 16 MiB; a closed tab loses at most the part being filled). */
+  storagePartBytes?: number;
   /** Cache name (default 'openelm-webgpu-v1'). */
   cacheName?: string;
   /** fetch to use; default globalThis.fetch. */
@@ -111,6 +121,9 @@ export interface WebGpuSupport {
 /** Feature detection without creating a device: the adapter, its features and main limits. */
 export async function webgpuSupport(): Promise<WebGpuSupport> {
   const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  if (!gpu && (globalThis as { isSecureContext?: boolean }).isSecureContext === false) {
+    return { available: false, reason: 'this page is not a secure context, and browsers offer WebGPU only to secure pages: serve it over https://, or from http://localhost / 127.0.0.1.' };
+  }
   if (!gpu) return { available: false, reason: NO_WEBGPU_HELP };
   let adapter: GPUAdapter | null;
   try {
@@ -170,10 +183,10 @@ interface Folder {
 
 interface Counters {
   networkBytes: number;
-  cache?: ModelCache;
+  cache?: ModelStore;
 }
 
-function webFolder(base: string, o: BrowserLoadOptions, cache: ModelCache | undefined, counters: Counters): Folder {
+function webFolder(base: string, o: BrowserLoadOptions, cache: ModelStore | undefined, counters: Counters): Folder {
   const headers: Record<string, string> = o.hub?.token ? { Authorization: `Bearer ${o.hub.token}` } : {};
   const net = { fetch: o.fetch, headers, signal: o.signal, onBytes: (n: number) => (counters.networkBytes += n) };
   return {
@@ -195,13 +208,12 @@ function webFolder(base: string, o: BrowserLoadOptions, cache: ModelCache | unde
     },
     async source(file) {
       const url = new URL(file, base).href;
-      const open = async () => httpSource(url, { ...net, name: url });
       try {
         if (cache) {
           if (await cache.isMissing(url)) return undefined;
-          return await cache.rangedSource(url, url, open);
+          return await cache.weightSource(url, url, net);
         }
-        return await open();
+        return await httpSource(url, { ...net, name: url });
       } catch (e) {
         if (e instanceof HttpError && e.status === 404) {
           await cache?.markMissing(url);
@@ -333,6 +345,15 @@ async function folderChatTemplate(folder: Folder): Promise<ChatTemplate | undefi
  */
 export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = {}): Promise<OpenElmModel> {
   const counters: Counters = { networkBytes: 0 };
+  try {
+    return await loadWith(source, opts, counters);
+  } catch (e) {
+    counters.cache?.cancel?.(`the load failed: ${(e as Error)?.message ?? String(e)}`);
+    throw e;
+  }
+}
+
+async function loadWith(source: ModelSource, opts: BrowserLoadOptions, counters: Counters): Promise<OpenElmModel> {
   const ev: LoadEvent = { stage: 'files', message: '', bytesRead: 0, bytesTotal: 0, networkBytes: 0, cacheBytes: 0, tensorsDone: 0, tensorsTotal: 0 };
   const emit = (stage: LoadEvent['stage'], message: string) => {
     ev.stage = stage;
@@ -348,12 +369,13 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
   if (isFileList(source)) {
     folder = filesFolder(Array.from(source as Iterable<File>));
   } else {
-    const s = String(source);
-    const base = typeof source === 'string' && isHubId(s) ? hubFolderUrl(s, opts.hub) : folderUrl(source);
-    const useCache = opts.cache ?? true;
-    const cacheOpts: CacheOptions = { cacheName: opts.cacheName ?? DEFAULT_CACHE_NAME };
-    counters.cache = useCache && !cacheUnavailableReason() ? await ModelCache.open(cacheOpts) : undefined;
-    if (useCache && !counters.cache) cacheNote = ` (${cacheUnavailableReason() ?? 'the Cache API refused to open; models are not cached'})`;
+    const base = modelBase(source as string | URL, opts.hub);
+    const choice: StorageChoice = opts.cache === false ? 'none' : (opts.storage ?? 'auto');
+    const { store, report } = await openModelStore(base, choice, { cacheName: opts.cacheName ?? DEFAULT_CACHE_NAME, partBytes: opts.storagePartBytes });
+    counters.cache = store;
+    ev.storage = report;
+    if (report.kind === 'none' && report.reason) cacheNote = ` (${report.reason})`;
+    else if (report.kind !== 'none') cacheNote = ` (stored in ${report.kind === 'opfs' ? 'the Origin Private File System' : 'the Cache API'}${report.persisted ? ', persistent' : ''})`;
     folder = webFolder(base, opts, counters.cache, counters);
   }
 
@@ -370,7 +392,7 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
   ev.tensorsTotal = plan.tensors.length;
   if (counters.cache) {
     counters.cache.modelBytes = total;
-    await checkRoom(counters.cache, sources, total, folder.name);
+    await checkRoom(counters.cache, sources, total, folder.url ?? folder.name);
   }
   // Count bytes as tensors are read.
   const counted = new Map<ByteSource, ByteSource>();
@@ -405,7 +427,7 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
       chatTemplate,
       ownsGpu: !opts.gpu,
       // Assistants (speculative decoding) load on this model's device, cached like any model.
-      loader: (src, o) => loadModel(src, { hub: opts.hub, cache: opts.cache, cacheName: opts.cacheName, gemv: opts.gemv, prefillMatmul: opts.prefillMatmul, tuningStore, tokenizer, ...o }),
+      loader: (src, o) => loadModel(src, { hub: opts.hub, cache: opts.cache, storage: opts.storage, cacheName: opts.cacheName, gemv: opts.gemv, prefillMatmul: opts.prefillMatmul, tuningStore, tokenizer, ...o }),
       onProgress: (done, n, tensor) => {
         ev.tensorsDone = done;
         ev.tensorsTotal = n;
@@ -427,21 +449,16 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
   }
 }
 
-/** Fails before downloading when the browser says the files cannot fit in the cache. */
-async function checkRoom(cache: ModelCache, sources: ByteSource[], total: number, name: string): Promise<void> {
-  const nav = (globalThis as { navigator?: Navigator }).navigator;
-  let est: StorageEstimate | undefined;
-  try {
-    est = await nav?.storage?.estimate?.();
-  } catch {
-    return;
-  }
-  if (!est || est.quota === undefined || est.usage === undefined) return;
-  // Bytes of these files not cached yet: what the download will add.
-  let cached = 0;
-  for (const s of sources) cached += await cache.heldBytes(s.name);
-  const needed = total - cached;
-  if (needed > est.quota - est.usage) {
-    throw await quotaError(`the weights of ${name}`, needed, total, cached);
-  }
+/** The folder URL of a model source given as a URL or a hub id. */
+function modelBase(source: string | URL, hub: BrowserLoadOptions['hub']): string {
+  const s = String(source);
+  return typeof source === 'string' && isHubId(s) ? hubFolderUrl(s, hub) : folderUrl(source);
+}
+
+/**
+ * Deletes a stored model from OPFS and the Cache API: a folder URL (as listStoredModels gives
+ * it) or a hub id; without one, every stored model. Returns the files and bytes removed.
+ */
+export async function deleteStoredModel(source?: string | URL, o: { hub?: BrowserLoadOptions['hub']; cacheName?: string } = {}): Promise<{ files: number; bytes: number }> {
+  return deleteStored(source === undefined ? undefined : modelBase(source, o.hub), { cacheName: o.cacheName });
 }

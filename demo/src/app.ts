@@ -1,10 +1,11 @@
 // The generation page (demo/index.html). Query parameters fill the form (model, dtype, ids or
-// prompt, max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty, seed, cache=0;
+// prompt, max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty, seed,
+// storage=auto|opfs|cache|none (cache=0: none);
 // speculative decoding: spec=lookup|assistant, lookup_tokens, assistant, assistant_dtype,
 // assistant_tokens) and autorun=1 starts generating at once; window.openelmDemo exposes the last
 // run and timings. The model runs in a Web Worker (createWorkerModel) so the page never blocks;
 // worker=0 runs it on the page's thread instead (loadModel).
-import { createWorkerModel, emptyStats, fmtBytes, loadModel, type DType, type GenerationStats, type LoadEvent, type OpenElmModel, type WorkerCallOptions, type WorkerModel } from '../../src/browser.ts';
+import { createWorkerModel, emptyStats, fmtBytes, loadModel, type DType, type GenerationStats, type LoadEvent, type OpenElmModel, type StorageReport, type WorkerCallOptions, type WorkerModel } from '../../src/browser.ts';
 import { $, clearError, fmt, loadFiguresText, loadPresets, loadProgressText, memoryProbe, params, refreshCache, setupCacheButton, setupPicker, showError, showSupport, type LoadFigures, type Preset } from './common.ts';
 
 // Sampled from page start, so the load's peak is seen whatever starts it.
@@ -41,6 +42,8 @@ const state: {
   loadMs?: number;
   /** Download size, load time and peak memory of the last load. */
   load?: LoadFigures;
+  /** Where the last load kept the files. */
+  storage?: StorageReport;
   error?: string;
 } = { runs: 0 };
 
@@ -127,13 +130,15 @@ async function ensureModel(picker: ReturnType<typeof setupPicker>, signal?: Abor
   bar.removeAttribute('value');
   setStat('load-status', 'loading…');
   let last: LoadEvent | undefined;
+  state.storage = undefined;
   const opts = {
     dtype: picker.dtype() as DType,
-    cache: picker.cache(),
+    storage: picker.storage(),
     signal,
     onLoadProgress: (e: LoadEvent) => {
       last = e;
       memory.sample();
+      if (e.storage) state.storage = e.storage;
       if (e.bytesTotal > 0) {
         bar.max = e.bytesTotal;
         bar.value = e.bytesRead;
@@ -147,7 +152,9 @@ async function ensureModel(picker: ReturnType<typeof setupPicker>, signal?: Abor
     state.model = m;
     const loadMs = performance.now() - t0;
     state.loadMs = loadMs;
-    setStat('load-status', `${m.plan.numLayers} layers, ${(m.plan.paramCount / 1e6).toFixed(1)}M parameters, ${m.dtype} weights, loaded in ${fmt(loadMs / 1000, 2)} s`);
+    const st = state.storage as StorageReport | undefined; // set by the progress callback
+    const where = st ? ` · files kept in ${st.kind === 'opfs' ? 'OPFS' : st.kind === 'cache' ? 'the Cache API' : 'no storage'}${st.persisted ? ' (persistent)' : ''}` : '';
+    setStat('load-status', `${m.plan.numLayers} layers, ${(m.plan.paramCount / 1e6).toFixed(1)}M parameters, ${m.dtype} weights, loaded in ${fmt(loadMs / 1000, 2)} s${where}`);
     state.load = {
       load_ms: loadMs,
       download_bytes: last?.networkBytes ?? 0,

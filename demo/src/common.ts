@@ -1,6 +1,6 @@
 // Shared by the demo pages: element lookup, WebGPU feature display, the model picker (presets,
 // URL / hub id, folder or file picker), the cache panel, number formatting.
-import { clearCache, fmtBytes, listCache, webgpuSupport, type ModelSource, type WebGpuSupport } from '../../src/browser.ts';
+import { browserFeatures, deleteStoredModel, fmtBytes, listStoredModels, STORAGE_CHOICES, webgpuSupport, type ModelSource, type StorageChoice, type StoredModel, type WebGpuSupport } from '../../src/browser.ts';
 
 export function $<T extends HTMLElement = HTMLElement>(id: string): T {
   const el = document.getElementById(id);
@@ -57,6 +57,9 @@ export async function showSupport(): Promise<WebGpuSupport> {
     chip('timestamp-query', s.features?.timestampQuery),
     h('span', { class: 'limits' }, `max buffer ${fmtBytes(s.limits!.maxBufferSize)}, max storage binding ${fmtBytes(s.limits!.maxStorageBufferBindingSize)}`),
   );
+  // Optional features this browser lacks (the chips above cover the GPU's).
+  const missing = browserFeatures(s).filter((f) => !f.ok && f.name !== 'shader-f16');
+  if (missing.length > 0) box.append(h('span', { class: 'limits' }, `Missing here: ${missing.map((f) => `${f.name} (${f.detail})`).join('; ')}`));
   return s;
 }
 
@@ -111,6 +114,8 @@ export interface Picker {
   key(): string;
   dtype(): string;
   cache(): boolean;
+  /** Where loads keep files: #storage when the page has it, else from #use-cache. */
+  storage(): StorageChoice;
 }
 
 /**
@@ -171,8 +176,15 @@ export function setupPicker(presets: Preset[], onPreset: (p: Preset) => void): P
   const dtypeSel = $<HTMLSelectElement>('dtype');
   const d = params.get('dtype');
   if (d) dtypeSel.value = d;
-  const useCache = $<HTMLInputElement>('use-cache');
-  if (params.get('cache') === '0') useCache.checked = false;
+  const useCache = document.getElementById('use-cache') as HTMLInputElement | null;
+  if (params.get('cache') === '0' && useCache) useCache.checked = false;
+  const storageSel = document.getElementById('storage') as HTMLSelectElement | null;
+  const st = params.get('cache') === '0' ? 'none' : params.get('storage');
+  if (storageSel && st) {
+    if (!STORAGE_CHOICES.includes(st as StorageChoice)) throw new Error(`storage=${st}: expected one of ${STORAGE_CHOICES.join(', ')}`);
+    storageSel.value = st;
+  }
+  const storage = (): StorageChoice => (storageSel ? (storageSel.value as StorageChoice) : useCache?.checked === false ? 'none' : 'auto');
   return {
     source: () => {
       if (pickedFiles) return pickedFiles;
@@ -180,24 +192,44 @@ export function setupPicker(presets: Preset[], onPreset: (p: Preset) => void): P
       if (!v) throw new Error('give a model: pick a preset, type a folder URL or a hub id (owner/name), or choose a folder');
       return v;
     },
-    key: () => `${pickedFiles ? pickedKey : url.value.trim()}|${dtypeSel.value}|${useCache.checked}`,
+    key: () => `${pickedFiles ? pickedKey : url.value.trim()}|${dtypeSel.value}|${storage()}`,
     dtype: () => dtypeSel.value,
-    cache: () => useCache.checked,
+    cache: () => storage() !== 'none',
+    storage,
   };
 }
 
-// ---- Cache panel ----
+// ---- Stored models panel ----
 
+const STORAGE_NAMES: Record<StoredModel['storage'], string> = { opfs: 'OPFS', cache: 'Cache API' };
+
+/** #cache-info: a summary of stored models; #stored-models (when the page has it): one row each with a Delete button. */
 export async function refreshCache(): Promise<void> {
   const info = $('cache-info');
+  const list = document.getElementById('stored-models');
   try {
-    const files = await listCache();
-    const held = files.filter((f) => !f.missing);
-    const bytes = held.reduce((a, f) => a + f.cachedBytes, 0);
-    info.textContent = held.length === 0 ? 'Cache: empty' : `Cache: ${held.length} file${held.length > 1 ? 's' : ''}, ${fmtBytes(bytes)}`;
-    info.title = held.map((f) => `${f.url}: ${fmtBytes(f.cachedBytes)}${f.size !== undefined ? ` of ${fmtBytes(f.size)}` : ''}${f.complete ? '' : ' (partial)'}`).join('\n');
+    const models = await listStoredModels();
+    const bytes = models.reduce((a, m) => a + m.bytes, 0);
+    const files = models.reduce((a, m) => a + m.files.filter((f) => !f.missing).length, 0);
+    info.textContent = models.length === 0 ? 'Stored: nothing' : `Stored: ${models.length} model${models.length > 1 ? 's' : ''}, ${files} file${files > 1 ? 's' : ''}, ${fmtBytes(bytes)}`;
+    info.title = models.flatMap((m) => m.files.map((f) => `${f.url}: ${fmtBytes(f.storedBytes)}${f.size !== undefined ? ` of ${fmtBytes(f.size)}` : ''}${f.complete ? '' : ' (partial)'}`)).join('\n');
+    list?.replaceChildren(
+      ...models.map((m) => {
+        const del = h('button', { type: 'button', class: 'secondary', 'data-url': m.url }, 'Delete');
+        del.addEventListener('click', async () => {
+          try {
+            await deleteStoredModel(m.url);
+          } catch (e) {
+            showError(e);
+          }
+          await refreshCache();
+        });
+        const size = m.sizeBytes !== undefined && !m.complete ? `${fmtBytes(m.bytes)} of ${fmtBytes(m.sizeBytes)}` : fmtBytes(m.bytes);
+        return h('li', { 'data-url': m.url, 'data-storage': m.storage, 'data-complete': String(m.complete) }, h('span', { class: 'mono' }, m.url), ` ${STORAGE_NAMES[m.storage]} · ${size}${m.complete ? '' : ' · partial (resumes on the next load)'} `, del);
+      }),
+    );
   } catch (e) {
-    info.textContent = `Cache: unavailable (${(e as Error).message})`;
+    info.textContent = `Stored: unavailable (${(e as Error).message})`;
   }
 }
 
@@ -205,8 +237,9 @@ export function setupCacheButton(beforeClear: () => void = () => {}): void {
   $('clear-cache').addEventListener('click', async () => {
     beforeClear();
     try {
-      const r = await clearCache();
-      $('cache-info').textContent = `Cache cleared (${r.files} files, ${fmtBytes(r.bytes)})`;
+      const r = await deleteStoredModel();
+      await refreshCache();
+      $('cache-info').textContent = `Storage cleared (${r.files} files, ${fmtBytes(r.bytes)})`;
     } catch (e) {
       showError(e);
     }

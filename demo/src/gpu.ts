@@ -1,12 +1,12 @@
 // The "Check this GPU" page (demo/gpu.html): the library's runDoctor in the browser, a table of its
 // checks, the model check, the choices, and the report as JSON (download link; also
-// window.openelmDoctor.report). Query parameters: dtype, only (kernel checks, e.g. matmul,attention), autorun=1, retune=1 (time the kernel choices again).
-import { browserTuningStore, createGpu, retuningStore, reportJson, runDoctor, type CheckResult, type DoctorReport } from '../../src/browser.ts';
+// window.openelmDoctor.report), and what this browser offers (window.openelmDoctor.features). Query parameters: dtype, only (kernel checks, e.g. matmul,attention), autorun=1, retune=1 (time the kernel choices again).
+import { browserFeatures, browserTuningStore, createGpu, retuningStore, reportJson, runDoctor, type BrowserFeature, type CheckResult, type DoctorReport } from '../../src/browser.ts';
 import { $, clearError, h, params, showError, showSupport } from './common.ts';
 
 declare global {
   interface Window {
-    openelmDoctor?: { report?: DoctorReport; error?: string };
+    openelmDoctor?: { report?: DoctorReport; error?: string; features?: BrowserFeature[] };
   }
 }
 
@@ -65,7 +65,7 @@ async function run(): Promise<void> {
   const progress = $<HTMLProgressElement>('progress');
   button.disabled = true;
   progress.hidden = false;
-  window.openelmDoctor = {};
+  window.openelmDoctor = { features: window.openelmDoctor?.features };
   const gpu = await createGpu();
   try {
     const dtype = $<HTMLSelectElement>('dtype').value as 'f16' | 'q8' | 'q4';
@@ -94,8 +94,24 @@ async function run(): Promise<void> {
   }
 }
 
+/** #features: every feature the engine and its storage use, found by feature detection. */
+function showFeatures(list: BrowserFeature[]): void {
+  const missing = list.filter((f) => !f.ok);
+  $('features-summary').textContent =
+    missing.length === 0 ? 'Everything the engine uses is here.' : `Missing here: ${missing.map((f) => `${f.name}${f.required ? ' (required)' : ''}`).join(', ')}.`;
+  $('features').replaceChildren(
+    table(
+      ['', 'feature', 'needed', 'what it means here'],
+      list.map((f) => h('tr', { class: f.ok ? 'pass' : f.required ? 'fail' : 'warn', 'data-feature': f.name }, h('td', { class: f.ok ? 'yes' : 'no' }, f.ok ? '✓' : '✗'), h('td', {}, f.name), h('td', {}, f.required ? 'required' : 'optional'), h('td', {}, f.detail))),
+    ),
+  );
+}
+
 async function main(): Promise<void> {
   const support = await showSupport();
+  const features = browserFeatures(support);
+  showFeatures(features);
+  window.openelmDoctor = { ...window.openelmDoctor, features };
   const button = $<HTMLButtonElement>('run');
   const d = params.get('dtype');
   if (d && ['f16', 'q8', 'q4'].includes(d)) $<HTMLSelectElement>('dtype').value = d;

@@ -13,6 +13,7 @@
 // (optionally for one URL prefix) starts over. Running out of storage throws a QuotaError that
 // says how much the model needs and how to free space; it is never swallowed.
 import type { ByteSource } from './safetensors.ts';
+import { httpSource, type HttpSourceOptions } from './web-source.ts';
 
 export const DEFAULT_CACHE_NAME = 'openelm-webgpu-v1';
 const PARAM = 'openelm-cache';
@@ -71,9 +72,9 @@ export async function quotaError(what: string, writeBytes: number, modelBytes: n
       ? `the model's files take ${fmtMiB(modelBytes)}, ${fmtMiB(cachedBytes)} of it already cached, so about ${fmtMiB(stillNeeded)} more is needed.`
       : `at least ${fmtMiB(writeBytes)} more is needed.`;
   return new QuotaError(
-    `Out of browser storage while caching ${what} (${fmtMiB(writeBytes)}): ${need}${storage} ` +
-      `To free space: clearCache() (the demo's "Clear cache" button) removes cached models; the browser's site settings ` +
-      `(Settings > Privacy > Site data) remove other data; or load with { cache: false } to skip caching.`,
+    `Out of browser storage while storing ${what} (${fmtMiB(writeBytes)}): ${need}${storage} ` +
+      `To free space: deleteStoredModel(url) (the demo's "Stored models" list) removes stored models; the browser's site settings ` +
+      `(Settings > Privacy > Site data) remove other data; or load with { storage: 'none' } to skip storing.`,
     stillNeeded,
     usage,
     quota,
@@ -151,6 +152,7 @@ export interface CacheCounters {
 
 /** One open cache, as the loader uses it. */
 export class ModelCache {
+  readonly kind = 'cache' as const;
   /** Total bytes of the files of the model being loaded (for quota messages); set by the loader. */
   modelBytes = 0;
   readonly counters: CacheCounters = { cacheBytes: 0 };
@@ -256,6 +258,11 @@ export class ModelCache {
   /** The file's size when any of it is cached (no request needed), else undefined. */
   async cachedSize(url: string): Promise<number | undefined> {
     return (await this.readMeta(url))?.size;
+  }
+
+  /** A weight file: ranges held are served from the cache, the others fetched (and stored). */
+  weightSource(url: string, name: string, net: HttpSourceOptions): Promise<ByteSource> {
+    return this.rangedSource(url, name, () => httpSource(url, { ...net, name }));
   }
 
   /**

@@ -1,5 +1,6 @@
 // The progress events of a browser model load (browser.ts loadModel's onLoadProgress), here below
 // the entry points so the worker proxy (src/worker) can forward them without importing browser.ts.
+import type { StorageReport } from './model-store.ts';
 
 export interface LoadEvent {
   /**
@@ -17,4 +18,6 @@ export interface LoadEvent {
   cacheBytes: number;
   tensorsDone: number;
   tensorsTotal: number;
+  /** Where the files are kept (OPFS, the Cache API or nowhere), and whether the browser agreed to persist them. */
+  storage?: StorageReport;
 }

@@ -39,7 +39,7 @@ export interface HttpByteSource extends ByteSource {
   readonly requests: number;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
+export const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const t = setTimeout(() => {
@@ -53,7 +53,8 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 
-function describeStatus(url: string, res: Response, name: string): HttpError {
+/** The HttpError for an unwanted status, with a hint for the common ones. */
+export function describeStatus(url: string, res: Response, name: string): HttpError {
   const s = res.status;
   const hint =
     s === 404
@@ -74,7 +75,7 @@ function isAbort(e: unknown): boolean {
  * fetch with retries for network errors and 5xx/429 replies. Other statuses are returned as they
  * are, for the caller to judge.
  */
-async function fetchRetrying(url: string, init: RequestInit, o: HttpSourceOptions, name: string): Promise<Response> {
+export async function fetchRetrying(url: string, init: RequestInit, o: HttpSourceOptions, name: string): Promise<Response> {
   const f = o.fetch ?? globalThis.fetch.bind(globalThis);
   const retries = o.retries ?? 3;
   const delay = o.retryDelayMs ?? 500;

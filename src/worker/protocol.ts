@@ -5,6 +5,7 @@ import type { ModelOptions, AssistantSpec, GenerateOptions } from '../api/model.
 import type { ModelPlan } from '../config/plan.ts';
 import type { GeneratedToken, GenerationStats } from '../generate/generate.ts';
 import type { LoadEvent } from '../io/load-event.ts';
+import type { StorageChoice } from '../io/model-store.ts';
 import type { ChatMessage, ChatTemplate } from '../tokenizer/chat.ts';
 
 /** browser loadModel's options that can cross to a worker (no callbacks, no device, no fetch). */
@@ -15,6 +16,9 @@ export interface WorkerLoadOptions extends Omit<ModelOptions, 'onProgress' | 'tu
   hub?: { endpoint?: string; revision?: string; token?: string };
   cache?: boolean;
   cacheName?: string;
+  /** Where downloaded files are kept (see BrowserLoadOptions.storage); OPFS works in the worker too. */
+  storage?: StorageChoice;
+  storagePartBytes?: number;
 }
 
 /** Generation options that can cross: an assistant only as a spec (loaded in the worker). */

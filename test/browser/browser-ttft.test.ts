@@ -1,6 +1,7 @@
 // A manual measurement, skipped unless OPENELM_BROWSER_TTFT_MODEL names a model folder: time from
 // page load to the first generated token in headless Chromium, cold (fresh profile, weights over
-// HTTP) and cached (a reload, weights from the Cache API), plus the weight requests each made.
+// HTTP) and cached (a reload, weights from the browser's storage: OPFS or the Cache API, as
+// OPENELM_BROWSER_TTFT_STORAGE=auto|opfs|cache says), plus the weight requests each made.
 // The page runs the model in its Web Worker (createWorkerModel); OPENELM_BROWSER_TTFT_WORKER=0
 // measures it on the page's thread instead.
 //
@@ -20,6 +21,7 @@ const MODEL = process.env.OPENELM_BROWSER_TTFT_MODEL;
 const CHROMIUM = process.env.OPENELM_CHROMIUM ?? '/usr/bin/chromium';
 const DTYPE = process.env.OPENELM_BROWSER_TTFT_DTYPE ?? 'f16';
 const WORKER = process.env.OPENELM_BROWSER_TTFT_WORKER === '0' ? '0' : '1';
+const STORAGE = process.env.OPENELM_BROWSER_TTFT_STORAGE ?? 'auto';
 
 test('page load to first token, cold and cached', { skip: MODEL ? (existsSync(CHROMIUM) ? false : `no ${CHROMIUM}`) : 'set OPENELM_BROWSER_TTFT_MODEL=DIR to measure', timeout: 1_800_000 }, async (t) => {
   const { chromium } = await import('playwright-core');
@@ -59,11 +61,11 @@ test('page load to first token, cold and cached', { skip: MODEL ? (existsSync(CH
         return s;
       };
       const url = `${base}demo/?model=/models/m/&ids=1,5,9&max_new_tokens=2&dtype=${DTYPE}&worker=${WORKER}&autorun=1`;
-      const cold = await measure('cold', () => page.goto(url));
-      const warm = await measure('cached', () => page.reload());
+      const cold = await measure(`cold (storage=${STORAGE})`, () => page.goto(`${url}&storage=${STORAGE}`));
+      const warm = await measure(`stored (storage=${STORAGE})`, () => page.reload());
       assert.deepEqual(warm.ids, cold.ids);
-      // For comparison: over the network again, without the Cache API.
-      const uncached = await measure('network, cache off', () => page.goto(url + '&cache=0'));
+      // For comparison: over the network again, storing nothing.
+      const uncached = await measure('network, storage=none', () => page.goto(url + '&storage=none'));
       assert.deepEqual(uncached.ids, cold.ids);
     } finally {
       await ctx.close();

@@ -1,6 +1,6 @@
 // The browser build in headless Chromium (playwright-core driving Debian's /usr/bin/chromium with
 // --enable-unsafe-webgpu, SwiftShader underneath): the bundle holds no Node code, the demo page
-// generates the fixture's greedy tokens exactly, a reload takes the weights from the Cache API
+// generates the fixture's greedy tokens exactly, a reload takes the weights from the Cache API (storage=cache)
 // (zero requests for model.safetensors), Stop aborts, the missing-WebGPU and full-storage messages
 // show, and the benchmark page completes with a table, a chart and JSON. Screenshots are written
 // to $OPENELM_SCREENSHOTS (default <tmp>/openelm-screenshots) for people to look at.
@@ -135,7 +135,7 @@ describe('demo pages in headless Chromium', { skip, timeout: 240_000 }, () => {
   test('the generation page gives the fixture greedy tokens; a reload takes the weights from the cache', async (t) => {
     await requests(true);
     const page = await newPage();
-    const url = `${base}demo/?model=/models/tiny-elm/&ids=${p1.input_ids.join(',')}&max_new_tokens=16&autorun=1`;
+    const url = `${base}demo/?model=/models/tiny-elm/&ids=${p1.input_ids.join(',')}&max_new_tokens=16&storage=cache&autorun=1`;
     await page.goto(url);
     await waitRuns(page, 1);
     let s = await demoState(page);
@@ -161,7 +161,7 @@ describe('demo pages in headless Chromium', { skip, timeout: 240_000 }, () => {
     assert.match((await page.locator('#support').textContent()) ?? '', /shader-f16.*subgroups.*timestamp-query/);
     t.diagnostic(`screenshot: ${await shot(page, 'generate.png')}`);
 
-    // Reload: everything from the Cache API.
+    // Reload: everything from the Cache API (storage=cache; OPFS has its own test, browser-storage).
     await requests(true);
     await page.reload();
     await waitRuns(page, 1);
@@ -171,7 +171,7 @@ describe('demo pages in headless Chromium', { skip, timeout: 240_000 }, () => {
     assert.equal(warm['/models/tiny-elm/model.safetensors'] ?? 0, 0, `no request for the weights after a reload: ${JSON.stringify(warm)}`);
     for (const f of ['config.json', 'tokenizer.json', 'tokenizer.model']) assert.equal(warm[`/models/tiny-elm/${f}`] ?? 0, 0, `no request for ${f}`);
     t.diagnostic(`fixture, cached: page load to first token ${s.pageToFirstTokenMs?.toFixed(0)} ms (model load ${s.loadMs?.toFixed(0)} ms)`);
-    await page.waitForFunction(() => /Cache: 2 files/.test(document.getElementById('cache-info')?.textContent ?? ''));
+    await page.waitForFunction(() => /Stored: 1 model, 2 files/.test(document.getElementById('cache-info')?.textContent ?? ''));
     await page.close();
   });
 
@@ -306,16 +306,16 @@ describe('demo pages in headless Chromium', { skip, timeout: 240_000 }, () => {
       };
     });
     // The Cache API is patched in the page only (not in workers): load on the page thread.
-    await q.goto(`${base}demo/?model=/models/synth-small/&worker=0`);
+    await q.goto(`${base}demo/?model=/models/synth-small/&worker=0&storage=cache`);
     await q.evaluate(() => (globalThis as unknown as { openelmDemo: { ready: Promise<void> } }).openelmDemo.ready);
     await q.click('#clear-cache');
-    await q.waitForFunction(() => /Cache cleared/.test(document.getElementById('cache-info')?.textContent ?? ''));
+    await q.waitForFunction(() => /Storage cleared/.test(document.getElementById('cache-info')?.textContent ?? ''));
     await q.click('#load');
     await q.waitForSelector('#error:not([hidden])', { timeout: 60_000 });
     const msg = (await q.locator('#error').textContent()) ?? '';
-    assert.match(msg, /^Out of browser storage while caching .*synth-small\/model\.safetensors bytes/);
+    assert.match(msg, /^Out of browser storage while storing .*synth-small\/model\.safetensors bytes/);
     assert.match(msg, /the model's files take 20\.7 MiB, .* so about .* more is needed\./);
-    assert.match(msg, /"Clear cache" button/);
+    assert.match(msg, /"Stored models" list/);
     t.diagnostic(`quota message: ${msg}`);
     t.diagnostic(`screenshot: ${await shot(q, 'quota.png')}`);
     await q.close();

@@ -191,9 +191,9 @@ test('a full cache gives a QuotaError saying how much is needed and how to free 
     err = e;
   }
   assert.ok(err instanceof QuotaError, `expected a QuotaError, got ${err}`);
-  assert.match(err.message, /^Out of browser storage while caching .*model\.safetensors bytes \d+-\d+ \(.+\): the model's files take 1\.3 MiB, .* already cached, so about .* more is needed\./);
-  assert.match(err.message, /clearCache\(\)/);
-  assert.match(err.message, /cache: false/);
+  assert.match(err.message, /^Out of browser storage while storing .*model\.safetensors bytes \d+-\d+ \(.+\): the model's files take 1\.3 MiB, .* already cached, so about .* more is needed\./);
+  assert.match(err.message, /deleteStoredModel\(url\)/);
+  assert.match(err.message, /storage: 'none'/);
   assert.ok(err.neededBytes > 0 && err.neededBytes <= file.length);
 });
 
