@@ -15,7 +15,7 @@
 // shared memory WebGPU uploads pass through, so these move less than the JS heap does).
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { startDemoServer } from './demo.mjs';
+import { startDemoServer, storedFormat } from './demo.mjs';
 
 const CHROMIUM = process.env.OPENELM_CHROMIUM ?? '/usr/bin/chromium';
 
@@ -32,12 +32,12 @@ function parse(argv) {
     };
     if (a === '--model') {
       const v = value();
-      const m = /^([A-Za-z0-9_.-]+)=(.+?)(?:@(f32|f16|q8|q4))?$/.exec(v);
+      const m = /^([A-Za-z0-9_.-]+)=(.+?)(?:@(f32|f16|q8|q4|mlx4|mlx8|auto))?$/.exec(v);
       if (!m) throw new Error(`--model takes NAME=DIR or NAME=DIR@DTYPE, got "${v}"`);
       const dir = resolve(m[2]);
       let stored;
       try {
-        stored = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).openelm_webgpu?.format;
+        stored = storedFormat(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
       } catch (e) {
         throw new Error(`--model ${v}: cannot read ${join(dir, 'config.json')} (${e.message})`);
       }

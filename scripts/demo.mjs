@@ -95,6 +95,13 @@ async function ensureCompact270m(dir) {
 }
 
 /** What GET /models/ says of a folder: its size, and the format of a compact checkpoint. */
+/** The format a config's checkpoint is stored in: openelm convert's q8/q4, MLX's mlx4/mlx8, else undefined (floats). */
+export function storedFormat(config) {
+  if (typeof config?.openelm_webgpu?.format === 'string') return config.openelm_webgpu.format;
+  const bits = config?.quantization?.bits;
+  return bits === 4 || bits === 8 ? `mlx${bits}` : undefined;
+}
+
 function describeModel(dir) {
   let bytes = 0;
   for (const f of readdirSync(dir)) {
@@ -103,7 +110,7 @@ function describeModel(dir) {
   }
   let format;
   try {
-    format = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).openelm_webgpu?.format;
+    format = storedFormat(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
   } catch {
     // served as it is; the page reports a bad config when it loads
   }

@@ -4,7 +4,7 @@
 // choice it times is remembered in localStorage for the next run.
 // Needs `npm run build` (dist/browser, demo/dist) first.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,8 +12,8 @@ import { after, before, describe, test } from 'node:test';
 import type { BrowserContext } from 'playwright-core';
 import type { DoctorReport } from '../../src/doctor/doctor.ts';
 import { repoRoot } from '../helpers.ts';
+import { CHROMIUM, startDemoServer, launchChromium } from '../browser-session.ts';
 
-const CHROMIUM = process.env.OPENELM_CHROMIUM ?? '/usr/bin/chromium';
 const skip = !existsSync(CHROMIUM) ? `no Chromium at ${CHROMIUM}` : !existsSync(join(repoRoot, 'demo/dist/gpu.js')) ? 'no demo/dist/gpu.js: run npm run build' : false;
 
 describe('the Check this GPU page', { skip, timeout: 300_000 }, () => {
@@ -23,22 +23,9 @@ describe('the Check this GPU page', { skip, timeout: 300_000 }, () => {
   let profile = '';
 
   before(async () => {
-    const { chromium } = await import('playwright-core');
-    server = spawn(process.execPath, [join(repoRoot, 'scripts/demo.mjs'), '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    base = await new Promise<string>((resolve, reject) => {
-      let buf = '';
-      server.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        if (buf.includes('\n')) resolve((JSON.parse(buf.split('\n')[0]) as { url: string }).url);
-      });
-      server.on('exit', (code) => reject(new Error(`scripts/demo.mjs exited with ${code}`)));
-    });
+    ({ server, base } = await startDemoServer([]));
     profile = mkdtempSync(join(tmpdir(), 'openelm-chromium-'));
-    ctx = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--no-sandbox'],
-    });
+    ctx = await launchChromium(profile);
   });
 
   after(async () => {
@@ -63,7 +50,7 @@ describe('the Check this GPU page', { skip, timeout: 300_000 }, () => {
     const d = await page.evaluate(() => (globalThis as unknown as { openelmDoctor: { report?: DoctorReport; error?: string } }).openelmDoctor);
     assert.equal(d.error, undefined, d.error);
     const r = d.report!;
-    assert.deepEqual([...new Set(r.checks.map((c) => c.name))], ['attention', 'embedding', 'argmax', 'sample']);
+    assert.deepEqual([...new Set(r.checks.map((c) => c.name))].sort(), ['argmax', 'attention', 'embedding', 'sample']);
     assert.deepEqual(r.checks.filter((c) => !c.pass).map((c) => `${c.name} ${c.variant} ${c.format}`), []);
     assert.ok(r.model_check.pass, JSON.stringify(r.model_check.dtypes));
     assert.equal(await page.locator('#results tbody tr').count(), r.checks.length);

@@ -3,15 +3,15 @@
 // `openelm eval --json` prints for the same model, task and data.
 // Needs `npm run build` (dist/browser, demo/dist) first; `npm test` does that.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { BrowserContext } from 'playwright-core';
 import { assertClose, repoRoot } from '../helpers.ts';
+import { CHROMIUM, startDemoServer, launchChromium } from '../browser-session.ts';
 
-const CHROMIUM = process.env.OPENELM_CHROMIUM ?? '/usr/bin/chromium';
 const skip = !existsSync(CHROMIUM) ? `no Chromium at ${CHROMIUM}` : !existsSync(join(repoRoot, 'demo/dist/eval.js')) ? 'no demo/dist/eval.js: run npm run build' : false;
 
 describe('evaluation page in headless Chromium', { skip, timeout: 300_000 }, () => {
@@ -27,26 +27,10 @@ describe('evaluation page in headless Chromium', { skip, timeout: 300_000 }, () 
       { question: 'What does a plant need?', choices: { text: ['light', 'café ☕', 'sand'], label: ['A', 'B', 'C'] }, answerKey: 'A' },
       { question: 'Where is the sun?', choices: { text: ['in the sky', 'under the ground'], label: ['A', 'B'] }, answerKey: 'A' },
     ];
-    const { chromium } = await import('playwright-core');
-    server = spawn(process.execPath, [join(repoRoot, 'scripts/demo.mjs'), '--port', '0', '--json'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, OPENELM_DEMO_SYNTH: synth },
-    });
-    base = await new Promise<string>((resolve, reject) => {
-      let buf = '';
-      server.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        if (buf.includes('\n')) resolve((JSON.parse(buf.split('\n')[0]) as { url: string }).url);
-      });
-      server.on('exit', (code) => reject(new Error(`scripts/demo.mjs exited with ${code}`)));
-    });
+    ({ server, base } = await startDemoServer([], { OPENELM_DEMO_SYNTH: synth }));
     // The data goes beside the model the server made, so /models/synth-small/arc.jsonl serves it.
     writeFileSync(join(synth, 'arc.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
-    ctx = await chromium.launchPersistentContext(join(tmp, 'profile'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--no-sandbox'],
-    });
+    ctx = await launchChromium(join(tmp, 'profile'));
   });
 
   after(async () => {

@@ -5,15 +5,15 @@
 // one-line message when a model does not fit the quota. The model is a copy of the tiny-elm
 // fixture served by scripts/demo.mjs, whose /__demo/cut drops connections at a byte offset.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { loadFixture, repoRoot } from '../helpers.ts';
+import { CHROMIUM, startDemoServer, launchChromium } from '../browser-session.ts';
 
-const CHROMIUM = process.env.OPENELM_CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = process.env.OPENELM_SCREENSHOTS ?? join(tmpdir(), 'openelm-screenshots');
 const fx = loadFixture('tiny-elm');
 const skip = !existsSync(CHROMIUM) ? `no Chromium at ${CHROMIUM} (apt-get install chromium)` : !existsSync(join(repoRoot, 'dist/browser/openelm.js')) ? 'no dist/browser/openelm.js: run npm run build' : false;
@@ -93,25 +93,11 @@ describe('browser storage (OPFS, Cache API) in headless Chromium', { skip, timeo
   const weightsOf = (list: Stored[]) => list.find((m) => m.url.endsWith('/models/tiny/'))?.files.find((f) => f.url.endsWith('model.safetensors'));
 
   before(async () => {
-    const { chromium } = await import('playwright-core');
     modelDir = mkdtempSync(join(tmpdir(), 'openelm-storage-model-'));
     cpSync(fx.dir, modelDir, { recursive: true });
-    server = spawn(process.execPath, [join(repoRoot, 'scripts/demo.mjs'), '--port', '0', '--json', '--model', `tiny=${modelDir}`], { stdio: ['ignore', 'pipe', 'inherit'] });
-    base = await new Promise<string>((resolve, reject) => {
-      let buf = '';
-      server.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        if (buf.includes('\n')) resolve((JSON.parse(buf.split('\n')[0]) as { url: string }).url);
-      });
-      server.on('exit', (code) => reject(new Error(`scripts/demo.mjs exited with ${code}`)));
-    });
+    ({ server, base } = await startDemoServer(['--model', `tiny=${modelDir}`]));
     profile = mkdtempSync(join(tmpdir(), 'openelm-chromium-'));
-    ctx = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1280, height: 900 },
-      args: ['--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--no-sandbox'],
-    });
+    ctx = await launchChromium(profile, { viewport: { width: 1280, height: 900 } });
     await ctx.addInitScript({ content: LIB_SCRIPT });
     page = await ctx.newPage();
     page.on('pageerror', (e) => pageErrors.push(e.message));

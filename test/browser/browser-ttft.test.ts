@@ -10,37 +10,22 @@
 //
 // Prints the figures as test diagnostics; asserts only that generation worked.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { repoRoot } from '../helpers.ts';
+import { CHROMIUM, startDemoServer, launchChromium } from '../browser-session.ts';
 
 const MODEL = process.env.OPENELM_BROWSER_TTFT_MODEL;
-const CHROMIUM = process.env.OPENELM_CHROMIUM ?? '/usr/bin/chromium';
 const DTYPE = process.env.OPENELM_BROWSER_TTFT_DTYPE ?? 'f16';
 const WORKER = process.env.OPENELM_BROWSER_TTFT_WORKER === '0' ? '0' : '1';
 const STORAGE = process.env.OPENELM_BROWSER_TTFT_STORAGE ?? 'auto';
 
 test('page load to first token, cold and cached', { skip: MODEL ? (existsSync(CHROMIUM) ? false : `no ${CHROMIUM}`) : 'set OPENELM_BROWSER_TTFT_MODEL=DIR to measure', timeout: 1_800_000 }, async (t) => {
-  const { chromium } = await import('playwright-core');
-  const server = spawn(process.execPath, [join(repoRoot, 'scripts/demo.mjs'), '--port', '0', '--json', '--model', `m=${MODEL}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const { server, base } = await startDemoServer(['--model', `m=${MODEL}`]);
   const profile = mkdtempSync(join(tmpdir(), 'openelm-ttft-'));
   try {
-    const base = await new Promise<string>((resolve, reject) => {
-      let buf = '';
-      server.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        if (buf.includes('\n')) resolve((JSON.parse(buf.split('\n')[0]) as { url: string }).url);
-      });
-      server.on('exit', (c) => reject(new Error(`demo server exited with ${c}`)));
-    });
-    const ctx = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--no-sandbox'],
-    });
+    const ctx = await launchChromium(profile);
     try {
       const page = await ctx.newPage();
       const reqs = async (reset = false) => (await (await fetch(`${base}__demo/requests`, { method: reset ? 'POST' : 'GET' })).json()) as Record<string, number>;

@@ -7,7 +7,7 @@
 //
 // Needs `npm run build` (dist/browser, demo/dist) first; `npm test` does that.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,8 +15,8 @@ import { after, before, describe, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { loadFixture, repoRoot } from '../helpers.ts';
 import type { GenerationStats } from '../../src/generate/generate.ts';
+import { CHROMIUM, startDemoServer, launchChromium } from '../browser-session.ts';
 
-const CHROMIUM = process.env.OPENELM_CHROMIUM ?? '/usr/bin/chromium';
 const BUNDLE_DIR = join(repoRoot, 'dist/browser');
 const SHOTS = process.env.OPENELM_SCREENSHOTS ?? join(tmpdir(), 'openelm-screenshots');
 const fx = loadFixture('tiny-elm');
@@ -103,24 +103,9 @@ describe('demo pages in headless Chromium', { skip, timeout: 240_000 }, () => {
     page.waitForFunction((k) => ((globalThis as unknown as { openelmDemo?: { state: { runs: number } } }).openelmDemo?.state.runs ?? 0) >= k, n, { timeout });
 
   before(async () => {
-    const { chromium } = await import('playwright-core');
-    server = spawn(process.execPath, [join(repoRoot, 'scripts/demo.mjs'), '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    base = await new Promise<string>((resolve, reject) => {
-      let buf = '';
-      server.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        const line = buf.split('\n')[0];
-        if (buf.includes('\n')) resolve((JSON.parse(line) as { url: string }).url);
-      });
-      server.on('exit', (code) => reject(new Error(`scripts/demo.mjs exited with ${code}`)));
-    });
+    ({ server, base } = await startDemoServer([]));
     profile = mkdtempSync(join(tmpdir(), 'openelm-chromium-'));
-    ctx = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1280, height: 900 },
-      args: ['--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--no-sandbox'],
-    });
+    ctx = await launchChromium(profile, { viewport: { width: 1280, height: 900 } });
   });
 
   after(async () => {

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { convertCheckpoint } from '../../src/convert/compact.ts';
 import { fixtureDir, repoRoot } from '../helpers.ts';
+import { CHROMIUM, startDemoServer } from '../browser-session.ts';
 
-const CHROMIUM = process.env.OPENELM_CHROMIUM ?? '/usr/bin/chromium';
 const skip = !existsSync(CHROMIUM) ? `no Chromium at ${CHROMIUM}` : !existsSync(join(repoRoot, 'demo/dist/app.js')) ? 'run npm run build first' : false;
 const root = mkdtempSync(join(tmpdir(), 'openelm-compact-browser-'));
 after(() => rmSync(root, { recursive: true, force: true }));

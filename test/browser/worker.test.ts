@@ -7,7 +7,7 @@
 //
 // Needs `npm run build` (dist/browser/worker.js, demo/dist) first.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,8 +17,8 @@ import { loadModel } from '../../src/index.ts';
 import { synthesizeCheckpoint } from '../../src/io/synth.ts';
 import type { ChatMessage } from '../../src/tokenizer/chat.ts';
 import { CHAT_TEMPLATE, LLAMA_VOCAB_CONFIG, loadFixture, maxAbsDiff, repoRoot, testGpu } from '../helpers.ts';
+import { CHROMIUM, startDemoServer, launchChromium } from '../browser-session.ts';
 
-const CHROMIUM = process.env.OPENELM_CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = process.env.OPENELM_SCREENSHOTS ?? join(tmpdir(), 'openelm-screenshots');
 const fx = loadFixture('tiny-elm');
 const skip = !existsSync(CHROMIUM)
@@ -54,23 +54,9 @@ describe('the worker engine and the chat page in headless Chromium', { skip, tim
   before(async () => {
     await synthesizeCheckpoint(chatDir, LLAMA_VOCAB_CONFIG, { dtype: 'F16', seed: 21 });
     writeFileSync(join(chatDir, 'tokenizer_config.json'), JSON.stringify({ chat_template: CHAT_TEMPLATE, bos_token: '<s>', eos_token: '</s>' }));
-    const { chromium } = await import('playwright-core');
-    server = spawn(process.execPath, [join(repoRoot, 'scripts/demo.mjs'), '--port', '0', '--json', '--model', `chat=${chatDir}`], { stdio: ['ignore', 'pipe', 'inherit'] });
-    base = await new Promise<string>((resolve, reject) => {
-      let buf = '';
-      server.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        if (buf.includes('\n')) resolve((JSON.parse(buf.split('\n')[0]) as { url: string }).url);
-      });
-      server.on('exit', (code) => reject(new Error(`scripts/demo.mjs exited with ${code}`)));
-    });
+    ({ server, base } = await startDemoServer(['--model', `chat=${chatDir}`]));
     profile = mkdtempSync(join(tmpdir(), 'openelm-chromium-worker-'));
-    ctx = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1280, height: 900 },
-      args: ['--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--no-sandbox'],
-    });
+    ctx = await launchChromium(profile, { viewport: { width: 1280, height: 900 } });
   });
 
   after(async () => {

@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { extname, join, normalize, sep } from 'node:path';
 import { after, before, test } from 'node:test';
 import { LLAMA_VOCAB_CONFIG, repoRoot } from '../helpers.ts';
+import { CHROMIUM, launchChromium } from '../browser-session.ts';
 
-const CHROMIUM = process.env.OPENELM_CHROMIUM ?? '/usr/bin/chromium';
 const tmp = mkdtempSync(join(tmpdir(), 'openelm-package-'));
 const app = join(tmp, 'consumer');
 const modelDir = join(app, 'model');
@@ -143,13 +143,8 @@ globalThis.runModel = async (url) => {
   }
   writeFileSync(join(app, 'index.html'), '<!doctype html><meta charset="utf-8"><script src="app.js"></script>');
   const server = await serve(app);
-  const { chromium } = await import('playwright-core');
   const profile = mkdtempSync(join(tmpdir(), 'openelm-chromium-'));
-  const ctx = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--no-sandbox'],
-  });
+  const ctx = await launchChromium(profile);
   try {
     const page = await ctx.newPage();
     const errors: string[] = [];
