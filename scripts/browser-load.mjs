@@ -1,7 +1,8 @@
 // Download size, load time, peak memory and page-load-to-first-token of model folders in headless
 // Chromium, one fresh browser (and profile) a model (so each process's peak resident size is that model's):
 // the demo page (demo/index.html) loads the folder over HTTP from the demo server with the Cache
-// API off, generates one token, and reports its figures (window.openelmDemo.state.load).
+// API off, generates one token, and reports its figures (window.openelmDemo.state.load). The model
+// loads on the page's thread (worker=0): performance.memory sees only the page's heap, not a worker's.
 //
 //   node scripts/build.mjs && node scripts/browser-load.mjs --model NAME=DIR[@DTYPE] ... [--ids 1,5,9] [--json]
 //
@@ -77,7 +78,7 @@ async function measure(chromium, base, m, ids) {
   });
   try {
     const page = await (await browser.newContext()).newPage();
-    const url = `${base}demo/?model=/models/${m.name}/&ids=${ids}&max_new_tokens=1&dtype=${m.dtype}&cache=0&autorun=1`;
+    const url = `${base}demo/?model=/models/${m.name}/&ids=${ids}&max_new_tokens=1&dtype=${m.dtype}&cache=0&worker=0&autorun=1`;
     await page.goto(url);
     await page.waitForFunction(() => (globalThis.openelmDemo?.state.runs ?? 0) >= 1, null, { timeout: 3_600_000, polling: 500 });
     const s = await page.evaluate(() => {
